@@ -1,0 +1,33 @@
+# The README's two commands are `make book` (the learner's path) and `make test` (every test).
+# Both create .venv on first use. A GPU user installs a CUDA torch into .venv first (see README).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# The CPU wheel that a fresh install takes when no torch is in the venv yet (never a CUDA build).
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: setup book test notebooks exercises clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+setup: $(PY)
+	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install $(TORCH_CPU)
+	$(PIP) install -e ".[test,book]"
+
+book: setup
+	bash book/build.sh
+
+test: setup
+	bash book/ensure_chromium.sh
+	EBM_TEACH_QUIET=1 EBM_TEACH_DEVICE=cpu $(PY) -m pytest tests --nbval notebooks --sanitize-with tests/nbval_sanitize.cfg
+
+notebooks: setup
+	$(PY) -m ebm_teach.tools.notebooks refresh notebooks/*.py
+
+exercises: setup
+	$(PY) -m ebm_teach.grade build
+
+clean:
+	rm -rf book/_build .pytest_cache

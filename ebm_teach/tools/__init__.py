@@ -1,0 +1,1 @@
+"""Developer tools: keeping notebooks' stored outputs in step with their py:percent sources."""
