@@ -93,3 +93,120 @@ def log_likelihood_grid(
         raise ValueError(f"x has {x.shape[1]} dimensions but bounds has {len(bounds)}.")
     log_z = log_partition_grid(energy, bounds, n_points, device=x.device, dtype=x.dtype, batch_size=batch_size)
     return float(_energy_on(x, energy, batch_size).neg().mean()) - log_z
+
+
+# --- classifier metrics (chapter 7) ---
+from typing import NamedTuple  # noqa: E402  (this section is appended; keep it self-contained)
+
+
+def _check_probs(probs, name: str = "probs") -> torch.Tensor:
+    probs = check_tensor(probs, name, ndim=2)
+    row_sums = probs.sum(dim=1)
+    if bool((probs < 0).any()) or not bool(((row_sums - 1).abs() <= 1e-4).all()):
+        raise ValueError(
+            f"{name} must hold one row of class probabilities per example (non-negative, each row summing to "
+            f"1); got row sums in [{float(row_sums.min()):.3g}, {float(row_sums.max()):.3g}]. "
+            "Pass torch.softmax(logits, dim=1), not the logits."
+        )
+    return probs
+
+
+def _check_labels(y, n: int, n_classes: int, name: str = "y") -> torch.Tensor:
+    y = check_tensor(y, name, ndim=1, floating=False)
+    if y.dtype.is_floating_point or y.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class labels; got dtype {y.dtype}. Use y.long().")
+    if len(y) != n:
+        raise ValueError(f"{name} has {len(y)} labels but there are {n} predictions; pass one label per example.")
+    if n and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+        raise ValueError(f"{name} must be class indices in [0, {n_classes - 1}]; got [{int(y.min())}, {int(y.max())}].")
+    return y
+
+
+def accuracy(probs: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of examples whose most probable class is the label: (1/n) sum_i 1[argmax_k p_ik = y_i].
+
+    probs: (n, K) class probabilities (or any scores with the same argmax, such as logits); y: (n,) labels in
+    [0, K). Ties in a row go to the lowest class index (torch.argmax).
+    """
+    probs = check_tensor(probs, "probs", ndim=2)
+    y = _check_labels(y, probs.shape[0], probs.shape[1]).to(probs.device)
+    if probs.shape[0] == 0:
+        raise ValueError("probs is empty; pass at least one example.")
+    return float((probs.argmax(dim=1) == y).double().mean())
+
+
+class ReliabilityBins(NamedTuple):
+    """Per-bin reliability data: what a reliability diagram draws and ECE sums (empty bins hold NaN).
+
+    edges (M+1,): bin edges 0, 1/M, ..., 1; bin m holds confidences in (edges[m], edges[m+1]] (the first
+    bin also takes 0). count (M,): examples per bin. confidence (M,): their mean max-probability.
+    accuracy (M,): the fraction of them classified correctly. All float64 on the CPU.
+    """
+
+    edges: torch.Tensor
+    count: torch.Tensor
+    confidence: torch.Tensor
+    accuracy: torch.Tensor
+
+
+def reliability_bins(probs: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> ReliabilityBins:
+    """Bin predictions by confidence c_i = max_k p_ik into M equal-width bins B_m = ((m-1)/M, m/M].
+
+    probs: (n, K) class probabilities; y: (n,) labels. Returns a :class:`ReliabilityBins` with the count,
+    mean confidence conf(B_m) and accuracy acc(B_m) of each bin. Reference: Guo et al. 2017, "On
+    calibration of modern neural networks" (M = 15 bins there and here).
+    """
+    probs = _check_probs(probs)
+    y = _check_labels(y, probs.shape[0], probs.shape[1]).to(probs.device)
+    n_bins = check_int(n_bins, "n_bins", minimum=1)
+    if probs.shape[0] == 0:
+        raise ValueError("probs is empty; pass at least one example.")
+    conf, pred = probs.to(torch.float64).max(dim=1)
+    correct = (pred == y).to(torch.float64)
+    edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float64, device=conf.device)
+    # bucketize with right=False gives m with edges[m] < c <= edges[m+1] (interior edges only).
+    m = torch.bucketize(conf, edges[1:-1], right=False)
+    count = torch.zeros(n_bins, dtype=torch.float64, device=conf.device).index_add_(0, m, torch.ones_like(conf))
+    conf_sum = torch.zeros_like(count).index_add_(0, m, conf)
+    correct_sum = torch.zeros_like(count).index_add_(0, m, correct)
+    nan = torch.full_like(count, float("nan"))
+    filled = count > 0
+    mean_conf = torch.where(filled, conf_sum / count.clamp(min=1), nan)
+    mean_acc = torch.where(filled, correct_sum / count.clamp(min=1), nan)
+    return ReliabilityBins(edges.cpu(), count.cpu(), mean_conf.cpu(), mean_acc.cpu())
+
+
+def expected_calibration_error(probs: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> float:
+    """ECE = sum_m |B_m|/n * |acc(B_m) - conf(B_m)| over M equal-width confidence bins (empty bins add 0).
+
+    probs: (n, K) class probabilities; y: (n,) labels; bins as in :func:`reliability_bins`. 0 for a
+    perfectly calibrated classifier, up to 1. Reference: Naeini et al. 2015; Guo et al. 2017.
+    """
+    bins = reliability_bins(probs, y, n_bins)
+    filled = bins.count > 0
+    gap = (bins.accuracy[filled] - bins.confidence[filled]).abs()
+    return float((bins.count[filled] / bins.count.sum() * gap).sum())
+
+
+def auroc(scores_in: torch.Tensor, scores_out: torch.Tensor) -> float:
+    """Area under the ROC curve of a score meant to be higher in-distribution than out of it.
+
+    AUROC = P(s_in > s_out) + 1/2 P(s_in = s_out) over independent pairs (the Mann-Whitney U statistic
+    divided by n_in n_out), computed from midranks in O(n log n): U = R_in - n_in (n_in + 1)/2, where R_in is
+    the sum of the in-distribution scores' ranks in the pooled sample and tied scores share their mean rank.
+    scores_in: (n_in,), scores_out: (n_out,), finite. 1 = perfect separation, 0.5 = chance.
+    """
+    scores_in = check_tensor(scores_in, "scores_in", ndim=1)
+    scores_out = check_tensor(scores_out, "scores_out", ndim=1, like=scores_in)
+    n_in, n_out = len(scores_in), len(scores_out)
+    if n_in == 0 or n_out == 0:
+        raise ValueError(f"AUROC needs scores on both sides; got {n_in} in-distribution and {n_out} out.")
+    pooled = torch.cat([scores_in, scores_out]).to(torch.float64)
+    _, group, count = torch.unique(pooled, sorted=True, return_inverse=True, return_counts=True)
+    last_rank = count.cumsum(0).to(torch.float64)  # 1-based rank of the last member of each tie group
+    midrank = last_rank - (count.to(torch.float64) - 1) / 2
+    u = midrank[group[:n_in]].sum() - n_in * (n_in + 1) / 2
+    return float(u / (n_in * n_out))
+
+
+__all__ += ["accuracy", "ReliabilityBins", "reliability_bins", "expected_calibration_error", "auroc"]
