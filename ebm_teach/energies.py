@@ -11,7 +11,7 @@ from torch import nn
 
 from .core import check_int, check_tensor
 
-__all__ = ["quadratic_energy", "GaussianEBM", "product_of_experts", "MLPEnergy"]
+__all__ = ["quadratic_energy", "GaussianEBM", "product_of_experts", "MLPEnergy", "ConvEnergy"]
 
 
 # --------------------------------------------------------------------------------------------- Gaussian EBM
@@ -171,6 +171,47 @@ class MLPEnergy(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (batch, {self.dim}); got {tuple(x.shape)}.")
+        return self.net(x).squeeze(-1)
+
+    energy = forward
+
+
+class ConvEnergy(nn.Module):
+    """E(x) = CNN(x): a small convolutional energy for 8x8 images (sklearn digits), x -> (batch,).
+
+    x: (batch, h*w) rows of pixels (as ``load_digits`` gives them) or (batch, 1, h, w); default h = w = 8.
+    Three 3x3 convolutions (channels c, 2c, 4c; the last two with stride 2: 8x8 -> 4x4 -> 2x2) with SiLU,
+    then a linear layer to one number. SiLU keeps E smooth for Langevin dynamics; ``spectral_norm=True``
+    wraps every layer in spectral normalisation (Du & Mordatch 2019, seed 001).
+    """
+
+    def __init__(self, channels: int = 16, image_shape=(8, 8), spectral_norm: bool = False):
+        super().__init__()
+        c = check_int(channels, "channels", minimum=1)
+        h, w = (check_int(s, "image_shape entry", minimum=1) for s in image_shape)
+        self.image_shape = (h, w)
+        sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda layer: layer)
+        out_h, out_w = (h + 1) // 2, (w + 1) // 2
+        out_h, out_w = (out_h + 1) // 2, (out_w + 1) // 2
+        self.net = nn.Sequential(
+            sn(nn.Conv2d(1, c, 3, padding=1)),
+            nn.SiLU(),
+            sn(nn.Conv2d(c, 2 * c, 3, stride=2, padding=1)),
+            nn.SiLU(),
+            sn(nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1)),
+            nn.SiLU(),
+            nn.Flatten(),
+            sn(nn.Linear(4 * c * out_h * out_w, 1)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = self.image_shape
+        if x.dim() == 2 and x.shape[1] == h * w:
+            x = x.reshape(-1, 1, h, w)
+        elif not (x.dim() == 4 and tuple(x.shape[1:]) == (1, h, w)):
+            raise ValueError(
+                f"x must have shape (batch, {h * w}) or (batch, 1, {h}, {w}); got {tuple(x.shape)}."
+            )
         return self.net(x).squeeze(-1)
 
     energy = forward
