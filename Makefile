@@ -21,7 +21,7 @@ book: setup
 
 test: setup
 	bash book/ensure_chromium.sh
-	EBM_TEACH_QUIET=1 EBM_TEACH_DEVICE=cpu $(PY) -m pytest tests --nbval notebooks --sanitize-with tests/nbval_sanitize.cfg
+	EBM_TEACH_QUIET=1 EBM_TEACH_DEVICE=cpu $(PY) -m pytest tests --nbval notebooks --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 notebooks: setup
 	$(PY) -m ebm_teach.tools.notebooks refresh notebooks/*.py

@@ -1,0 +1,360 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 1: The Gaussian EBM and the partition function
+#
+# An energy-based model (EBM) turns any scalar function $E_\theta(\mathbf{x})$, the *energy*, into a
+# probability density
+#
+# $$p_\theta(\mathbf{x}) = \frac{\exp(-E_\theta(\mathbf{x}))}{Z(\theta)}, \qquad
+#   Z(\theta) = \int \exp(-E_\theta(\mathbf{x}))\, d\mathbf{x}.$$
+#
+# Low energy means high probability. The normaliser $Z(\theta)$, the *partition function*, is what makes
+# EBMs both flexible and hard. This chapter works with the one EBM where everything is exact, the Gaussian,
+# so that every later approximation has something to be checked against.
+#
+# **Learning objectives.** After this chapter you can
+# 1. say why $Z$ is intractable in general, and show that shifting the energy by a constant changes nothing;
+# 2. compute $Z$ of a quadratic energy by completing the square, and check it by quadrature;
+# 3. derive the log-likelihood gradient $\nabla_\theta \log p_\theta(\mathbf{x}) = -\nabla_\theta E_\theta(\mathbf{x})
+#    + \mathbb{E}_{p_\theta}[\nabla_\theta E_\theta(\mathbf{x}')]$ and verify it with autograd and by Monte Carlo;
+# 4. train an EBM by maximum likelihood with a positive and a negative phase;
+# 5. run one step of contrastive divergence (CD-1) by hand;
+# 6. compose EBMs by adding energies (a product of experts).
+
+# %%
+import inspect
+import math
+
+import matplotlib.pyplot as plt
+import torch
+
+from ebm_teach import get_device, make_generator, seed_everything
+from ebm_teach.energies import GaussianEBM, product_of_experts, quadratic_energy
+from ebm_teach.evaluate import grid, log_partition_grid
+from ebm_teach.plotting import plot_energy_2d
+
+SCALE = 1  # raise on a GPU for more Monte Carlo samples and training steps
+device = get_device()
+seed_everything(0)
+dtype = torch.float64  # exact computations in this chapter are done in double precision
+print(f"device: {device.type}, SCALE = {SCALE}")
+
+# %% [markdown]
+# ## 1. Energies, densities, and why $Z$ is the hard part
+#
+# In one dimension we can simply compute $Z$ on a grid. Take the energy of a two-well landscape,
+# $E(x) = (x^2 - 1)^2 \cdot 2 + 0.3\,x$. Adding a constant $k$ to the energy multiplies
+# $\exp(-E)$ by $e^{-k}$ and $Z$ by the same $e^{-k}$: the density does not move.
+#
+# $$\frac{e^{-(E(x)+k)}}{\int e^{-(E(x')+k)}dx'} = \frac{e^{-k} e^{-E(x)}}{e^{-k}\int e^{-E(x')}dx'} = p(x).$$
+#
+# Only energy *differences* carry meaning; the absolute level of an energy is arbitrary.
+
+# %%
+def double_well(x):
+    return 2.0 * (x[:, 0] ** 2 - 1.0) ** 2 + 0.3 * x[:, 0]
+
+
+xs, _, dx = grid([(-3, 3)], 2000, dtype=dtype)
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+for k in (0.0, 5.0):
+    e = double_well(xs) + k
+    log_z = log_partition_grid(lambda x: double_well(x) + k, [(-3, 3)], 2000)
+    p = torch.exp(-e - log_z)
+    axes[0].plot(xs[:, 0], e, label=f"E(x) + {k:g}")
+    axes[1].plot(xs[:, 0], p, ls="-" if k == 0 else "--", label=f"shift {k:g}: log Z = {log_z:.3f}")
+    print(f"shift k = {k:g}: log Z = {log_z:.4f}, p(0) = {float(torch.exp(-double_well(torch.zeros(1, 1, dtype=dtype)) - k - log_z)):.6f}")
+axes[0].set(xlabel="x", ylabel="energy", title="two energies that differ by a constant")
+axes[1].set(xlabel="x", ylabel="p(x)", title="... define the same density")
+axes[0].legend(frameon=False)
+axes[1].legend(frameon=False)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The log-partition functions differ by exactly 5 and $p(0)$ is identical. The grid we used has 2000
+# points. A grid with the same resolution in $d$ dimensions has $2000^d$ points: fine for $d = 2$,
+# hopeless for an 8×8 image ($d = 64$), let alone MNIST ($d = 784$). That is why $Z$ of a neural energy is
+# *intractable*: it is an integral over a space too large to visit. The rest of this book is about living
+# without it. The Gaussian is the exception where the integral has a closed form.
+
+# %%
+for d in (1, 2, 64, 784):
+    print(f"d = {d:3d}: a 100-points-per-axis grid has 10^{2 * d} points")
+
+# %% [markdown]
+# ## 2. The partition function of a quadratic energy
+#
+# **One dimension.** For $E(x) = a x^2 - b x$ with $a > 0$, complete the square,
+# $-a x^2 + b x = -a\left(x - \tfrac{b}{2a}\right)^2 + \tfrac{b^2}{4a}$, and use
+# $\int e^{-a u^2} du = \sqrt{\pi/a}$:
+#
+# $$Z = \sqrt{\frac{\pi}{a}}\; e^{b^2/(4a)}, \qquad \log Z = \tfrac12 \log\frac{\pi}{a} + \frac{b^2}{4a}.$$
+#
+# With $a = 1/(2\sigma^2)$ and $b = \mu/\sigma^2$ this is the familiar $\sqrt{2\pi\sigma^2}$ times
+# $e^{\mu^2/(2\sigma^2)}$ (the second factor appears because $E$ omits the constant $\mu^2/(2\sigma^2)$).
+# We check the formula against quadrature on a grid.
+
+# %%
+for a, b in [(0.5, 0.0), (2.0, 1.0), (0.1, -0.7)]:
+    closed = 0.5 * math.log(math.pi / a) + b**2 / (4 * a)
+    width = 12 / math.sqrt(a)
+    centre = b / (2 * a)
+    quad = log_partition_grid(lambda x: a * x[:, 0] ** 2 - b * x[:, 0], [(centre - width, centre + width)], 4000)
+    print(f"a = {a:4.1f}, b = {b:5.1f}: closed form log Z = {closed:.6f}, quadrature = {quad:.6f}")
+
+# %% [markdown]
+# **Any dimension.** The Gaussian EBM $E(\mathbf{x}) = \tfrac12 (\mathbf{x}-\boldsymbol{\mu})^\top \Lambda
+# (\mathbf{x}-\boldsymbol{\mu})$ with a positive definite *precision* $\Lambda$ has, by the same argument in
+# the eigenbasis of $\Lambda$,
+#
+# $$\log Z = \frac{d}{2}\log(2\pi) - \frac12 \log\det\Lambda .$$
+#
+# The package's `GaussianEBM` keeps $\Lambda = L L^\top$ with $L$ lower triangular and a positive diagonal
+# (stored as its logarithm), so $\Lambda$ stays positive definite whatever a gradient step does, and
+# $\log\det\Lambda = 2\sum_i \log L_{ii}$:
+
+# %%
+print(inspect.getsource(GaussianEBM.log_partition))
+
+# %%
+mu_true = torch.tensor([1.0, -0.5], dtype=dtype)
+precision_true = torch.tensor([[2.0, 0.8], [0.8, 1.0]], dtype=dtype)
+model = GaussianEBM(mu_true, precision_true).to(device)
+closed = model.log_partition().item()
+quad = log_partition_grid(model.energy, [(-9.0, 11.0), (-10.5, 9.5)], 500, device=device)
+print(f"2-D Gaussian EBM: closed form log Z = {closed:.6f}, quadrature on a 500x500 grid = {quad:.6f}")
+ax = plot_energy_2d(model.energy, [(-3, 5), (-4.5, 3.5)], kind="density", dtype=dtype, device=device,
+                    title="p(x) of the Gaussian EBM")
+plt.show()
+
+# %% [markdown]
+# ## 3. The log-likelihood gradient
+#
+# Differentiate $\log p_\theta(\mathbf{x}) = -E_\theta(\mathbf{x}) - \log Z(\theta)$. The second term is
+#
+# $$\nabla_\theta \log Z = \frac{1}{Z}\int \nabla_\theta e^{-E_\theta(\mathbf{x}')} d\mathbf{x}'
+#   = -\int \frac{e^{-E_\theta(\mathbf{x}')}}{Z} \nabla_\theta E_\theta(\mathbf{x}') d\mathbf{x}'
+#   = -\mathbb{E}_{\mathbf{x}'\sim p_\theta}\left[\nabla_\theta E_\theta(\mathbf{x}')\right],$$
+#
+# so
+#
+# $$\boxed{\nabla_\theta \log p_\theta(\mathbf{x}) = \underbrace{-\nabla_\theta E_\theta(\mathbf{x})}_{\text{positive phase}}
+#   + \underbrace{\mathbb{E}_{\mathbf{x}'\sim p_\theta}[\nabla_\theta E_\theta(\mathbf{x}')]}_{\text{negative phase}}}$$
+#
+# Learning lowers the energy of the data and raises the energy of what the model currently believes in.
+# For the Gaussian both phases are known exactly:
+# $\nabla_{\boldsymbol\mu} E = -\Lambda(\mathbf{x}-\boldsymbol\mu)$ with $\mathbb{E}_p[\cdot] = 0$, and
+# $\nabla_\Lambda E = \tfrac12(\mathbf{x}-\boldsymbol\mu)(\mathbf{x}-\boldsymbol\mu)^\top$ with
+# $\mathbb{E}_p[\cdot] = \tfrac12\Lambda^{-1}$. We compare the formula with autograd applied to the
+# closed-form $\log p$, treating $\boldsymbol\mu$ and $\Lambda$ themselves as the parameters.
+
+# %%
+x_obs = torch.tensor([[2.0, 0.5]], dtype=dtype)
+mu = mu_true.clone().requires_grad_(True)
+lam = precision_true.clone().requires_grad_(True)
+log_p = -quadratic_energy(x_obs, mu, lam) - (math.log(2 * math.pi) - 0.5 * torch.logdet(lam))
+grad_mu_auto, grad_lam_auto = torch.autograd.grad(log_p.sum(), (mu, lam))
+
+diff = (x_obs[0] - mu_true)
+sigma_true = torch.linalg.inv(precision_true)
+grad_mu_formula = precision_true @ diff + 0.0                               # -dE/dmu + E_p[dE/dmu] (= 0)
+grad_lam_formula = -0.5 * torch.outer(diff, diff) + 0.5 * sigma_true       # -dE/dLambda + E_p[dE/dLambda]
+print("d log p / d mu      autograd:", [round(v, 6) for v in grad_mu_auto.tolist()])
+print("                    formula :", [round(v, 6) for v in grad_mu_formula.tolist()])
+print("d log p / d Lambda  autograd:", [[round(v, 6) for v in row] for row in grad_lam_auto.tolist()])
+print("                    formula :", [[round(v, 6) for v in row] for row in grad_lam_formula.tolist()])
+max_err = max((grad_mu_auto - grad_mu_formula).abs().max(), (grad_lam_auto - grad_lam_formula).abs().max())
+print(f"autograd and formula agree to 1e-12: {bool(max_err < 1e-12)}")
+
+# %% [markdown]
+# **The negative phase by Monte Carlo.** For a neural energy we cannot compute $\mathbb{E}_{p_\theta}$
+# exactly; we average over samples $\mathbf{x}'_1, \dots, \mathbf{x}'_N \sim p_\theta$ instead. Here we can
+# draw *exact* samples ($\mathbf{x} = \boldsymbol\mu + L^{-\top}\mathbf{z}$), so the only error is Monte
+# Carlo error, which should shrink like $1/\sqrt N$. We measure the root-mean-square error of the
+# $\Lambda$-gradient estimate over 50 repetitions for each $N$.
+
+# %%
+gen = make_generator(1, device)
+sizes = [10, 30, 100, 300, 1000, 3000, 10000 * SCALE]
+rms = []
+for n in sizes:
+    errs = []
+    for _ in range(50):
+        xp = model.sample(n, generator=gen) - model.mu.detach()
+        est = 0.5 * xp.T @ xp / n                          # (1/N) sum of dE/dLambda at the samples
+        errs.append(((est - 0.5 * sigma_true.to(device)) ** 2).sum())
+    rms.append(float(torch.stack(errs).mean().sqrt()))
+logn, loge = torch.log(torch.tensor(sizes, dtype=dtype)), torch.log(torch.tensor(rms, dtype=dtype))
+fit_slope = float(((logn - logn.mean()) * (loge - loge.mean())).sum() / ((logn - logn.mean()) ** 2).sum())
+print(f"fitted slope of log(RMS error) against log N: {fit_slope:.1f} (theory: -0.5)")
+fig, ax = plt.subplots(figsize=(4.5, 3.3))
+ax.loglog(sizes, rms, "o-", label="Monte Carlo negative phase")
+ax.loglog(sizes, rms[0] * (torch.tensor(sizes) / sizes[0]) ** -0.5, "k--", label=r"$\propto 1/\sqrt{N}$")
+ax.set(xlabel="number of model samples N", ylabel="RMS error of the gradient", title="Monte Carlo error shrinks as $1/\\sqrt{N}$")
+ax.legend(frameon=False)
+plt.show()
+
+# %% [markdown]
+# ## 4. Maximum-likelihood training with a positive and a negative phase
+#
+# Averaging the gradient over a data set $\{\mathbf{x}_i\}$ and flipping the sign gives the gradient of
+# the negative log-likelihood,
+# $\nabla_\theta \mathcal{L} = \mathbb{E}_{\text{data}}[\nabla_\theta E_\theta] - \mathbb{E}_{p_\theta}[\nabla_\theta E_\theta]$.
+# A convenient way to get it from autograd is the *surrogate loss*
+# $\frac1n\sum_i E_\theta(\mathbf{x}_i) - \frac1N\sum_j E_\theta(\mathbf{x}'_j)$ with the model samples
+# $\mathbf{x}'_j$ held fixed (detached): its gradient is exactly the estimate above. Its *value* means
+# nothing; only its gradient does. At the optimum the two phases balance, which for a Gaussian means the
+# model's mean and covariance equal the sample mean and covariance of the data.
+
+# %%
+data = torch.tensor([[2.0, 1.0]], dtype=dtype) + torch.randn(500, 2, dtype=dtype, generator=make_generator(2)) @ torch.tensor([[1.0, 0.0], [0.6, 0.5]], dtype=dtype)
+data = data.to(device)
+learner = GaussianEBM.standard(2, dtype=dtype, device=device)
+opt = torch.optim.Adam(learner.parameters(), lr=0.05)
+gen = make_generator(3, device)
+history = []
+n_steps = 300 * SCALE
+for step in range(n_steps):
+    negatives = learner.sample(4000, generator=gen)               # exact samples, no gradient
+    loss = learner.energy(data).mean() - learner.energy(negatives).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if step % 10 == 0 or step == n_steps - 1:
+        history.append(learner.mu.detach().cpu().clone())
+    if step == 200 * SCALE:
+        for group in opt.param_groups:
+            group["lr"] = 0.01                                      # smaller steps average out the Monte Carlo noise
+
+x_bar = data.mean(0)
+cov_data = torch.cov(data.T, correction=0)
+learner.requires_grad_(False)  # training is over; read the parameters without tracking gradients
+print("sample mean      :", [f"{v:.2f}" for v in x_bar.tolist()])
+print("learned mu       :", [f"{v:.2f}" for v in learner.mu.tolist()])
+print("sample covariance:", [[f"{v:.2f}" for v in row] for row in cov_data.tolist()])
+print("learned Lambda^-1:", [[f"{v:.2f}" for v in row] for row in learner.covariance.tolist()])
+print(f"largest error below 0.05: mean {float((learner.mu - x_bar).abs().max()) < 0.05}, covariance {float((learner.covariance - cov_data).abs().max()) < 0.05}")
+
+# %%
+traj = torch.stack(history)
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+axes[0].plot(traj[:, 0], traj[:, 1], ".-", ms=3)
+axes[0].plot(*x_bar.tolist(), "r*", ms=12, label="sample mean")
+axes[0].set(xlabel=r"$\mu_1$", ylabel=r"$\mu_2$", title=r"$\mu$ during training (from the origin)")
+axes[0].legend(frameon=False)
+plot_energy_2d(learner.energy, [(-2, 6), (-3, 5)], kind="density", samples=data, ax=axes[1], dtype=dtype,
+               device=device, title="learned density and the data")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 5. One step of contrastive divergence, by hand
+#
+# For a neural energy we have no exact sampler. Contrastive divergence (Hinton 2002) starts a short
+# Markov chain *at the data* and uses where it lands after $k$ steps as the negative sample. With Langevin
+# dynamics as the chain,
+#
+# $$x^{(t+1)} = x^{(t)} - \frac{\epsilon}{2}\nabla_x E_\theta(x^{(t)}) + \sqrt{\epsilon}\,\eta_t,\qquad \eta_t\sim\mathcal N(0, 1),$$
+#
+# and the CD-$k$ gradient of the loss is $\nabla_\theta E_\theta(x^{(0)}) - \nabla_\theta E_\theta(x^{(k)})$.
+#
+# **Worked example (seed 003).** $E_\theta(x) = \theta x^2$, one data point $x_{\text{data}} = 1$,
+# $\epsilon = 0.1$, $\theta = 1$, and the noise switched off ($\eta = 0$):
+# $x^{(1)} = 1 - 0.05\cdot 2\cdot 1 = 0.9$ and the gradient is $1^2 - 0.9^2 = 0.19$.
+
+# %%
+theta = torch.tensor(1.0, dtype=dtype, requires_grad=True)
+x0 = torch.tensor(1.0, dtype=dtype)
+epsilon, eta = 0.1, 0.0
+x_req = x0.clone().requires_grad_(True)
+(grad_x,) = torch.autograd.grad(theta.detach() * x_req**2, x_req)         # dE/dx = 2 theta x
+x1 = (x0 - 0.5 * epsilon * grad_x + math.sqrt(epsilon) * eta).detach()
+cd_loss = theta * x0**2 - theta * x1**2                                      # E(x0) - E(x1), x1 held fixed
+(cd_grad,) = torch.autograd.grad(cd_loss, theta)
+print(f"x1 = {float(x1):.4f}")
+print(f"CD-1 gradient dE/dtheta(x0) - dE/dtheta(x1) = {float(cd_grad):.4f}")
+
+# %% [markdown]
+# Which way does this gradient push? Gradient *descent* on the loss lowers $\theta$ when the gradient is
+# positive, which flattens the energy and widens $p_\theta(x) \propto e^{-\theta x^2}$, whose variance is
+# $1/(2\theta)$. That is the right direction: the maximum-likelihood $\theta$ for a single point at $x = 1$
+# solves $\mathbb{E}_{p_\theta}[x^2] = 1/(2\theta) = 1$, i.e. $\theta^\star = 0.5$. (Seed 003 reads the
+# positive gradient as "increase $\theta$"; under gradient descent it is the other way round.)
+#
+# With the noise switched back on, $x^{(1)} = 0.9 + \sqrt{0.1}\,\eta$ and
+# $\mathbb{E}[(x^{(1)})^2] = 0.81 + 0.1$, so the *expected* CD-1 gradient is $1 - 0.91 = 0.09$, while the
+# exact log-likelihood gradient is $x^2 - \mathbb{E}_{p_\theta}[x^2] = 1 - 0.5 = 0.5$. One short chain from
+# the data sees little of the model: CD-1 points the right way but is strongly biased towards zero.
+# A Monte Carlo check of the expectation:
+
+# %%
+gen = make_generator(4, device)
+etas = torch.randn(200000 * SCALE, generator=gen, device=device, dtype=dtype)
+x1_noisy = 0.9 + math.sqrt(epsilon) * etas
+cd_mean = float((1.0 - x1_noisy**2).mean())
+se = float((1.0 - x1_noisy**2).std() / math.sqrt(len(etas)))
+print(f"expected CD-1 gradient: Monte Carlo {cd_mean:.2f} (standard error {se:.3f}), exact 0.09")
+print("exact maximum-likelihood gradient: 1 - 1/(2 theta) = 0.50")
+
+# %% [markdown]
+# ## 6. Composition: adding energies multiplies densities
+#
+# If $p_1 \propto e^{-E_1}$ and $p_2 \propto e^{-E_2}$, the energy $E_1 + E_2$ defines
+# $p \propto p_1 p_2$, a *product of experts*: a point is likely only if every expert finds it likely.
+# For two Gaussian experts the sum of two quadratics is again a quadratic. Completing the square,
+#
+# $$\Lambda = \Lambda_1 + \Lambda_2, \qquad \boldsymbol\mu = \Lambda^{-1}(\Lambda_1\boldsymbol\mu_1 + \Lambda_2\boldsymbol\mu_2),$$
+#
+# and $E_1 + E_2 = E_{\boldsymbol\mu,\Lambda} + \text{const}$. We check the claim numerically: normalise
+# $e^{-(E_1+E_2)}$ on a grid and compare it with the Gaussian that `product_of_experts` returns.
+
+# %%
+expert1 = GaussianEBM(torch.tensor([-1.0, 0.0], dtype=dtype), torch.tensor([[1.0, 0.0], [0.0, 4.0]], dtype=dtype)).to(device)
+expert2 = GaussianEBM(torch.tensor([1.5, 1.0], dtype=dtype), torch.tensor([[3.0, -1.0], [-1.0, 1.0]], dtype=dtype)).to(device)
+poe = product_of_experts(expert1, expert2)
+bounds = [(-5.0, 5.0), (-5.0, 5.0)]
+points, _, cell = grid(bounds, 400, device=device, dtype=dtype)
+with torch.no_grad():
+    summed = expert1.energy(points) + expert2.energy(points)
+    p_sum = torch.softmax(-summed, 0) / cell                       # exp(-(E1+E2)) normalised on the grid
+    p_poe = poe.log_prob(points).exp()
+print("product mean     :", [f"{v:.4f}" for v in poe.mu.tolist()])
+print("product precision:", [[f"{v:.4f}" for v in row] for row in poe.precision.tolist()])
+rel_err = float((p_sum - p_poe).abs().max() / p_poe.max())
+print(f"peak density {float(p_poe.max()):.3f}; normalised exp(-(E1+E2)) equals the product Gaussian to 1e-10: {rel_err < 1e-10}")
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+for ax, e, title in zip(axes, [expert1.energy, expert2.energy, lambda x: expert1.energy(x) + expert2.energy(x)],
+                        ["expert 1", "expert 2", "E1 + E2: the product"]):
+    plot_energy_2d(e, bounds, kind="density", ax=ax, dtype=dtype, device=device, title=title)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Summary
+#
+# - An EBM is $p_\theta = e^{-E_\theta}/Z(\theta)$; only energy differences matter, and $Z$ is an integral
+#   over the whole space, intractable beyond a few dimensions.
+# - For a quadratic energy, completing the square gives $\log Z = \frac d2\log 2\pi - \frac12\log\det\Lambda$,
+#   which quadrature confirms to six digits.
+# - The log-likelihood gradient is a *positive phase* at the data minus a *negative phase* under the model;
+#   with model samples, the negative phase is a Monte Carlo average whose error falls as $1/\sqrt N$.
+# - With exact samples, gradient ascent recovers the maximum-likelihood Gaussian (sample mean and
+#   covariance). Without them, contrastive divergence runs a short chain from the data: cheap, but biased
+#   (0.09 expected vs 0.5 exact in the worked example).
+# - Adding energies multiplies densities: a product of experts.
+#
+# **Next:** Chapter 2 meets the first EBM whose partition function is a sum over $2^n$ binary states, the
+# restricted Boltzmann machine, and trains it with CD-$k$ where Gibbs sampling replaces Langevin dynamics.
