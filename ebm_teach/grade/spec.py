@@ -1,0 +1,120 @@
+"""What an exercise is, for the grader: an id, the function the learner writes, and its hidden checks.
+
+A chapter's hidden checks live in ``ebm_teach/grade/checks/chNN_slug.py`` (the chapter's file stem
+``NN_slug`` with ``ch`` in front) and define ``EXERCISES``, a list of :class:`Exercise`::
+
+    from ebm_teach.grade.spec import Check, Exercise
+
+    def check_standard_normal(log_partition_quadratic):
+        value = float(log_partition_quadratic(0.5, 0.0))
+        assert abs(value - 0.9189385) < 1e-5, f"log Z of x²/2 is ½ log(2π) ≈ 0.918939; got {value:.6f}."
+
+    EXERCISES = [
+        Exercise(id="1.1", name="log_partition_quadratic",
+                 checks=[Check("the standard normal's log Z", check_standard_normal, 1)]),
+    ]
+
+Each check function receives the learner's function and raises ``AssertionError("what is wrong, for the
+learner")`` when the answer is wrong; anything it returns is ignored. Helpers that build such messages are
+in :mod:`ebm_teach.grade.asserts`.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from typing import Callable, List
+
+__all__ = ["Check", "Exercise", "STATUSES", "checks_module_name", "load_exercises", "CHAPTER_PATTERN"]
+
+#: The statuses an exercise can end with, in the grader's reports.
+STATUSES = ("passed", "failed", "not_implemented", "error", "timeout")
+
+#: A chapter is named by its file stem: two digits, an underscore, a lower-case slug (``01_gaussian_ebm``).
+CHAPTER_PATTERN = re.compile(r"^[0-9]{2}_[a-z0-9_]+$")
+_ID_PATTERN = re.compile(r"^[0-9]+\.[0-9]+$")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One hidden check: ``fn(student_function)`` raises ``AssertionError`` with a message when wrong.
+
+    description: what the check verifies, shown to the learner (e.g. "matches quadrature for 4 (a, b)").
+    fn: callable taking the learner's function. points: credit for passing it (> 0).
+    """
+
+    description: str
+    fn: Callable[[Callable], object]
+    points: float = 1
+
+    def __post_init__(self):
+        if not isinstance(self.description, str) or not self.description.strip():
+            raise ValueError(f"Check description must be a non-empty string; got {self.description!r}.")
+        if not callable(self.fn):
+            raise TypeError(
+                f"Check {self.description!r}: fn must be a function taking the learner's function; "
+                f"got {type(self.fn).__name__}."
+            )
+        if isinstance(self.points, bool) or not isinstance(self.points, (int, float)) or not self.points > 0:
+            raise ValueError(f"Check {self.description!r}: points must be a number > 0; got {self.points!r}.")
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """An exercise of a chapter: ``id`` "N.k", the ``name`` of the function the learner writes, its checks."""
+
+    id: str
+    name: str
+    checks: List[Check] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not isinstance(self.id, str) or not _ID_PATTERN.match(self.id):
+            raise ValueError(f"Exercise id must look like '1.2' (chapter.number); got {self.id!r}.")
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(
+                f"Exercise {self.id}: name must be the Python name of the learner's function; got {self.name!r}."
+            )
+        checks = list(self.checks)
+        if not checks or not all(isinstance(c, Check) for c in checks):
+            raise ValueError(
+                f"Exercise {self.id}: checks must be a non-empty list of Check(description, fn, points); "
+                f"got {self.checks!r}."
+            )
+        object.__setattr__(self, "checks", checks)
+
+    @property
+    def max_points(self) -> float:
+        """The sum of the checks' points."""
+        return sum(c.points for c in self.checks)
+
+
+def checks_module_name(chapter: str) -> str:
+    """The module that holds ``chapter``'s hidden checks: ``01_gaussian_ebm`` → ``ebm_teach.grade.checks.ch01_gaussian_ebm``."""
+    if not isinstance(chapter, str) or not CHAPTER_PATTERN.match(chapter):
+        raise ValueError(
+            f"a chapter is named by its file stem, two digits then a slug, e.g. '01_gaussian_ebm'; got {chapter!r}."
+        )
+    return f"{__package__}.checks.ch{chapter}"
+
+
+def load_exercises(chapter: str) -> List[Exercise]:
+    """Import ``chapter``'s checks module and return its ``EXERCISES``, validated (unique ids and names)."""
+    name = checks_module_name(chapter)
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name != name:
+            raise
+        raise LookupError(
+            f"there are no hidden checks for chapter {chapter!r} (no module {name}). "
+            f"Check the chapter marker line in the submission, or write ebm_teach/grade/checks/ch{chapter}.py."
+        ) from err
+    exercises = getattr(module, "EXERCISES", None)
+    if not isinstance(exercises, (list, tuple)) or not exercises or not all(isinstance(e, Exercise) for e in exercises):
+        raise TypeError(f"{name}.EXERCISES must be a non-empty list of Exercise objects.")
+    for attr in ("id", "name"):
+        values = [getattr(e, attr) for e in exercises]
+        duplicates = sorted({v for v in values if values.count(v) > 1})
+        if duplicates:
+            raise ValueError(f"{name}.EXERCISES repeats the {attr} {duplicates}; each exercise needs its own.")
+    return list(exercises)
