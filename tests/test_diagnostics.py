@@ -1,0 +1,129 @@
+"""Known answers for the MCMC diagnostics: AR(1) autocorrelation times, direct O(n^2) autocorrelation,
+ESS and R-hat on independent vs stuck chains, the energy gap."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.signal import lfilter
+
+from ebm_teach.diagnostics import (
+    EnergyGapTracker,
+    autocorrelation,
+    autocovariance,
+    effective_sample_size,
+    energy_gap,
+    integrated_autocorr_time,
+    split_rhat,
+)
+
+
+def ar1(rho: float, n_chains: int, n_steps: int, seed: int) -> np.ndarray:
+    """Stationary AR(1) chains x_t = rho x_{t-1} + e_t, e_t ~ N(0, 1), started from N(0, 1/(1-rho^2))."""
+    e = np.random.default_rng(seed).standard_normal((n_chains, n_steps))
+    e[:, 0] /= math.sqrt(1 - rho**2)
+    return lfilter([1.0], [1.0, -rho], e, axis=1)
+
+
+# ----------------------------------------------------------------------------- autocorrelation
+def test_autocovariance_matches_direct_sum():
+    x = np.random.default_rng(0).standard_normal(301).cumsum() * 0.1
+    xc = x - x.mean()
+    n = len(x)
+    direct = np.array([np.dot(xc[: n - t], xc[t:]) / n for t in range(n)])
+    np.testing.assert_allclose(autocovariance(torch.from_numpy(x)).numpy(), direct, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(autocorrelation(x).numpy(), direct / direct[0], rtol=1e-10, atol=1e-12)
+
+
+def test_autocorrelation_of_ar1_is_rho_to_the_t():
+    # 20 chains x 20 000 steps: the standard error of rho_hat(t) is ~ sqrt((1+rho^2)/(1-rho^2) / N) ~ 0.005
+    # for rho = 0.8 (Bartlett), so 0.03 is > 5 standard errors.
+    x = ar1(0.8, 20, 20_000, seed=1)
+    rho = autocorrelation(x)[:10].numpy()
+    np.testing.assert_allclose(rho, 0.8 ** np.arange(10), atol=0.03)
+
+
+# ----------------------------------------------------------------------------- integrated autocorrelation time
+@pytest.mark.parametrize("method", ["sokal", "geyer"])
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9])
+def test_tau_of_ar1_within_5_percent(rho, method):
+    # tau = (1 + rho) / (1 - rho). Sokal's variance of the windowed estimator is 2(2M+1)/N tau^2 with window
+    # M ~ 5 tau: for rho = 0.9 (M ~ 95) and N = 4e6 draws the relative standard error is 1.0 %, so 5 % is a
+    # 5-sigma margin; rho = 0, 0.5 use N = 1e6 (relative SE <= 0.8 %).
+    n_chains = 40 if rho == 0.9 else 10
+    x = ar1(rho, n_chains, 100_000, seed=int(10 * rho))
+    tau = integrated_autocorr_time(x, method=method)
+    exact = (1 + rho) / (1 - rho)
+    assert abs(tau - exact) < 0.05 * exact, (tau, exact)
+
+
+def test_tau_of_one_chain_and_the_short_chain_warning():
+    # One chain of 2e5 steps with rho = 0.5: relative SE sqrt(2*31/2e5) = 1.8 %, 10 % is > 5 SE.
+    x = ar1(0.5, 1, 200_000, seed=3)[0]
+    assert abs(integrated_autocorr_time(x) - 3.0) < 0.3
+    with pytest.warns(RuntimeWarning, match="shorter than 50 tau"):
+        integrated_autocorr_time(ar1(0.95, 1, 500, seed=4)[0])
+
+
+# ----------------------------------------------------------------------------- ESS and R-hat
+def test_ess_of_independent_and_correlated_chains():
+    # iid draws: ESS = N (tau = 1); AR(1) with rho = 0.5: ESS = N / 3. Relative SE of tau_hat is < 2 %
+    # at these sizes, so 10 % is a wide margin.
+    iid = np.random.default_rng(5).standard_normal((4, 25_000))
+    assert abs(effective_sample_size(iid) / iid.size - 1.0) < 0.1
+    x = ar1(0.5, 4, 25_000, seed=6)
+    assert abs(effective_sample_size(x) / (x.size / 3.0) - 1.0) < 0.1
+
+
+def test_stuck_chains_have_large_rhat_and_tiny_ess():
+    # Four chains, each stuck in its own mode of a mixture with means 0, 6, 12, 18: R-hat ~ 9 >> 1.01, and the
+    # 20 000 draws are worth a handful of independent ones; independent chains give R-hat ~ 1 + O(1/n).
+    rng = np.random.default_rng(7)
+    stuck = rng.standard_normal((4, 5000)) + 6.0 * np.arange(4)[:, None]
+    mixed = rng.standard_normal((4, 5000))
+    assert split_rhat(stuck) > 5.0
+    assert effective_sample_size(stuck) < 10.0
+    assert abs(split_rhat(mixed) - 1.0) < 0.01
+    assert effective_sample_size(mixed) > 0.9 * mixed.size
+
+
+def test_split_rhat_matches_the_formula_and_catches_a_drifting_chain():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 10))
+    halves = np.concatenate([x[:, :5], x[:, 5:]])
+    n = 5
+    W = halves.var(axis=1, ddof=1).mean()
+    B = n * halves.mean(axis=1).var(ddof=1)
+    expected = math.sqrt(((n - 1) / n * W + B / n) / W)
+    assert split_rhat(x) == pytest.approx(expected, rel=1e-12)
+    drift = np.linspace(0, 10, 2000) + rng.standard_normal(2000)
+    assert split_rhat(drift[None, :]) > 1.5
+
+
+# ----------------------------------------------------------------------------- energy gap
+def test_energy_gap_and_tracker(device):
+    e_data = torch.tensor([1.0, 2.0, 3.0], device=device)
+    e_model = torch.tensor([4.0, 6.0], device=device)
+    gap = energy_gap(e_data, e_model)
+    assert gap.device.type == device.type and float(gap) == pytest.approx(-3.0)
+    tracker = EnergyGapTracker()
+    tracker.update(e_data, e_model)
+    tracker.update(e_model, e_data, step=10)
+    np.testing.assert_allclose(tracker.gaps(), [-3.0, 3.0])
+    assert tracker.steps == [0, 10] and len(tracker) == 2
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_input_messages():
+    with pytest.raises(ValueError, match="method must be one of"):
+        integrated_autocorr_time(np.zeros(100), method="fft")
+    with pytest.raises(ValueError, match="one chain .* or several"):
+        split_rhat(np.zeros((2, 3, 10)))
+    with pytest.raises(ValueError, match="at least 4 steps"):
+        split_rhat(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="constant"):
+        autocorrelation(np.ones(50))
+    with pytest.raises(ValueError, match="NaN/inf"):
+        integrated_autocorr_time(np.array([0.0, 1.0, np.nan, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="e_data must have 1 dimension"):
+        energy_gap(torch.zeros(2, 2), torch.zeros(2))
