@@ -1,0 +1,366 @@
+"""Noise-contrastive estimation (NCE): learn an unnormalised model by telling data from noise.
+
+The model carries its own log-normaliser c as a parameter, log p_theta(x) = -E_theta(x) - c, and a
+logistic classifier with the logit
+
+    Delta(x) = log p_theta(x) - log(nu * p_n(x)) = -E_theta(x) - c - log nu - log p_n(x)
+
+is trained to tell the T_d data points (label 1) from T_n = nu * T_d samples of a noise distribution p_n
+whose log-density we know (label 0). Gutmann & Hyvarinen (2010, 2012) maximise
+
+    J = E_data[log sigma(Delta)] + nu * E_noise[log(1 - sigma(Delta))].
+
+This module minimises the mean binary cross-entropy over all (1 + nu) T_d samples,
+
+    L = [sum_data softplus(-Delta) + sum_noise softplus(Delta)] / (T_d + T_n) = -J / (1 + nu),
+
+the same objective up to the constant factor 1/(1 + nu): the optimum does not move, and the loss keeps
+the same scale for every nu, so one learning rate serves a whole sweep over nu. Seed 003 writes the loss
+with nu = 1 as a sum of the two means, which is 2 L. At the optimum p_theta = p_data, so c = log Z(theta):
+the model normalises itself.
+
+A noise distribution is any object with ``sample(n, generator) -> (n, d)`` and ``log_prob(x) -> (batch,)``;
+:class:`GaussianNoise` and :class:`UniformNoise` are the two the chapter uses.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .core import DivergenceError, check_int, check_positive, check_tensor, progress
+from .evaluate import grid
+
+__all__ = [
+    "GaussianNoise",
+    "UniformNoise",
+    "NCEModel",
+    "nce_logit",
+    "nce_loss",
+    "decision_boundary_1d",
+    "nce_asymptotic_covariance",
+    "fit_nce",
+    "train_nce",
+]
+
+
+# --------------------------------------------------------------------------------------------- noise
+class GaussianNoise:
+    """Gaussian noise p_n = N(mean, cov): exact log-density and sampler.
+
+    mean: (d,), cov: (d, d) symmetric positive definite. ``GaussianNoise.fit(x, widen)`` matches the data's
+    mean and covariance and multiplies every standard deviation by ``widen`` (cov * widen^2), the choice
+    seed 003 recommends ("a Gaussian matched to data mean and variance, scaled wider").
+    """
+
+    def __init__(self, mean, cov):
+        mean = check_tensor(mean, "mean", ndim=1)
+        d = mean.shape[0]
+        cov = check_tensor(cov, "cov", shape=(d, d), like=mean)
+        try:
+            self._chol = torch.linalg.cholesky(cov)
+        except RuntimeError as err:
+            raise ValueError("cov must be symmetric positive definite; add a small multiple of the identity.") from err
+        self.mean, self.cov = mean, cov
+
+    @classmethod
+    def fit(cls, x, widen: float = 1.0) -> "GaussianNoise":
+        """N(mean of x, widen^2 * covariance of x) for data x: (n, d) with n >= 2."""
+        x = check_tensor(x, "x", ndim=2)
+        if len(x) < 2:
+            raise ValueError(f"fitting a Gaussian needs at least 2 data points; got {len(x)}.")
+        widen = check_positive(widen, "widen", "Use widen > 1 for noise broader than the data.")
+        cov = torch.atleast_2d(torch.cov(x.T, correction=0))
+        return cls(x.mean(0), widen**2 * cov)
+
+    @property
+    def dim(self) -> int:
+        return self.mean.shape[0]
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log N(x; mean, cov) for x: (batch, d) -> (batch,)."""
+        diff = x - self.mean
+        z = torch.linalg.solve_triangular(self._chol, diff.T, upper=False)  # L^{-1}(x - mean), (d, batch)
+        log_det = 2 * torch.log(torch.diagonal(self._chol)).sum()
+        return -0.5 * (z**2).sum(0) - 0.5 * log_det - 0.5 * self.dim * math.log(2 * math.pi)
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """n samples (n, d): mean + L z with L L^T = cov, z ~ N(0, I). The generator must be on mean's device."""
+        z = torch.randn(n, self.dim, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + z @ self._chol.T
+
+
+class UniformNoise:
+    """Uniform noise over the box [low_1, high_1] x ... x [low_d, high_d].
+
+    log p_n(x) = -sum_i log(high_i - low_i) inside the box and -inf outside. low, high: (d,).
+    """
+
+    def __init__(self, low, high):
+        low = check_tensor(low, "low", ndim=1)
+        high = check_tensor(high, "high", shape=(low.shape[0],), like=low)
+        if not bool((high > low).all()):
+            raise ValueError(f"every high must exceed its low; got low={low.tolist()}, high={high.tolist()}.")
+        self.low, self.high = low, high
+
+    @property
+    def dim(self) -> int:
+        return self.low.shape[0]
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """-log(volume) inside the box, -inf outside; x: (batch, d) -> (batch,)."""
+        inside = ((x >= self.low) & (x <= self.high)).all(dim=1)
+        log_volume = torch.log(self.high - self.low).sum()
+        return torch.where(inside, -log_volume, torch.full_like(log_volume, -math.inf))
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """n uniform samples (n, d) in the box."""
+        u = torch.rand(n, self.dim, generator=generator, device=self.low.device, dtype=self.low.dtype)
+        return self.low + u * (self.high - self.low)
+
+
+# --------------------------------------------------------------------------------------------- model
+class NCEModel(nn.Module):
+    """An energy with a learned log-normaliser c: log p_theta(x) = -E_theta(x) - c.
+
+    energy: a module mapping (batch, d) -> (batch,); c: the starting value of the log-normaliser (a scalar
+    parameter on the energy's device and dtype). NCE learns c with the energy; at the optimum c = log Z.
+    """
+
+    def __init__(self, energy: nn.Module, c: float = 0.0):
+        super().__init__()
+        if not isinstance(energy, nn.Module):
+            raise TypeError(f"energy must be a torch.nn.Module mapping (batch, d) to (batch,); got {type(energy).__name__}.")
+        p = next(energy.parameters(), None)
+        if p is None:
+            raise ValueError("energy has no parameters, so there is nothing for NCE to learn.")
+        self.energy = energy
+        self.c = nn.Parameter(torch.tensor(float(c), device=p.device, dtype=p.dtype))
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p_theta(x) = -E_theta(x) - c, x: (batch, d) -> (batch,)."""
+        return -self.energy(x) - self.c
+
+    forward = log_prob
+
+
+# --------------------------------------------------------------------------------------------- objective
+def _check_nu(nu) -> float:
+    return check_positive(nu, "nu", "nu is the number of noise samples per data sample, e.g. nu = 1 or 10.")
+
+
+def nce_logit(energy: torch.Tensor, c, log_noise: torch.Tensor, nu: float) -> torch.Tensor:
+    """The NCE logit Delta(x) = -E_theta(x) - c - log(nu * p_n(x)) = -E - c - log nu - log p_n.
+
+    energy: E_theta(x), (batch,); c: the log-normaliser (scalar or scalar tensor); log_noise: log p_n(x),
+    (batch,); nu > 0. Returns Delta (batch,): sigma(Delta) is the classifier's P(data | x).
+    Reference: Gutmann & Hyvarinen (2012), eq. (5)-(8); seed 003 (with c = 0).
+    """
+    nu = _check_nu(nu)
+    if energy.shape != log_noise.shape or energy.dim() != 1:
+        raise ValueError(
+            f"energy and log_noise must both have shape (batch,); got {tuple(energy.shape)} and "
+            f"{tuple(log_noise.shape)}. A log-density must be summed over coordinates (one value per point)."
+        )
+    return -energy - c - math.log(nu) - log_noise
+
+
+def _noise_log_prob(noise, x: torch.Tensor, name: str) -> torch.Tensor:
+    out = noise.log_prob(x)
+    if not isinstance(out, torch.Tensor) or out.shape != (x.shape[0],):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"noise.log_prob({name}) must return one log-density per row, shape ({x.shape[0]},); got {shape}. "
+            "If it returns per-coordinate log-densities, sum them over the last axis."
+        )
+    return out
+
+
+def nce_loss(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise, nu: float) -> torch.Tensor:
+    """The NCE loss: mean binary cross-entropy of data (label 1) against nu noise samples per datum (label 0).
+
+    L = [sum_data softplus(-Delta) + sum_noise softplus(Delta)] / (T_d + T_n) = -J / (1 + nu), where
+    J = E_data[log sigma(Delta)] + nu E_noise[log(1 - sigma(Delta))] (Gutmann & Hyvarinen 2012) and
+    Delta = -E_theta - c - log(nu p_n). x_data: (T_d, d); x_noise: (T_n, d) with T_n = nu * T_d (rounded);
+    noise: an object with ``log_prob(x) -> (batch,)``. Returns a scalar tensor (differentiable in the model).
+    softplus(-Delta) = -log sigma(Delta) keeps the loss finite for any logit.
+    """
+    nu = _check_nu(nu)
+    if not isinstance(model, NCEModel):
+        raise TypeError(f"model must be an NCEModel (an energy with its log-normaliser c); got {type(model).__name__}.")
+    x_data = check_tensor(x_data, "x_data", ndim=2)
+    x_noise = check_tensor(x_noise, "x_noise", shape=(None, x_data.shape[1]))
+    if len(x_noise) != round(nu * len(x_data)):
+        raise ValueError(
+            f"x_noise has {len(x_noise)} rows but nu * len(x_data) = {nu:g} * {len(x_data)} = {nu * len(x_data):g}: "
+            "draw round(nu * T_d) noise samples for T_d data samples (nu is that ratio)."
+        )
+    delta_data = nce_logit(model.energy(x_data), model.c, _noise_log_prob(noise, x_data, "x_data"), nu)
+    delta_noise = nce_logit(model.energy(x_noise), model.c, _noise_log_prob(noise, x_noise, "x_noise"), nu)
+    total = F.softplus(-delta_data).sum() + F.softplus(delta_noise).sum()
+    return total / (len(x_data) + len(x_noise))
+
+
+def decision_boundary_1d(logit: Callable[[torch.Tensor], torch.Tensor], bounds: Sequence[float], n_points: int = 10001,
+                         dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The points where a 1-D logit Delta(x) crosses zero (the classifier's P(data | x) = 1/2).
+
+    Finds sign changes of Delta on n_points grid points in [low, high] and refines each by 60 bisection steps
+    (to float64 precision). logit: callable (batch, 1) -> (batch,). Returns the sorted roots (k,).
+    Reference: seed 003, worked example 3 (E = x^2/2, p_n = N(0, 4), nu = 1: roots at +-2.073).
+    """
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"bounds must be a pair (low, high); got {bounds!r}.") from err
+    if not high > low:
+        raise ValueError(f"bounds need low < high; got ({low}, {high}).")
+    n_points = check_int(n_points, "n_points", minimum=3)
+    xs = torch.linspace(low, high, n_points, dtype=dtype)
+    with torch.no_grad():
+        f = logit(xs[:, None]).reshape(-1)
+        crossing = (torch.sign(f[:-1]) * torch.sign(f[1:]) <= 0).nonzero().reshape(-1)
+        roots = []
+        for i in crossing.tolist():
+            a, b = xs[i : i + 1], xs[i + 1 : i + 2]
+            fa = f[i]
+            for _ in range(60):
+                mid = 0.5 * (a + b)
+                fm = logit(mid[:, None]).reshape(-1)[0]
+                if (fm > 0) == (fa > 0):
+                    a, fa = mid, fm
+                else:
+                    b = mid
+            roots.append(float(0.5 * (a + b)))
+    roots = sorted(set(round(r, 12) for r in roots))
+    return torch.tensor(roots, dtype=dtype)
+
+
+def nce_asymptotic_covariance(score: Callable[[torch.Tensor], torch.Tensor], log_p_data: Callable[[torch.Tensor], torch.Tensor],
+                              log_noise: Callable[[torch.Tensor], torch.Tensor], nu: float, bounds,
+                              n_points: int = 4000) -> torch.Tensor:
+    """The asymptotic covariance of the NCE estimator (Gutmann & Hyvarinen 2012, Theorem 3), by quadrature.
+
+    With T_d data points and T_n = nu T_d noise samples, sqrt(T_d) (theta_hat - theta*) -> N(0, Sigma),
+        Sigma = I_nu^{-1} - (1 + 1/nu) I_nu^{-1} m m^T I_nu^{-1},
+        I_nu = int g g^T P_nu p_d dx,   m = int g P_nu p_d dx,   P_nu = nu p_n / (p_d + nu p_n),
+    where g(x) = grad of log p_theta(x) = -E_theta(x) - c with respect to all k parameters (c included) at
+    the true theta*. score: x (batch, d) -> g (batch, k); log_p_data, log_noise: x -> (batch,);
+    bounds: [(low, high)] or [(low, high), (low, high)] covering the data. Returns Sigma (k, k) in float64;
+    the estimator's covariance for T_d data points is Sigma / T_d. As nu -> infinity Sigma tends to the
+    Cramer-Rao bound; with p_n = p_d it is (1 + 1/nu) times that bound (their Corollaries 5-7).
+    """
+    nu = _check_nu(nu)
+    points, _, cell = grid(bounds, n_points, dtype=torch.float64)
+    g = score(points)
+    if g.dim() != 2 or g.shape[0] != points.shape[0]:
+        raise ValueError(f"score(x) must return (batch, k), one gradient row per point; got {tuple(g.shape)}.")
+    log_pd, log_pn = log_p_data(points), log_noise(points)
+    weight = torch.exp(log_pd) * torch.sigmoid(math.log(nu) + log_pn - log_pd) * cell  # p_d P_nu dx
+    info = (g * weight[:, None]).T @ g
+    m = g.T @ weight
+    info_inv = torch.linalg.inv(info)
+    return info_inv - (1 + 1 / nu) * info_inv @ torch.outer(m, m) @ info_inv
+
+
+# --------------------------------------------------------------------------------------------- training
+def _check_covered(noise, x: torch.Tensor) -> None:
+    log_pn = _noise_log_prob(noise, x, "x")
+    n_out = int((~torch.isfinite(log_pn)).sum())
+    if n_out:
+        raise ValueError(
+            f"{n_out} of {len(x)} data points lie where the noise density is zero (log p_n = -inf); NCE can "
+            "only learn where the noise reaches. Widen the noise (e.g. a larger uniform box)."
+        )
+
+
+def _check_sample(noise, n: int, d: int, generator) -> torch.Tensor:
+    out = noise.sample(n, generator=generator)
+    if not isinstance(out, torch.Tensor) or out.shape != (n, d):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"noise.sample({n}) must return a tensor of shape ({n}, {d}); got {shape}.")
+    return out
+
+
+def _guard(loss: torch.Tensor, step: int) -> None:
+    if not bool(torch.isfinite(loss)):
+        raise DivergenceError(
+            f"the NCE loss became {float(loss)} at step {step}. Lower the learning rate, or use noise that "
+            "covers the data (a density of zero or a tiny density where the data lie makes the logit explode)."
+        )
+
+
+def fit_nce(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise, nu: float,
+            max_iter: int = 200, tol: float = 1e-9) -> dict:
+    """The NCE estimator of Gutmann & Hyvarinen: minimise L on one fixed set of data and noise samples.
+
+    Full-batch L-BFGS (strong Wolfe line search): for a model with a handful of parameters (a Gaussian EBM)
+    this reaches the minimiser of the sample objective (until every |dL/dparameter| < tol, or the loss stops
+    changing at machine precision), so what remains is the estimator's own error.
+    x_data: (T_d, d), x_noise: (T_n, d) with T_n = nu T_d. Returns {"loss": final loss, "n_iter": iterations}.
+    """
+    nu = _check_nu(nu)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    x_data = check_tensor(x_data, "x_data", ndim=2)
+    tol = check_positive(tol, "tol")
+    _check_covered(noise, x_data)
+    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=tol,
+                            tolerance_change=torch.finfo(x_data.dtype).eps, history_size=20,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = nce_loss(model, x_data, x_noise, noise, nu)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    n_iter = opt.state_dict()["state"][0]["n_iter"]
+    with torch.no_grad():
+        loss = nce_loss(model, x_data, x_noise, noise, nu)
+    _guard(loss, n_iter)
+    return {"loss": float(loss), "n_iter": n_iter}
+
+
+def train_nce(model: NCEModel, x: torch.Tensor, noise, nu: float = 1.0, n_steps: int = 1000, batch_size: int = 256,
+              lr: float = 1e-3, generator: Optional[torch.Generator] = None, log_every: int = 50) -> dict:
+    """Stochastic NCE: each step takes a minibatch of data and draws round(nu * batch) fresh noise samples.
+
+    The loop: sample, loss = nce_loss(...), Adam step, divergence guard every ``log_every`` steps.
+    x: (n, d) training data; noise: ``sample(n, generator)`` and ``log_prob(x)``; generator: on x's device.
+    Returns a history dict: "step", "loss" (mean over each window of log_every steps), "c".
+    """
+    nu = _check_nu(nu)
+    n_steps = check_int(n_steps, "n_steps", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    log_every = check_int(log_every, "log_every", minimum=1)
+    lr = check_positive(lr, "lr")
+    x = check_tensor(x, "x", ndim=2)
+    n_noise = round(nu * batch_size)
+    if n_noise < 1:
+        raise ValueError(f"nu * batch_size = {nu * batch_size:g} rounds to no noise sample; raise nu or batch_size.")
+    _check_covered(noise, x)
+    _check_sample(noise, n_noise, x.shape[1], generator)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    history = {"step": [], "loss": [], "c": []}
+    window = torch.zeros((), device=x.device, dtype=x.dtype)
+    for step in progress(range(1, n_steps + 1), desc="NCE"):
+        idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=generator, device=x.device)
+        x_batch = x[idx]
+        x_noise = noise.sample(round(nu * len(x_batch)), generator=generator)
+        loss = nce_loss(model, x_batch, x_noise, noise, nu)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        window = window + loss.detach()
+        if step % log_every == 0 or step == n_steps:
+            n_win = (step - 1) % log_every + 1
+            _guard(window, step)
+            history["step"].append(step)
+            history["loss"].append(float(window) / n_win)
+            history["c"].append(float(model.c.detach()))
+            window = torch.zeros_like(window)
+    return history
