@@ -101,7 +101,7 @@ def ml_step(
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return {"loss": loss.detach(), "e_pos": e_pos.detach().mean(), "e_neg": e_neg.detach().mean()}
+    return {"e_pos": e_pos.detach().mean(), "e_neg": e_neg.detach().mean(), "loss": loss.detach()}
 
 
 # --------------------------------------------------------------------------------------------- the loop
@@ -132,7 +132,8 @@ def train_ebm(
     noise_fn: (n, generator) -> (n, *event); callback(it, energy, x_neg) is called every callback_every
     iterations (and after the last), e.g. to record energy landscapes.
     Returns a dict of tensors (n_iters,) on the CPU: loss, e_pos, e_neg and gap = e_pos - e_neg.
-    Raises DivergenceError (see :func:`divergence_guard`) when training blows up.
+    Raises DivergenceError (see :func:`divergence_guard`) when training blows up; the error's ``history``
+    attribute holds the same dict up to that iteration.
     """
     data = check_tensor(data, "data")
     n_iters = check_int(n_iters, "n_iters", minimum=1)
@@ -144,7 +145,7 @@ def train_ebm(
     if generator is not None and generator.device.type != data.device.type:
         raise ValueError(f"generator is on {generator.device} but data is on {data.device}; put them on one device.")
     optimizer = torch.optim.Adam(energy.parameters(), lr=lr, betas=(0.0, 0.999))
-    history = {k: [] for k in ("loss", "e_pos", "e_neg")}
+    history = {k: [] for k in ("e_pos", "e_neg", "loss")}
     for it in progress(range(n_iters), desc="training EBM", total=n_iters):
         idx = torch.randint(0, len(data), (batch_size,), generator=generator, device=data.device)
         x_pos = data[idx]
@@ -153,11 +154,19 @@ def train_ebm(
         if buffer is not None:
             buffer.push(x_neg)
         stats = ml_step(energy, optimizer, x_pos, x_neg, alpha)
-        divergence_guard(it, max_abs=max_abs, check_every=check_every, **stats)
         for k, v in stats.items():
             history[k].append(v)
+        try:
+            divergence_guard(it, max_abs=max_abs, check_every=check_every, **stats)
+        except DivergenceError as err:
+            err.history = _stack(history)  # the run up to the blow-up, for a post-mortem plot
+            raise
         if callback is not None and callback_every and (it % callback_every == 0 or it == n_iters - 1):
             callback(it, energy, x_neg)
+    return _stack(history)
+
+
+def _stack(history: Dict[str, list]) -> Dict[str, torch.Tensor]:
     out = {k: torch.stack(v).cpu() for k, v in history.items()}
     out["gap"] = out["e_pos"] - out["e_neg"]
     return out
