@@ -121,7 +121,8 @@ def test_loss_is_finite_for_extreme_logits():
 
 def test_noise_equal_to_model_gives_chance_level_loss_and_zero_gradient():
     # p_theta = p_n = p_d: Delta = -log nu everywhere; the population loss is the binary entropy H(1/(1+nu))
-    # and its gradient vanishes. Checked on a large sample (Monte Carlo, n = 200000: SE of the gradient ~ 2e-3).
+    # for every sample, and its gradient vanishes in expectation. Monte Carlo with 200000 data and 600000 noise
+    # points: each gradient entry has a standard error of about 5e-4, so we allow 3e-3 (6 standard errors).
     nu = 3
     gen = make_generator(1)
     noise = normal_1d(0.0, 1.0)
@@ -129,10 +130,11 @@ def test_noise_equal_to_model_gives_chance_level_loss_and_zero_gradient():
     model = NCEModel(gaussian_1d(0.0, 1.0), c=0.5 * math.log(2 * math.pi))
     loss = nce_loss(model, x_data, x_noise, noise, nu)
     loss.backward()
+    loss = loss.detach()
     p = 1 / (1 + nu)
     assert float(loss) == pytest.approx(-(p * math.log(p) + (1 - p) * math.log(1 - p)), abs=1e-12)
     for par in model.parameters():
-        assert float(par.grad.abs().max()) < 1e-2
+        assert float(par.grad.abs().max()) < 3e-3
 
 
 # --------------------------------------------------------------------------------------------- the estimator
@@ -170,7 +172,11 @@ def test_nce_on_2d_gaussian_recovers_mu_lambda_and_log_z():
         closed = float(model.energy.log_partition())
     quad = log_partition_grid(model.energy, [(-6, 8), (-7.5, 6.5)], 600)
     assert quad == pytest.approx(closed, abs=1e-6)
-    assert float(model.c) == pytest.approx(closed, abs=4 * float(sd[-1]))
+    # sd of c - log Z(Lambda_hat) by the delta method: d log Z / d Lambda = -Lambda^{-1} / 2 (Lam_12 counted twice).
+    cov = torch.linalg.inv(lam)
+    a = torch.tensor([0, 0, 0.5 * cov[0, 0], cov[0, 1], 0.5 * cov[1, 1], 1.0], dtype=D)
+    sd_gap = float((a @ sigma @ a / t_d).sqrt())
+    assert float(model.c.detach()) == pytest.approx(closed, abs=4 * sd_gap)
 
 
 def test_fit_nce_is_the_exact_minimiser_of_the_sample_objective():
@@ -234,10 +240,12 @@ def test_train_nce_self_normalises_a_gaussian_model():
     noise = GaussianNoise.fit(x, widen=1.5)
     model = NCEModel(GaussianEBM.standard(2))
     hist = train_nce(model, x, noise, nu=4, n_steps=600, batch_size=256, lr=0.03, generator=gen)
-    assert hist["loss"][-1] < hist["loss"][0]
+    assert hist["loss"][-1] < hist["loss"][0] - 0.05
+    # Adam at a fixed learning rate hovers around the optimum: over seeds 5-9 |c - log Z| stayed below 0.03
+    # (the estimator's own sd is ~0.01 here), so 0.08 leaves room for other CPUs without hiding a wrong c.
     with torch.no_grad():
         assert float(model.c) == pytest.approx(float(model.energy.log_partition()), abs=0.08)
-        assert float(model.c) == pytest.approx(float(truth.log_partition()), abs=0.15)
+        assert float(model.c) == pytest.approx(float(truth.log_partition()), abs=0.08)
 
 
 # --------------------------------------------------------------------------------------------- noise
