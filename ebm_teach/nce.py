@@ -250,15 +250,16 @@ def nce_asymptotic_covariance(score: Callable[[torch.Tensor], torch.Tensor], log
     where g(x) = grad of log p_theta(x) = -E_theta(x) - c with respect to all k parameters (c included) at
     the true theta*. score: x (batch, d) -> g (batch, k); log_p_data, log_noise: x -> (batch,);
     bounds: [(low, high)] or [(low, high), (low, high)] covering the data. Returns Sigma (k, k) in float64;
-    the estimator's covariance for T_d data points is Sigma / T_d. As nu -> infinity Sigma tends to the
+    the estimator's covariance for T_d data points is Sigma / T_d (not differentiable). As nu -> infinity Sigma tends to the
     Cramer-Rao bound; with p_n = p_d it is (1 + 1/nu) times that bound (their Corollaries 5-7).
     """
     nu = _check_nu(nu)
     points, _, cell = grid(bounds, n_points, dtype=torch.float64)
-    g = score(points)
+    with torch.no_grad():
+        g = score(points)
+        log_pd, log_pn = log_p_data(points), log_noise(points)
     if g.dim() != 2 or g.shape[0] != points.shape[0]:
         raise ValueError(f"score(x) must return (batch, k), one gradient row per point; got {tuple(g.shape)}.")
-    log_pd, log_pn = log_p_data(points), log_noise(points)
     weight = torch.exp(log_pd) * torch.sigmoid(math.log(nu) + log_pn - log_pd) * cell  # p_d P_nu dx
     info = (g * weight[:, None]).T @ g
     m = g.T @ weight
