@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
+import json
 import math
 import re
 from pathlib import Path
@@ -79,6 +80,9 @@ def test_solutions_file_follows_the_conventions(solution):
         following = cells[index + 1:]
         next_heading = next((i for i, c in enumerate(following) if c.cell_type == "markdown"), len(following))
         assert any("self-check" in _tags(c) for c in following[:next_heading]), f"{exercise.name} needs a self-check cell"
+        call = f'run_checks("{solution.stem}", "{exercise.id}", {exercise.name})'
+        assert any("hidden-test" in _tags(c) and call in c.source for c in following[:next_heading]), (
+            f"{exercise.name} needs a hidden-test cell calling {call}")
 
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
@@ -103,6 +107,19 @@ def test_exercise_file_runs_and_its_self_checks_stop_at_the_stubs(solution, one_
     for cell in self_checks:
         with pytest.raises(NotImplementedError), contextlib.redirect_stdout(io.StringIO()):
             exec(compile(cell.source, "<self-check>", "exec"), dict(namespace))
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_nbgrader_source_marks_answer_and_test_cells(solution):
+    exercises = load_exercises(solution.stem)
+    cells = json.loads(builder.nbgrader_notebook(solution))["cells"]
+    meta = [c["metadata"]["nbgrader"] for c in cells if "nbgrader" in c["metadata"]]
+    answers = [m for m in meta if m["solution"]]
+    tests = [m for m in meta if m["grade"]]
+    assert [m["grade_id"] for m in answers] == [f"ex{e.id.replace('.', '_')}-answer" for e in exercises]
+    assert [(m["grade_id"], m["points"], m["locked"]) for m in tests] == [
+        (f"ex{e.id.replace('.', '_')}-tests", e.max_points, True) for e in exercises]
+    assert all("### BEGIN SOLUTION" in "".join(c["source"]) for c in cells if c["metadata"].get("nbgrader", {}).get("solution"))
 
 
 # ------------------------------------------------------------------------------------ the builder

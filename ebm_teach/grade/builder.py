@@ -11,6 +11,10 @@ What changes on the way (the same markers as nbgrader's ``generate_assignment``)
 
 Run ``python -m ebm_teach.grade build`` after editing a solutions file; ``--check`` only reports
 differences (the test suite fails when ``exercises/`` is not exactly what this builds).
+
+For nbgrader, :func:`nbgrader_notebook` writes the *solutions* as a notebook whose cells carry nbgrader's
+metadata (answer cells, and autograder-test cells worth the exercise's points), ready for
+``nbgrader generate_assignment`` (``python -m ebm_teach.grade build --nbgrader DIR``).
 """
 from __future__ import annotations
 
@@ -21,10 +25,12 @@ from typing import Dict, List
 from .notebook import MARKER
 from .spec import CHAPTER_PATTERN
 
-__all__ = ["CODE_STUB", "strip_solutions", "exercise_files", "build", "differences"]
+__all__ = ["CODE_STUB", "strip_solutions", "exercise_files", "build", "differences", "nbgrader_notebook",
+           "nbgrader_sources"]
 
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 HIDDEN_TEST_TAG = "hidden-test"
+_EXERCISE_HEADING = re.compile(r"^## Exercise ([0-9]+\.[0-9]+):", re.MULTILINE)
 _REGIONS = {
     "SOLUTION": (re.compile(r"^(\s*)#+\s*BEGIN SOLUTION\s*$"), re.compile(r"^\s*#+\s*END SOLUTION\s*$")),
     "HIDDEN TESTS": (re.compile(r"^(\s*)#+\s*BEGIN HIDDEN TESTS\s*$"), re.compile(r"^\s*#+\s*END HIDDEN TESTS\s*$")),
@@ -130,3 +136,51 @@ def differences(solutions_dir="solutions", out_dir="exercises") -> List[str]:
             if extra.suffix in (".py", ".ipynb") and extra.name not in expected:
                 problems.append(f"{extra} has no solutions file")
     return problems
+
+
+def nbgrader_notebook(solution_path) -> str:
+    """The solutions file as an ``.ipynb`` with nbgrader cell metadata, for ``nbgrader generate_assignment``.
+
+    Cells holding ``### BEGIN SOLUTION`` become "Autograded answer" cells; ``hidden-test`` cells become
+    locked "Autograder tests" cells worth the points of the exercise whose ``## Exercise N.k`` heading comes
+    before them (their ``run_checks(...)`` returns the points earned, which nbgrader takes as partial credit).
+    """
+    import jupytext
+
+    from .spec import load_exercises
+
+    solution_path = Path(solution_path)
+    points = {e.id: e.max_points for e in load_exercises(solution_path.stem)}
+    notebook = jupytext.read(solution_path, fmt="py:percent")
+    current = None
+    for number, cell in enumerate(notebook.cells):
+        cell.id = f"{solution_path.stem.replace('_', '-')}-{number:02d}"
+        heading = _EXERCISE_HEADING.search(cell.source) if cell.cell_type == "markdown" else None
+        if heading:
+            current = heading.group(1)
+        meta = {"grade": False, "solution": False, "locked": False, "task": False, "schema_version": 3}
+        if cell.cell_type == "code" and "BEGIN SOLUTION" in cell.source:
+            meta.update(solution=True, grade_id=f"ex{current.replace('.', '_')}-answer")
+        elif HIDDEN_TEST_TAG in cell.metadata.get("tags", ()):
+            if current not in points:
+                raise ValueError(f"{solution_path}: a hidden-test cell (cell {number + 1}) is not under an "
+                                 "'## Exercise N.k' heading of an exercise in the checks module.")
+            meta.update(grade=True, locked=True, points=points[current],
+                        grade_id=f"ex{current.replace('.', '_')}-tests")
+        else:
+            continue
+        cell.metadata["nbgrader"] = meta
+    notebook.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
+    return jupytext.writes(notebook, fmt="ipynb")
+
+
+def nbgrader_sources(solutions_dir="solutions", out_dir="nbgrader_source") -> List[Path]:
+    """Write ``out_dir/NN_slug.ipynb`` (see :func:`nbgrader_notebook`) for every solutions file."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for solution in _solutions(solutions_dir):
+        target = out_dir / f"{solution.stem}.ipynb"
+        target.write_text(nbgrader_notebook(solution), encoding="utf-8")
+        written.append(target)
+    return written

@@ -11,6 +11,7 @@ check crashed, and ``failed`` otherwise; its points are the sum over the checks 
 from __future__ import annotations
 
 import traceback
+import warnings
 from typing import Callable, Optional
 
 from .spec import Exercise, load_exercises
@@ -81,13 +82,16 @@ def run_exercise(exercise: Exercise, function, is_learner_file: Optional[Callabl
 def run_checks(chapter: str, exercise_id: str, function) -> float:
     """Run exercise ``exercise_id`` of ``chapter`` on ``function`` here and now; print one line per check.
 
-    Returns the points earned, so that the value is a notebook cell's output (nbgrader reads a number
-    printed by an autograder-tests cell as partial credit).
+    Returns the points earned, so that the value is a notebook cell's output: nbgrader reads a number
+    returned by an autograder-tests cell as partial credit. Warnings are silenced meanwhile, because
+    nbgrader gives no credit to a cell that wrote anything to stderr.
     """
     exercises = {e.id: e for e in load_exercises(chapter)}
     if exercise_id not in exercises:
         raise ValueError(f"chapter {chapter} has no exercise {exercise_id!r}; it has {sorted(exercises)}.")
-    result = run_exercise(exercises[exercise_id], function)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = run_exercise(exercises[exercise_id], function)
     print(f"Exercise {result['id']} ({result['name']}): {result['points']:g}/{result['max_points']:g} points")
     for check in result["checks"]:
         mark = {"passed": "ok  ", "not_implemented": "todo"}.get(check["status"], "FAIL")

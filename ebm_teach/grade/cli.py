@@ -13,7 +13,7 @@ from . import builder, report, runner
 
 USAGE = """\
 python -m ebm_teach.grade SUBMISSION [--json OUT] [--csv OUT] [--timeout S] [--max-output N]
-       python -m ebm_teach.grade build [--solutions DIR] [--out DIR] [--check]"""
+       python -m ebm_teach.grade build [--solutions DIR] [--out DIR] [--check | --nbgrader DIR]"""
 
 
 def _positive_float(text: str) -> float:
@@ -48,6 +48,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--solutions", default="solutions", help="folder of NN_slug.py solutions (default solutions)")
     parser.add_argument("--out", default="exercises", help="folder to write to (default exercises)")
     parser.add_argument("--check", action="store_true", help="only report files that are out of date (exit 1 if any)")
+    parser.add_argument("--nbgrader", metavar="DIR",
+                        help="instead, write the solutions as nbgrader source notebooks into DIR")
     return parser
 
 
@@ -61,6 +63,10 @@ def build_main(argv: List[str]) -> int:
             if problems:
                 print("exercises are out of date: run python -m ebm_teach.grade build")
             return 1 if problems else 0
+        if args.nbgrader:
+            for path in builder.nbgrader_sources(args.solutions, args.nbgrader):
+                print(f"wrote {path}")
+            return 0
         for path in builder.build(args.solutions, args.out):
             print(f"wrote {path}")
     except ValueError as err:
