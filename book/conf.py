@@ -37,7 +37,7 @@ html_title = "ebm-teach: energy-based models"
 
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.mathjax", "sphinx.ext.viewcode"]
 root_doc = "index"
-include_patterns = ["*.md", "chapters/*.ipynb", "exercises/*.ipynb", "api/*.md"]
+include_patterns = ["*.md", "chapters/[0-9][0-9]_*.ipynb", "exercises/[0-9][0-9]_*.ipynb", "api/*.md"]
 exclude_patterns = ["**/.ipynb_checkpoints", "**/.ipynb_checkpoints/**"]
 
 # MyST-NB: show the notebooks as stored, with $…$ and $$…$$ math.

@@ -52,6 +52,7 @@ def _scenarios() -> dict:
         "infinite_loop.py": _edit(solution, "    if bool((a <= 0).any()):", "    while True:\n        pass\n"
                                   "    if bool((a <= 0).any()):"),
         "import_error.py": _edit(solution, "import math\n", "import math\nimport ebm_teach_no_such_module\n"),
+        "top_level_loop.py": _edit(solution, "import torch\n", "import torch\n\nwhile True:\n    pass\n"),
         "exits.py": _edit(solution, "    d = mu.shape[0]\n", "    import os\n    os._exit(3)\n    d = mu.shape[0]\n"),
         "flood.py": flood,
         "wrong.py": _edit(
@@ -67,7 +68,8 @@ def graded_folder(tmp_path_factory):
         (folder / name).write_text(text)
     out = tmp_path_factory.mktemp("reports")
     cmd = [sys.executable, "-m", "ebm_teach.grade", str(folder), "--json", str(out / "report.json"),
-           "--csv", str(out / "gradebook.csv"), "--timeout", str(TIMEOUT), "--max-output", str(MAX_OUTPUT)]
+           "--csv", str(out / "gradebook.csv"), "--timeout", str(TIMEOUT), "--max-output", str(MAX_OUTPUT),
+           "--jobs", "2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((out / "report.json").read_text())
@@ -119,6 +121,12 @@ def test_infinite_loop_times_out_and_the_rest_is_still_graded(graded_folder):
     assert f"did not finish within {TIMEOUT} s" in ex["1.1"]["message"]
     assert (ex["1.2"]["status"], ex["1.2"]["points"]) == ("passed", 5)
     assert (ex["1.3"]["status"], ex["1.3"]["points"]) == ("passed", 3)
+
+
+def test_infinite_loop_at_top_level_times_out_every_exercise(graded_folder):
+    report = graded_folder["reports"]["top_level_loop.py"]
+    assert {ex["status"] for ex in report["exercises"]} == {"timeout"} and report["points"] == 0
+    assert f"top-level code did not finish within {TIMEOUT} s" in report["exercises"][0]["message"]
 
 
 def test_exception_at_import_time_is_reported_and_other_cells_still_run(graded_folder):
@@ -202,6 +210,8 @@ def test_grade_file_validates_its_arguments(tmp_path):
         runner.grade_file(tmp_path / "missing.ipynb")
     with pytest.raises(FileNotFoundError, match="holds no .ipynb or .py exercise files"):
         runner.submissions_in(tmp_path)
+    with pytest.raises(ValueError, match="jobs must be an int >= 1"):
+        runner.grade_path(CH1_SOLUTION, jobs=0)
 
 
 def test_folder_skips_the_py_twin_of_a_notebook(tmp_path):

@@ -12,7 +12,7 @@ from typing import List, Optional
 from . import builder, report, runner
 
 USAGE = """\
-python -m ebm_teach.grade SUBMISSION [--json OUT] [--csv OUT] [--timeout S] [--max-output N]
+python -m ebm_teach.grade SUBMISSION [--json OUT] [--csv OUT] [--timeout S] [--max-output N] [--jobs J]
        python -m ebm_teach.grade build [--solutions DIR] [--out DIR] [--check | --nbgrader DIR]"""
 
 
@@ -39,6 +39,8 @@ def _grade_parser() -> argparse.ArgumentParser:
                              f"(default {runner.DEFAULT_TIMEOUT:g})")
     parser.add_argument("--max-output", type=int, default=runner.DEFAULT_MAX_OUTPUT, metavar="N",
                         help=f"characters of printed output kept per file (default {runner.DEFAULT_MAX_OUTPUT})")
+    parser.add_argument("--jobs", type=int, default=1, metavar="J",
+                        help="files graded at the same time (default 1; at most the number of free CPU cores)")
     return parser
 
 
@@ -82,8 +84,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = _grade_parser().parse_args(argv)
     if args.max_output < 0:
         _grade_parser().error(f"--max-output must be >= 0, got {args.max_output}")
+    if args.jobs < 1:
+        _grade_parser().error(f"--jobs must be >= 1, got {args.jobs}")
     try:
-        reports = runner.grade_path(args.submission, timeout=args.timeout, max_output=args.max_output)
+        reports = runner.grade_path(args.submission, timeout=args.timeout, max_output=args.max_output,
+                                    jobs=args.jobs)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import List, Optional
 
@@ -91,20 +92,22 @@ def _run_child(job: dict, workdir: Path, cwd: Path, timeout: float, max_output: 
     output = _CappedOutput(process.stdout, max_output)
     events: List[dict] = []
     deadline = time.monotonic() + STARTUP_LIMIT
-    with open(events_path, "rb") as stream:
-        while True:
-            exited = process.poll() is not None
-            for line in stream.readlines():
-                if not line.endswith(b"\n"):  # still being written: read it whole next time
-                    stream.seek(-len(line), os.SEEK_CUR)
+    try:
+        with open(events_path, "rb") as stream:
+            while True:
+                exited = process.poll() is not None
+                for line in stream.readlines():
+                    if not line.endswith(b"\n"):  # still being written: read it whole next time
+                        stream.seek(-len(line), os.SEEK_CUR)
+                        break
+                    events.append(json.loads(line))
+                    deadline = time.monotonic() + timeout
+                if exited or time.monotonic() > deadline:
                     break
-                events.append(json.loads(line))
-                deadline = time.monotonic() + timeout
-            if exited or time.monotonic() > deadline:
-                break
-            time.sleep(POLL_SECONDS)
+                time.sleep(POLL_SECONDS)
+    finally:
+        _kill(process)  # on Ctrl-C too; also ends whatever the learner's code left running
     ending = "exited" if exited else "killed"
-    _kill(process)  # also ends anything the learner's code left running in the background
     return events, ending, process.returncode, output.result()
 
 
@@ -217,6 +220,15 @@ def submissions_in(path) -> List[Path]:
     return files
 
 
-def grade_path(path, timeout: float = DEFAULT_TIMEOUT, max_output: int = DEFAULT_MAX_OUTPUT) -> List[dict]:
-    """Grade ``path`` (a file or a folder of files, see :func:`submissions_in`); one report per file."""
-    return [grade_file(p, timeout=timeout, max_output=max_output) for p in submissions_in(path)]
+def grade_path(path, timeout: float = DEFAULT_TIMEOUT, max_output: int = DEFAULT_MAX_OUTPUT,
+               jobs: int = 1) -> List[dict]:
+    """Grade ``path`` (a file or a folder of files, see :func:`submissions_in`); one report per file, in order.
+
+    jobs: how many files are graded at the same time (each in its own process). Time limits are wall-clock
+    time, so keep ``jobs`` at or below the number of free CPU cores.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1 (files graded at once); got {jobs!r}.")
+    files = submissions_in(path)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads only wait on the child processes
+        return list(pool.map(lambda p: grade_file(p, timeout=timeout, max_output=max_output), files))
