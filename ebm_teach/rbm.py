@@ -1,0 +1,627 @@
+"""Restricted Boltzmann machines with binary units (chapters 2 and 3), and the Ising model they grow from.
+
+The RBM is the EBM on visible units v in {0,1}^n_v and hidden units h in {0,1}^n_h with
+
+    E(v, h) = -v^T W h - b^T v - c^T h,        p(v, h) = exp(-E(v, h)) / Z.
+
+There are no visible-visible and no hidden-hidden couplings, so both conditionals factorise,
+
+    p(h_j = 1 | v) = sigma(c_j + sum_i v_i W_ij),      p(v_i = 1 | h) = sigma(b_i + sum_j W_ij h_j),
+
+and the hidden units sum out in closed form: p(v) = exp(-F(v)) / Z with the free energy
+
+    F(v) = -b^T v - sum_j softplus(c_j + (v^T W)_j).
+
+:class:`BernoulliRBM` holds (W, b, c) and gives the conditionals, block Gibbs sampling, the CD-k gradient
+(negative chains started at the data, or at given persistent chains: PCD), a fast training loop, exact log Z
+by enumerating the smaller layer, and the pseudo-likelihood and reconstruction error that are often quoted
+instead of the likelihood. :func:`ising_gibbs` samples the Ising model, the Boltzmann machine on a lattice.
+
+References: Hinton (2002) "Training products of experts by minimizing contrastive divergence"; Tieleman (2008)
+"Training RBMs using approximations to the likelihood gradient" (PCD); Hinton (2010) "A practical guide to
+training RBMs"; seeds 000, 002, 004. Chapter 2 of the book derives everything here.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from typing import Callable, NamedTuple, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F_
+
+from .core import (
+    DivergenceError,
+    check_binary,
+    check_int,
+    check_positive,
+    check_tensor,
+    make_generator,
+    progress,
+)
+
+__all__ = ["RBMGradient", "BernoulliRBM", "ising_energy", "ising_gibbs", "IsingTrace", "SINGLE_THREAD_BELOW"]
+
+#: Largest layer that :meth:`BernoulliRBM.log_partition_exact` enumerates by default (2^25 states).
+MAX_ENUMERATED_UNITS = 25
+
+#: ``fit`` runs on one CPU thread when batch_size * n_visible * n_hidden is below this many multiply-adds.
+#: For matrices this small a second OpenMP thread costs more to wake than it saves, and when another process
+#: holds the other core the waiting threads can slow every operation tenfold (measured in
+#: benchmarks/README.md). Set it to 0 to keep torch's thread setting.
+SINGLE_THREAD_BELOW = 2**20
+
+_BINARY_HINT = (
+    "A Bernoulli RBM models binary data: binarize first, e.g. (v > 0.5).float(), "
+    "or use a Gaussian-Bernoulli RBM for real-valued data."
+)
+
+
+class RBMGradient(NamedTuple):
+    """An estimate of the gradient of the mean log-likelihood for W (n_v, n_h), b (n_v,) and c (n_h,)."""
+
+    W: torch.Tensor
+    b: torch.Tensor
+    c: torch.Tensor
+
+
+def _bernoulli(p: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """Independent Bernoulli(p) draws as 0/1 floats: u < p with u ~ U(0, 1) (cheaper than torch.bernoulli).
+
+    p: (batch, units). The uniforms are drawn unit by unit ((units, batch), then transposed) because
+    BernoulliRBM.fit stores its chains units x examples: both then read the same stream the same way.
+    """
+    u = torch.rand(p.shape[::-1], generator=generator, device=p.device, dtype=p.dtype).T
+    return (u < p).to(p.dtype)
+
+
+def _binary_states(start: int, stop: int, n_bits: int, device, dtype) -> torch.Tensor:
+    """The binary expansions of the integers start..stop-1 as rows (stop - start, n_bits), bit 0 first."""
+    idx = torch.arange(start, stop, device=device, dtype=torch.int64)
+    shifts = torch.arange(n_bits, device=device, dtype=torch.int64)
+    return ((idx[:, None] >> shifts) & 1).to(dtype)
+
+
+@contextmanager
+def _threads_for(work: int, device: torch.device):
+    """Run on one CPU thread while the per-operation work is tiny (see SINGLE_THREAD_BELOW); restore after."""
+    if device.type != "cpu" or work >= SINGLE_THREAD_BELOW or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class BernoulliRBM:
+    """A restricted Boltzmann machine with binary visible and hidden units.
+
+    E(v, h) = -v^T W h - b^T v - c^T h for v: (n_visible,) and h: (n_hidden,) in {0, 1}.
+    W: (n_visible, n_hidden) is drawn from N(0, init_std^2) (0.01 as in scikit-learn and Hinton's guide),
+    b and c start at zero. Randomness comes from ``generator`` (or a new one made from ``seed``), which also
+    becomes the default for every sampling method; with neither, torch's global generator is used.
+    device: where the parameters live (default: the generator's device, else the CPU); dtype: float32 by
+    default (exact log Z is always summed in float64).
+
+    Storage: W, b and c are views into one (n_v + 1, n_h + 1) matrix ``theta = [[W, b], [c^T, 0]]``, the
+    "always-on unit" trick: with v~ = (v, 1) and h~ = (h, 1), E = -v~^T theta h~, and one outer product
+    v~^T h~ updates all three at once (this is what makes :meth:`fit` fast).
+    """
+
+    def __init__(
+        self,
+        n_visible: int,
+        n_hidden: int,
+        device=None,
+        generator: Optional[torch.Generator] = None,
+        seed: Optional[int] = None,
+        dtype: torch.dtype = torch.float32,
+        init_std: float = 0.01,
+    ):
+        n_visible = check_int(n_visible, "n_visible", minimum=1)
+        n_hidden = check_int(n_hidden, "n_hidden", minimum=1)
+        if generator is not None and seed is not None:
+            raise ValueError("pass either generator or seed, not both.")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator; got {type(generator).__name__}.")
+        if device is None:
+            device = generator.device if generator is not None else torch.device("cpu")
+        device = torch.device(device)
+        if generator is not None and generator.device.type != device.type:
+            raise ValueError(
+                f"the generator lives on {generator.device} but the RBM on {device}; "
+                "make the generator with ebm_teach.make_generator(seed, device)."
+            )
+        if not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating-point dtype; got {dtype}.")
+        init_std = float(init_std)
+        if not (math.isfinite(init_std) and init_std >= 0):
+            raise ValueError(f"init_std must be a finite number >= 0; got {init_std}.")
+        self.generator = make_generator(seed, device) if seed is not None else generator
+        self.theta = torch.zeros(n_visible + 1, n_hidden + 1, device=device, dtype=dtype)
+        if init_std > 0:
+            w = torch.randn(n_visible, n_hidden, generator=self.generator, device=device, dtype=dtype)
+            self.theta[:n_visible, :n_hidden] = init_std * w
+
+    # ----------------------------------------------------------------------------------- parameters
+    @classmethod
+    def from_arrays(cls, W, b, c, device=None, dtype: Optional[torch.dtype] = None,
+                    generator: Optional[torch.Generator] = None) -> "BernoulliRBM":
+        """An RBM with given parameters (NumPy arrays or tensors), e.g. one trained elsewhere.
+
+        W: (n_visible, n_hidden), b: (n_visible,), c: (n_hidden,). scikit-learn's ``BernoulliRBM`` stores
+        ``components_`` = W^T (n_hidden, n_visible), ``intercept_visible_`` = b, ``intercept_hidden_`` = c.
+        dtype defaults to W's floating dtype (float32 for integer input); device defaults to W's device.
+        """
+        W = check_tensor(W, "W", ndim=2)
+        n_visible, n_hidden = W.shape
+        b = check_tensor(b, "b", ndim=1)
+        c = check_tensor(c, "c", ndim=1)
+        if b.shape[0] != n_visible or c.shape[0] != n_hidden:
+            hint = ""
+            if b.shape[0] == n_hidden and c.shape[0] == n_visible:
+                hint = " It looks transposed: pass W as (n_visible, n_hidden) (sklearn's components_.T)."
+            raise ValueError(
+                f"W is {tuple(W.shape)} = (n_visible, n_hidden), so b must have {n_visible} entries and c "
+                f"{n_hidden}; got b with {b.shape[0]} and c with {c.shape[0]}.{hint}"
+            )
+        dtype = dtype or W.dtype
+        device = torch.device(device) if device is not None else W.device
+        rbm = cls(n_visible, n_hidden, device=device, generator=generator, dtype=dtype, init_std=0.0)
+        rbm.W, rbm.b, rbm.c = W, b, c
+        return rbm
+
+    @property
+    def n_visible(self) -> int:
+        return self.theta.shape[0] - 1
+
+    @property
+    def n_hidden(self) -> int:
+        return self.theta.shape[1] - 1
+
+    @property
+    def device(self) -> torch.device:
+        return self.theta.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.theta.dtype
+
+    @property
+    def W(self) -> torch.Tensor:
+        """The couplings W: (n_visible, n_hidden) (a view: in-place changes change the model)."""
+        return self.theta[:-1, :-1]
+
+    @W.setter
+    def W(self, value):
+        self.theta[:-1, :-1] = check_tensor(value, "W", shape=(self.n_visible, self.n_hidden), like=self.theta)
+
+    @property
+    def b(self) -> torch.Tensor:
+        """The visible biases b: (n_visible,) (a view)."""
+        return self.theta[:-1, -1]
+
+    @b.setter
+    def b(self, value):
+        self.theta[:-1, -1] = check_tensor(value, "b", shape=(self.n_visible,), like=self.theta)
+
+    @property
+    def c(self) -> torch.Tensor:
+        """The hidden biases c: (n_hidden,) (a view)."""
+        return self.theta[-1, :-1]
+
+    @c.setter
+    def c(self, value):
+        self.theta[-1, :-1] = check_tensor(value, "c", shape=(self.n_hidden,), like=self.theta)
+
+    def copy(self) -> "BernoulliRBM":
+        """An independent copy of the parameters (sharing the generator)."""
+        return BernoulliRBM.from_arrays(self.W.clone(), self.b.clone(), self.c.clone(), generator=self.generator)
+
+    def __repr__(self) -> str:
+        return f"BernoulliRBM(n_visible={self.n_visible}, n_hidden={self.n_hidden}, device={self.device}, dtype={self.dtype})"
+
+    # ----------------------------------------------------------------------------------- validation
+    def _check_v(self, v, name: str = "v") -> torch.Tensor:
+        v = check_tensor(v, name, shape=(None, self.n_visible), like=self.theta)
+        return check_binary(v, name, hint=_BINARY_HINT)
+
+    def _check_h(self, h, name: str = "h") -> torch.Tensor:
+        h = check_tensor(h, name, shape=(None, self.n_hidden), like=self.theta)
+        return check_binary(h, name, hint="Hidden units are binary: sample them with sample_h_given_v.")
+
+    def _gen(self, generator: Optional[torch.Generator]) -> Optional[torch.Generator]:
+        g = generator if generator is not None else self.generator
+        if g is not None and g.device.type != self.device.type:
+            raise ValueError(f"the generator lives on {g.device} but the RBM on {self.device}; use one on {self.device}.")
+        return g
+
+    # ----------------------------------------------------------------------------------- energies
+    def energy(self, v, h) -> torch.Tensor:
+        """E(v, h) = -v^T W h - b^T v - c^T h for v: (batch, n_visible), h: (batch, n_hidden) -> (batch,)."""
+        v, h = self._check_v(v), self._check_h(h)
+        if v.shape[0] != h.shape[0]:
+            raise ValueError(f"v and h must have the same batch size; got {v.shape[0]} and {h.shape[0]}.")
+        return -((v @ self.W) * h).sum(1) - v @ self.b - h @ self.c
+
+    def free_energy(self, v) -> torch.Tensor:
+        """F(v) = -log sum_h exp(-E(v, h)) = -b^T v - sum_j softplus(c_j + (v^T W)_j).
+
+        v: (batch, n_visible) in {0, 1} -> (batch,). Then p(v) = exp(-F(v)) / Z.
+        """
+        v = self._check_v(v)
+        return self._free_energy(v)
+
+    def _free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        return -(v @ self.b) - F_.softplus(v @ self.W + self.c).sum(1)
+
+    # ----------------------------------------------------------------------------------- conditionals, Gibbs
+    def p_h_given_v(self, v) -> torch.Tensor:
+        """p(h_j = 1 | v) = sigma(c_j + (v^T W)_j) for v: (batch, n_visible) -> (batch, n_hidden)."""
+        return torch.sigmoid(self._check_v(v) @ self.W + self.c)
+
+    def p_v_given_h(self, h) -> torch.Tensor:
+        """p(v_i = 1 | h) = sigma(b_i + (W h)_i) for h: (batch, n_hidden) -> (batch, n_visible)."""
+        return torch.sigmoid(self._check_h(h) @ self.W.T + self.b)
+
+    def sample_h_given_v(self, v, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """h ~ p(h | v): each h_j = 1 with probability sigma(c_j + (v^T W)_j), independently.
+
+        v: (batch, n_visible) -> h: (batch, n_hidden) of 0/1 floats.
+        """
+        return _bernoulli(self.p_h_given_v(v), self._gen(generator))
+
+    def sample_v_given_h(self, h, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """v ~ p(v | h): each v_i = 1 with probability sigma(b_i + (W h)_i). h: (batch, n_hidden) -> (batch, n_visible)."""
+        return _bernoulli(self.p_v_given_h(h), self._gen(generator))
+
+    def _gibbs(self, v: torch.Tensor, n_steps: int, g) -> torch.Tensor:
+        for _ in range(n_steps):
+            h = _bernoulli(torch.sigmoid(v @ self.W + self.c), g)
+            v = _bernoulli(torch.sigmoid(h @ self.W.T + self.b), g)
+        return v
+
+    def gibbs(self, v, n_steps: int = 1, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``n_steps`` steps of block Gibbs sampling, h ~ p(h | v) then v ~ p(v | h), from v: (batch, n_visible).
+
+        Returns v after the last step, (batch, n_visible). Each row is an independent chain whose law tends
+        to p(v) as n_steps grows.
+        """
+        v = self._check_v(v)
+        n_steps = check_int(n_steps, "n_steps", minimum=0)
+        return self._gibbs(v, n_steps, self._gen(generator))
+
+    # ----------------------------------------------------------------------------------- CD-k
+    def cd_gradient(
+        self,
+        v_data,
+        k: int = 1,
+        v_negative_start=None,
+        generator: Optional[torch.Generator] = None,
+    ) -> Tuple[RBMGradient, torch.Tensor]:
+        """The CD-k estimate of the gradient of the mean log-likelihood, and the negative samples v_k.
+
+        d log p(v)/dW = <v p(h|v)^T>_data - <v h^T>_model, and likewise b: <v> - <v>, c: <p(h|v)> - <h>.
+        The positive phase uses the data v_0 (n, n_visible) with the exact p(h | v_0); the negative phase
+        replaces the model average by k block Gibbs steps from ``v_negative_start`` (m, n_visible) --- the
+        data itself for CD-k, persistent chains for PCD --- using v_k and p(h | v_k):
+
+            grad W = v_0^T p(h|v_0) / n - v_k^T p(h|v_k) / m,  grad b = mean(v_0) - mean(v_k),
+            grad c = mean p(h|v_0) - mean p(h|v_k).
+
+        Returns (RBMGradient(W, b, c), v_k). Hinton (2002); Tieleman (2008) for persistent chains.
+        """
+        v0 = self._check_v(v_data, "v_data")
+        k = check_int(k, "k", minimum=1)
+        vk = v0 if v_negative_start is None else self._check_v(v_negative_start, "v_negative_start")
+        g = self._gen(generator)
+        p0 = torch.sigmoid(v0 @ self.W + self.c)
+        for step in range(k):
+            ph = p0 if (step == 0 and v_negative_start is None) else torch.sigmoid(vk @ self.W + self.c)
+            h = _bernoulli(ph, g)
+            vk = _bernoulli(torch.sigmoid(h @ self.W.T + self.b), g)
+        pk = torch.sigmoid(vk @ self.W + self.c)
+        grad = RBMGradient(
+            W=v0.T @ p0 / len(v0) - vk.T @ pk / len(vk),
+            b=v0.mean(0) - vk.mean(0),
+            c=p0.mean(0) - pk.mean(0),
+        )
+        return grad, vk
+
+    def update(self, grad: RBMGradient, step_size: float) -> None:
+        """Gradient ascent on the log-likelihood: W += eps grad.W, b += eps grad.b, c += eps grad.c (in place)."""
+        step_size = check_positive(step_size, "step_size")
+        if not isinstance(grad, (RBMGradient, tuple)) or len(grad) != 3:
+            raise TypeError("grad must be an RBMGradient(W, b, c), as returned by cd_gradient.")
+        gW = check_tensor(grad[0], "grad.W", shape=(self.n_visible, self.n_hidden), like=self.theta)
+        gb = check_tensor(grad[1], "grad.b", shape=(self.n_visible,), like=self.theta)
+        gc = check_tensor(grad[2], "grad.c", shape=(self.n_hidden,), like=self.theta)
+        self.W.add_(gW, alpha=step_size)
+        self.b.add_(gb, alpha=step_size)
+        self.c.add_(gc, alpha=step_size)
+
+    def fit(
+        self,
+        v,
+        n_epochs: int = 10,
+        batch_size: int = 10,
+        step_size: float = 0.1,
+        k: int = 1,
+        persistent: bool = False,
+        n_chains: Optional[int] = None,
+        v_chains=None,
+        shuffle: bool = True,
+        generator: Optional[torch.Generator] = None,
+        callback: Optional[Callable[[int, "BernoulliRBM"], Optional[dict]]] = None,
+    ) -> dict:
+        """Train by stochastic gradient ascent with CD-k (chains restart at each minibatch) or PCD-k.
+
+        v: (n, n_visible) binary training data, cut into minibatches of ``batch_size`` (the last may be
+        smaller), reshuffled every epoch when ``shuffle``. Each minibatch takes one step
+        theta += step_size * (the CD-k gradient of :meth:`cd_gradient`). With ``persistent`` the negative
+        phase continues ``n_chains`` (default batch_size) persistent chains instead of restarting at the data;
+        they start at ``v_chains`` or at uniformly random binary vectors.
+        callback(epoch, rbm) may return a dict of numbers (e.g. the exact log-likelihood), recorded per epoch.
+
+        Returns a history dict: "epoch" (1, 2, ...), "seconds" (cumulative training time, callbacks
+        excluded), the callback's keys, and "v_chains" (the final persistent chains, or None).
+        Raises DivergenceError when the parameters stop being finite (lower step_size).
+
+        This is cd_gradient + update unrolled for speed: the gradient in closed form (no autograd), all
+        three parameters updated by two in-place outer products on theta, buffers allocated once, input
+        validated once per call and Bernoulli draws as u < p. Same random numbers, same result.
+        """
+        n_epochs = check_int(n_epochs, "n_epochs", minimum=0)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        step_size = check_positive(step_size, "step_size", hint="Typical values are 0.001 to 0.1.")
+        k = check_int(k, "k", minimum=1)
+        if n_chains is not None:
+            n_chains = check_int(n_chains, "n_chains", minimum=1)
+        if not persistent and (v_chains is not None or n_chains is not None):
+            raise ValueError("v_chains and n_chains are for persistent chains: pass persistent=True.")
+        g = self._gen(generator)
+        nv, nh = self.n_visible, self.n_hidden
+        work = max(batch_size, n_chains or 0) * nv * nh
+        with _threads_for(work, self.device):
+            v = self._check_v(v)
+            data = torch.cat([v, torch.ones(len(v), 1, device=self.device, dtype=self.dtype)], 1)  # rows (v, 1)
+            theta_h_t, theta_v = self.theta[:, :-1].T, self.theta[:-1, :]  # p(h|v) = sigma(theta_h_t v~), p(v|h) = sigma(theta_v h~)
+            chains = None
+            if persistent:
+                if v_chains is None:
+                    v_chains = _bernoulli(torch.full((n_chains or batch_size, nv), 0.5, device=self.device, dtype=self.dtype), g)
+                v_chains = self._check_v(v_chains, "v_chains")
+                if n_chains is not None and n_chains != len(v_chains):
+                    raise ValueError(f"v_chains has {len(v_chains)} rows but n_chains is {n_chains}; pass one of them.")
+                chains = _Buffers(len(v_chains), nv, nh, k, self.theta)
+                chains.v_units.copy_(v_chains.T)
+                torch.sigmoid(torch.mm(theta_h_t, chains.v), out=chains.q_units)
+        buffers = {}  # one set per batch size: the full batches' and the last one's
+        history = {"epoch": [], "seconds": []}
+        seconds = 0.0
+        for epoch in progress(range(1, n_epochs + 1), desc=f"{'PCD' if persistent else 'CD'}-{k}"):
+            with _threads_for(work, self.device):
+                start = time.perf_counter()
+                epoch_data = data[torch.randperm(len(data), generator=g, device=self.device)] if shuffle else data
+                for v0 in _column_batches(epoch_data, batch_size):
+                    n_rows = v0.shape[1]
+                    if n_rows not in buffers:
+                        buffers[n_rows] = _Buffers(n_rows, nv, nh, k, self.theta)
+                    self._cd_step_(v0, theta_h_t, theta_v, buffers[n_rows], chains, k, step_size, g)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                seconds += time.perf_counter() - start
+                self.theta[-1, -1] = 0.0  # the unused corner only collects rounding from the outer products
+                if not bool(torch.isfinite(self.theta).all()):
+                    raise DivergenceError(
+                        f"the RBM's parameters became NaN/inf in epoch {epoch}; lower step_size "
+                        f"(now {step_size:g}) or check the data."
+                    )
+            history["epoch"].append(epoch)
+            history["seconds"].append(seconds)
+            if callback is not None:
+                for key, value in (callback(epoch, self) or {}).items():
+                    history.setdefault(key, []).append(value)
+        history["v_chains"] = chains.v_units.T.clone() if persistent else None
+        return history
+
+    def _cd_step_(self, v0, theta_h_t, theta_v, buf: "_Buffers", chains: Optional["_Buffers"], k: int,
+                  step_size: float, g) -> None:
+        """One CD-k / PCD-k update from the data columns v0 = (v_0, 1)^T: (n_v + 1, n), in place on theta.
+
+        Everything is stored unit-major (units x examples), so that every result lands in a contiguous block.
+        theta_h_t = theta[:, :-1]^T gives sigma(theta_h_t v~) = p(h = 1 | v) and theta_v = theta[:-1, :] gives
+        sigma(theta_v h~) = p(v = 1 | h). ``buf`` holds this batch size's buffers; ``chains`` the persistent
+        chains (None for CD), whose q holds p(h | v) at their last state.
+        """
+        torch.sigmoid(torch.mm(theta_h_t, v0), out=buf.p_units)  # positive phase: p(h | v_0)
+        neg = buf if chains is None else chains
+        neg.u.uniform_(generator=g)  # every uniform this update needs, in the order cd_gradient draws them
+        # CD: the chain starts at the data with h ~ p(h | v_0); PCD: it continues from its last state
+        torch.lt(neg.u_h[0], buf.p_units if chains is None else neg.q_units, out=neg.h_units)
+        for step in range(k):
+            torch.sigmoid(torch.mm(theta_v, neg.h), out=neg.p_v)
+            torch.lt(neg.u_v[step], neg.p_v, out=neg.v_units)  # v ~ p(v | h)
+            torch.sigmoid(torch.mm(theta_h_t, neg.v), out=neg.q_units)  # p(h | v), kept for the statistics
+            if step < k - 1:
+                torch.lt(neg.u_h[step + 1], neg.q_units, out=neg.h_units)  # h ~ p(h | v)
+        # theta += eps (v~_0 p~_0^T / n - v~_k q~_k^T / m): W, b and c in two outer products
+        self.theta.addmm_(v0, buf.p.T, alpha=step_size / v0.shape[1])
+        self.theta.addmm_(neg.v, neg.q.T, alpha=-step_size / neg.v.shape[1])
+
+    # ----------------------------------------------------------------------------------- exact log Z, likelihood
+    def log_partition_exact(self, max_units: int = MAX_ENUMERATED_UNITS) -> float:
+        """log Z by summing over every state of the smaller layer, in float64.
+
+        With n_hidden <= n_visible: log Z = logsumexp over h in {0,1}^n_h of [c^T h + sum_i softplus(b_i + (W h)_i)]
+        (the visible units summed out); otherwise the same with the roles of the layers swapped,
+        logsumexp over v of -F(v). Costs 2^min(n_v, n_h) * max(n_v, n_h) operations, done in chunks.
+        Refuses above ``max_units`` (2^25 states): estimate log Z by annealed importance sampling (chapter 3).
+        """
+        max_units = check_int(max_units, "max_units", minimum=1)
+        W, b, c = self.W.double(), self.b.double(), self.c.double()
+        if self.n_hidden > self.n_visible:  # enumerate v: swap the layers' roles
+            W, b, c = W.T, c, b
+        n_enum, n_other = W.shape[1], W.shape[0]
+        if n_enum > max_units:
+            raise ValueError(
+                f"exact log Z enumerates 2^{n_enum} states of the smaller layer ({n_enum} units), more than "
+                f"max_units = {max_units} allows; estimate log Z with annealed importance sampling "
+                "(chapter 3, ebm_teach.evaluate) instead, or raise max_units if you can wait."
+            )
+        chunk = max(1, 2 ** 22 // max(n_other, n_enum))
+        parts = []
+        for start in range(0, 2**n_enum, chunk):
+            h = _binary_states(start, min(start + chunk, 2**n_enum), n_enum, W.device, torch.float64)
+            parts.append(torch.logsumexp(h @ c + F_.softplus(h @ W.T + b).sum(1), dim=0))
+        return float(torch.logsumexp(torch.stack(parts), dim=0))
+
+    def log_likelihood_exact(self, v, log_z: Optional[float] = None) -> float:
+        """Mean exact log-likelihood (1/n) sum_i log p(v_i) = -mean F(v_i) - log Z, in float64 (nats).
+
+        v: (n, n_visible) binary. Pass ``log_z`` (from :meth:`log_partition_exact`) to reuse it.
+        """
+        v = self._check_v(v).double()
+        if log_z is None:
+            log_z = self.log_partition_exact()
+        W, b, c = self.W.double(), self.b.double(), self.c.double()
+        free = -(v @ b) - F_.softplus(v @ W + c).sum(1)
+        return float(-free.mean()) - float(log_z)
+
+    # ----------------------------------------------------------------------------------- proxies for the likelihood
+    def pseudo_log_likelihood(self, v) -> torch.Tensor:
+        """The log pseudo-likelihood sum_i log p(v_i | v_{-i}), exactly (every unit, not a random one).
+
+        p(v_i | v_{-i}) = sigma(F(v with v_i flipped) - F(v)), so no Z is needed. v: (batch, n_visible) ->
+        (batch,). It is a product of one-unit conditionals, not log p(v): a model can fit every conditional
+        and still put its mass in the wrong places, and its value is not comparable with log-likelihoods.
+        (scikit-learn's ``score_samples`` estimates n_visible * log p(v_i | v_{-i}) for one random i.)
+        """
+        v = self._check_v(v)
+        a = v @ self.W + self.c  # (batch, n_hidden)
+        sign = 1.0 - 2.0 * v  # +1 where flipping turns a unit on, -1 where it turns it off
+        flipped = F_.softplus(a[:, None, :] + sign[:, :, None] * self.W[None, :, :]).sum(2)  # (batch, n_v)
+        delta_f = -sign * self.b - flipped + F_.softplus(a).sum(1, keepdim=True)  # F(flip_i v) - F(v)
+        return F_.logsigmoid(delta_f).sum(1)
+
+    def reconstruction_error(self, v) -> float:
+        """Mean squared reconstruction error: mean over rows of sum_i (v_i - p(v_i = 1 | h = p(h | v)))^2.
+
+        Deterministic (mean-field h). It measures how well one up-down pass returns the data, which is neither
+        the likelihood nor monotone in it: the negative phase and Z play no part in it. v: (batch, n_visible).
+        """
+        v = self._check_v(v)
+        p = torch.sigmoid(torch.sigmoid(v @ self.W + self.c) @ self.W.T + self.b)
+        return float(((v - p) ** 2).sum(1).mean())
+
+
+def _column_batches(rows: torch.Tensor, batch_size: int):
+    """Cut (n, d) rows into minibatches of columns (d, batch_size) (the last may be narrower), each contiguous."""
+    n_full = len(rows) // batch_size * batch_size
+    full = rows[:n_full].reshape(-1, batch_size, rows.shape[1]).transpose(1, 2).contiguous()
+    batches = list(full.unbind(0))
+    if n_full < len(rows):
+        batches.append(rows[n_full:].T.contiguous())
+    return batches
+
+
+class _Buffers:
+    """Preallocated tensors for ``rows`` chains of k Gibbs steps in :meth:`BernoulliRBM.fit`, unit-major.
+
+    v (n_v + 1, rows) and h (n_h + 1, rows) are samples with a last row of ones (the always-on unit); p and
+    q (n_h + 1, rows) hold p(h | v_0) and p(h | v_k) over a row of ones; p_v (n_v, rows). u is one flat
+    buffer of uniforms, viewed as u_h[t] (n_h, rows) and u_v[t] (n_v, rows) in the order cd_gradient draws
+    them (h_0, v_1, h_1, v_2, ...; see _bernoulli), so one call draws them all and the streams agree.
+    """
+
+    def __init__(self, rows: int, nv: int, nh: int, k: int, like: torch.Tensor):
+        opts = dict(device=like.device, dtype=like.dtype)
+        self.v = torch.ones(nv + 1, rows, **opts)
+        self.h = torch.ones(nh + 1, rows, **opts)
+        self.p = torch.ones(nh + 1, rows, **opts)
+        self.q = torch.ones(nh + 1, rows, **opts)
+        self.p_v = torch.empty(nv, rows, **opts)
+        self.v[:nv] = 0.0
+        self.v_units, self.h_units, self.p_units, self.q_units = self.v[:nv], self.h[:nh], self.p[:nh], self.q[:nh]
+        self.u = torch.empty(k * rows * (nh + nv), **opts)
+        blocks = self.u.split([rows * nh, rows * nv] * k)
+        self.u_h = [blk.view(nh, rows) for blk in blocks[0::2]]
+        self.u_v = [blk.view(nv, rows) for blk in blocks[1::2]]
+
+
+# --------------------------------------------------------------------------------------------- Ising model
+class IsingTrace(NamedTuple):
+    """What :func:`ising_gibbs` measured: final spins (batch, L, L), and after every sweep the
+    magnetisation per spin m = mean(s) and the energy per spin E/L^2, both (n_sweeps, batch)."""
+
+    spins: torch.Tensor
+    magnetisation: torch.Tensor
+    energy: torch.Tensor
+
+
+def ising_energy(s, J: float = 1.0) -> torch.Tensor:
+    """E(s) = -J sum over nearest-neighbour pairs <ij> of s_i s_j on a periodic L x L lattice.
+
+    s: (batch, L, L) in {-1, +1} -> (batch,). Each bond counted once (right and down neighbours).
+    """
+    s = check_tensor(s, "s", ndim=3)
+    _check_spins(s)
+    return -J * (s * torch.roll(s, 1, dims=1) + s * torch.roll(s, 1, dims=2)).sum((1, 2))
+
+
+def _check_spins(s: torch.Tensor) -> None:
+    if not bool(((s == 1) | (s == -1)).all()):
+        raise ValueError("Ising spins must be -1 or +1; map 0/1 units x to spins with s = 2x - 1.")
+
+
+def _neighbour_sum(s: torch.Tensor) -> torch.Tensor:
+    return torch.roll(s, 1, 1) + torch.roll(s, -1, 1) + torch.roll(s, 1, 2) + torch.roll(s, -1, 2)
+
+
+def ising_gibbs(
+    s,
+    beta,
+    n_sweeps: int,
+    J: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+) -> IsingTrace:
+    """Checkerboard (red-black) Gibbs sampling of the 2-D Ising model p(s) ~ exp(-beta E(s)).
+
+    Each spin's conditional given its four neighbours is p(s_i = +1 | rest) = sigma(2 beta J sum_nbr s_j).
+    On a periodic lattice with even L the "red" sites (i + j even) only neighbour "black" ones, so all red
+    spins are conditionally independent given the black ones: one sweep updates all red, then all black
+    sites at once, exactly like the block Gibbs step of an RBM.
+    s: (batch, L, L) in {-1, +1}, L even; beta: inverse temperature, a number or (batch,) (one per chain).
+    Returns an :class:`IsingTrace`. T_c = 2 / ln(1 + sqrt 2) ~ 2.269 for J = 1 (Onsager, 1944).
+    """
+    s = check_tensor(s, "s", ndim=3)
+    _check_spins(s)
+    L = s.shape[1]
+    if s.shape[2] != L or L % 2 or L < 2:
+        raise ValueError(f"s must be (batch, L, L) with L even (for the checkerboard); got {tuple(s.shape)}.")
+    n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1)
+    beta = torch.as_tensor(beta, dtype=s.dtype, device=s.device)
+    if beta.dim() == 0:
+        beta = beta.expand(s.shape[0])
+    if beta.shape != (s.shape[0],) or not bool((torch.isfinite(beta) & (beta >= 0)).all()):
+        raise ValueError(f"beta must be a number >= 0 or one per chain, shape ({s.shape[0]},); got {beta.tolist()}.")
+    if generator is not None and generator.device.type != s.device.type:
+        raise ValueError(f"the generator lives on {generator.device} but s on {s.device}.")
+    i, j = torch.meshgrid(torch.arange(L, device=s.device), torch.arange(L, device=s.device), indexing="ij")
+    colours = [((i + j) % 2 == parity) for parity in (0, 1)]
+    coupling = (2.0 * J * beta)[:, None, None]
+    s = s.clone()
+    mags, energies = [], []
+    for _ in range(n_sweeps):
+        for mask in colours:
+            p_up = torch.sigmoid(coupling * _neighbour_sum(s))
+            u = torch.rand(s.shape, generator=generator, device=s.device, dtype=s.dtype)
+            s = torch.where(mask, torch.where(u < p_up, 1.0, -1.0).to(s.dtype), s)
+        mags.append(s.mean((1, 2)))
+        energies.append(-J * (s * torch.roll(s, 1, 1) + s * torch.roll(s, 1, 2)).sum((1, 2)) / L**2)
+    return IsingTrace(s, torch.stack(mags), torch.stack(energies))
