@@ -169,6 +169,9 @@ def test_chapter_page_renders_math_figures_and_title_in_chromium(book, chromium)
     page = _Page(dom.stdout)
 
     assert page.math_containers >= static_math > 0, "MathJax did not typeset every formula"
+    # Every script MathJax loaded (it adds its components as <script> tags) came from the book's _static.
+    assert any("_static/mathjax/" in src for src in page.scripts)
+    assert [s for s in page.scripts if re.match(r"(https?:)?//", s)] == []
     raw = [m.group(0) for m in RAW_TEX.finditer(page.visible_text())]
     context = [page.visible_text()[max(m.start() - 80, 0): m.end() + 40] for m in RAW_TEX.finditer(page.visible_text())]
     assert raw == [], f"untypeset TeX in the page: {context[:3]}"

@@ -15,7 +15,7 @@ import jupytext
 import pytest
 import torch
 
-from ebm_teach.grade import builder
+from ebm_teach.grade import builder, run_checks
 from ebm_teach.grade.checks import ch01_gaussian_ebm as ch01
 from ebm_teach.grade.notebook import MARKER
 from ebm_teach.grade.spec import load_exercises
@@ -150,6 +150,13 @@ def test_builder_requires_the_marker_line_and_a_chapter_name(tmp_path):
         builder.exercise_files(bad)
     with pytest.raises(ValueError, match="named NN_slug.py"):
         builder.exercise_files(tmp_path / "notes.py")
+
+
+def test_build_and_run_checks_say_what_is_missing(tmp_path):
+    with pytest.raises(ValueError, match="solutions folder .* does not exist"):
+        builder.build(tmp_path / "nowhere", tmp_path / "out")
+    with pytest.raises(ValueError, match=r"chapter 01_gaussian_ebm has no exercise '1.9'; it has \['1.1'"):
+        run_checks("01_gaussian_ebm", "1.9", print)
 
 
 def test_build_writes_both_formats_and_reports_stale_files(tmp_path):

@@ -35,6 +35,7 @@ DEFAULT_TIMEOUT = 60.0  # seconds for the top-level cells, and again for each ex
 DEFAULT_MAX_OUTPUT = 20_000  # characters of the submission's printed output kept in the report
 STARTUP_LIMIT = 120.0  # seconds for the child to import torch and the checks (the grader's own code)
 POLL_SECONDS = 0.05
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder that holds ebm_teach/
 
 
 class _CappedOutput:
@@ -84,6 +85,8 @@ def _run_child(job: dict, workdir: Path, cwd: Path, timeout: float, max_output: 
     # operations a hundred times slower. No plotting windows, no progress bars.
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg", EBM_TEACH_QUIET="1",
                PYTHONIOENCODING="utf-8")
+    # The child runs in the submission's folder (as Jupyter would); let it find this package from there.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH")]))
     process = subprocess.Popen(
         [sys.executable, "-m", "ebm_teach.grade.child", str(job_path)],
         cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
