@@ -7,7 +7,7 @@ each exercise's checks. When an exercise runs over, the child is killed, that ex
 ``timeout``, and a fresh child grades the exercises that are left. A child that dies without a result
 (a crash, ``os._exit``) marks the exercise it was on as ``error`` in the same way. The child's stdout and
 stderr are read as they come and only the first ``max_output`` characters are kept, so megabytes of
-printing cost nothing but the time to print them.
+printing cost nothing but the time to print them (the cap counts bytes per process, then characters).
 
 This isolates crashes, hangs and floods of output; it is not a security sandbox. Grade untrusted files
 inside a container or a throw-away account.
@@ -74,8 +74,9 @@ def _run_child(job: dict, workdir: Path, cwd: Path, timeout: float, max_output: 
     """Run one child on ``job`` until it exits or overruns a limit.
 
     Returns (events, ending, returncode, output): the events the child wrote, "exited" or "killed", its exit
-    code and its capped output as (text kept, bytes dropped). The limit is STARTUP_LIMIT until the first event, then ``timeout`` from
-    each event on: every step of the learner's code (the cells, then each exercise) gets its own limit.
+    code, and its output as (text kept, bytes dropped). The limit is STARTUP_LIMIT until the first event,
+    then ``timeout`` from each event on: each step of the learner's code (the cells, then each exercise)
+    gets its own limit.
     """
     events_path = workdir / f"events-{time.monotonic_ns()}.jsonl"
     events_path.touch()
@@ -127,11 +128,11 @@ def _stopped_in_exercise(exercise, ending: str, returncode: int, timeout: float)
                          f"(exit code {returncode}); does your code call exit() or crash the interpreter?")
 
 
-def _stopped_outside_exercises(last_event, ending: str, returncode: int, output: str, timeout: float):
+def _stopped_outside_exercises(last_event, ending: str, returncode: int, output_text: str, timeout: float):
     """(status, message) for every exercise left when the child ended before reaching them."""
     if last_event is None:
         return "error", (f"the grader's process failed to start (exit code {returncode}): "
-                         f"{output[0].strip()[-500:] or 'no output'}")
+                         f"{output_text.strip()[-500:] or 'no output'}")
     if ending == "killed" and last_event == "ready":
         return "timeout", (f"the file's top-level code did not finish within {timeout:g} s; move long "
                            "computations into functions, or look for an infinite loop outside them.")
@@ -194,7 +195,7 @@ def grade_file(path, timeout: float = DEFAULT_TIMEOUT, max_output: int = DEFAULT
                 stuck = next(e for e in pending if e.id == last["id"])
                 results[stuck.id] = _stopped_in_exercise(stuck, ending, returncode, timeout)
             elif len(results) < len(exercises):  # ended before the exercises: no point in trying again
-                status, message = _stopped_outside_exercises(last["event"], ending, returncode, output, timeout)
+                status, message = _stopped_outside_exercises(last["event"], ending, returncode, text, timeout)
                 for e in pending:
                     results.setdefault(e.id, _exercise_row(e, status, message))
 
