@@ -235,6 +235,10 @@ class BernoulliRBM:
         h = check_tensor(h, name, shape=(None, self.n_hidden), like=self.theta)
         return check_binary(h, name, hint="Hidden units are binary: sample them with sample_h_given_v.")
 
+    def _one_thread_if_small(self, v):
+        rows = len(v) if hasattr(v, "__len__") else 1
+        return _threads_for(rows * self.n_visible * self.n_hidden, self.device)
+
     def _gen(self, generator: Optional[torch.Generator]) -> Optional[torch.Generator]:
         g = generator if generator is not None else self.generator
         if g is not None and g.device.type != self.device.type:
@@ -292,9 +296,9 @@ class BernoulliRBM:
         Returns v after the last step, (batch, n_visible). Each row is an independent chain whose law tends
         to p(v) as n_steps grows.
         """
-        v = self._check_v(v)
         n_steps = check_int(n_steps, "n_steps", minimum=0)
-        return self._gibbs(v, n_steps, self._gen(generator))
+        with self._one_thread_if_small(v):
+            return self._gibbs(self._check_v(v), n_steps, self._gen(generator))
 
     # ----------------------------------------------------------------------------------- CD-k
     def cd_gradient(
@@ -316,21 +320,22 @@ class BernoulliRBM:
 
         Returns (RBMGradient(W, b, c), v_k). Hinton (2002); Tieleman (2008) for persistent chains.
         """
-        v0 = self._check_v(v_data, "v_data")
         k = check_int(k, "k", minimum=1)
-        vk = v0 if v_negative_start is None else self._check_v(v_negative_start, "v_negative_start")
         g = self._gen(generator)
-        p0 = torch.sigmoid(v0 @ self.W + self.c)
-        for step in range(k):
-            ph = p0 if (step == 0 and v_negative_start is None) else torch.sigmoid(vk @ self.W + self.c)
-            h = _bernoulli(ph, g)
-            vk = _bernoulli(torch.sigmoid(h @ self.W.T + self.b), g)
-        pk = torch.sigmoid(vk @ self.W + self.c)
-        grad = RBMGradient(
-            W=v0.T @ p0 / len(v0) - vk.T @ pk / len(vk),
-            b=v0.mean(0) - vk.mean(0),
-            c=p0.mean(0) - pk.mean(0),
-        )
+        with self._one_thread_if_small(v_data):
+            v0 = self._check_v(v_data, "v_data")
+            vk = v0 if v_negative_start is None else self._check_v(v_negative_start, "v_negative_start")
+            p0 = torch.sigmoid(v0 @ self.W + self.c)
+            for step in range(k):
+                ph = p0 if (step == 0 and v_negative_start is None) else torch.sigmoid(vk @ self.W + self.c)
+                h = _bernoulli(ph, g)
+                vk = _bernoulli(torch.sigmoid(h @ self.W.T + self.b), g)
+            pk = torch.sigmoid(vk @ self.W + self.c)
+            grad = RBMGradient(
+                W=v0.T @ p0 / len(v0) - vk.T @ pk / len(vk),
+                b=v0.mean(0) - vk.mean(0),
+                c=p0.mean(0) - pk.mean(0),
+            )
         return grad, vk
 
     def update(self, grad: RBMGradient, step_size: float) -> None:
