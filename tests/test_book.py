@@ -18,6 +18,7 @@ import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
+import matplotlib.image
 import pytest
 
 import ebm_teach
@@ -163,6 +164,15 @@ def test_chapter_page_renders_math_figures_and_title_in_chromium(book, chromium)
     chapter = _first_chapter()
     html_file = HTML / "chapters" / f"{chapter.stem}.html"
     static_math = len(re.findall(r'class="math notranslate', html_file.read_text()))
+    # The screenshot comes first, so that it is there to look at when an assertion below fails.
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / f"{chapter.stem}.png"
+    shot.unlink(missing_ok=True)
+    result = _run_chromium(chromium, "--virtual-time-budget=20000", "--window-size=1280,2400",
+                           f"--screenshot={shot}", html_file.as_uri())
+    assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (2400, 1280) and pixels.std() > 0.05, "the screenshot is blank"
     # The virtual time budget lets MathJax (loaded from _static, with the network off) finish typesetting.
     dom = _run_chromium(chromium, "--virtual-time-budget=20000", "--dump-dom", html_file.as_uri())
     assert dom.returncode == 0 and "<html" in dom.stdout, dom.stderr[-2000:]
@@ -172,9 +182,9 @@ def test_chapter_page_renders_math_figures_and_title_in_chromium(book, chromium)
     # Every script MathJax loaded (it adds its components as <script> tags) came from the book's _static.
     assert any("_static/mathjax/" in src for src in page.scripts)
     assert [s for s in page.scripts if re.match(r"(https?:)?//", s)] == []
-    raw = [m.group(0) for m in RAW_TEX.finditer(page.visible_text())]
-    context = [page.visible_text()[max(m.start() - 80, 0): m.end() + 40] for m in RAW_TEX.finditer(page.visible_text())]
-    assert raw == [], f"untypeset TeX in the page: {context[:3]}"
+    text = page.visible_text()
+    raw = [text[max(m.start() - 80, 0): m.end() + 40] for m in RAW_TEX.finditer(text)]
+    assert raw == [], f"untypeset TeX in the page ({len(raw)} places), e.g. {raw[:2]}"
 
     figures = [src for src in page.images if src.endswith(".png") or src.startswith("data:image")]
     assert figures, "the chapter page shows no figure"
@@ -185,13 +195,3 @@ def test_chapter_page_renders_math_figures_and_title_in_chromium(book, chromium)
     title = _title(chapter)
     assert title in " ".join(" ".join(page.h1).split()), f"the page's heading is not the chapter title {title!r}"
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shot = SCREENSHOTS / f"{chapter.stem}.png"
-    shot.unlink(missing_ok=True)
-    result = _run_chromium(chromium, "--virtual-time-budget=20000", "--window-size=1280,2400",
-                           f"--screenshot={shot}", html_file.as_uri())
-    assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
-    import matplotlib.image
-
-    pixels = matplotlib.image.imread(shot)
-    assert pixels.shape[:2] == (2400, 1280) and pixels.std() > 0.05, "the screenshot is blank"
