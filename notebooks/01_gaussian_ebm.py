@@ -27,8 +27,8 @@
 # **Learning objectives.** After this chapter you can
 # 1. say why $Z$ is intractable in general, and show that shifting the energy by a constant changes nothing;
 # 2. compute $Z$ of a quadratic energy by completing the square, and check it by quadrature;
-# 3. derive the log-likelihood gradient $\nabla_\theta \log p_\theta(\mathbf{x}) = -\nabla_\theta E_\theta(\mathbf{x})
-#    + \mathbb{E}_{p_\theta}[\nabla_\theta E_\theta(\mathbf{x}')]$ and verify it with autograd and by Monte Carlo;
+# 3. derive the log-likelihood gradient, a positive phase at the data and a negative phase under the model,
+#    and verify it with autograd and by Monte Carlo;
 # 4. train an EBM by maximum likelihood with a positive and a negative phase;
 # 5. run one step of contrastive divergence (CD-1) by hand;
 # 6. compose EBMs by adding energies (a product of experts).
@@ -151,8 +151,8 @@ plt.show()
 #
 # so
 #
-# $$\boxed{\nabla_\theta \log p_\theta(\mathbf{x}) = \underbrace{-\nabla_\theta E_\theta(\mathbf{x})}_{\text{positive phase}}
-#   + \underbrace{\mathbb{E}_{\mathbf{x}'\sim p_\theta}[\nabla_\theta E_\theta(\mathbf{x}')]}_{\text{negative phase}}}$$
+# $$\boxed{\nabla_\theta \log p_\theta(\mathbf{x}) = \underbrace{-\nabla_\theta E_\theta(\mathbf{x})}_{\text{positive phase}} +
+#   \underbrace{\mathbb{E}_{\mathbf{x}'\sim p_\theta}[\nabla_\theta E_\theta(\mathbf{x}')]}_{\text{negative phase}}}$$
 #
 # Learning lowers the energy of the data and raises the energy of what the model currently believes in.
 # For the Gaussian both phases are known exactly:
