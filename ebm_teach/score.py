@@ -359,9 +359,11 @@ def train_score_model(
 ) -> dict:
     """Minimise ``objective(model, x_batch, generator)`` with Adam on minibatches drawn from ``data``.
 
-    data: (n, ...) on the model's device; the generator must be on that device too. Returns a history dict
-    with "step" and "loss" (the mean loss over each block of ``log_every`` steps). Raises DivergenceError
-    when the loss becomes NaN/inf. Example objective for noise-conditional DSM:
+    data: (n, ...) on the model's device; the generator must be on that device too. With batch_size >= n
+    every step uses the whole data set (full batch). Returns a history dict with "step" and "loss" (the mean
+    loss over each block of ``log_every`` steps). Raises DivergenceError when the loss becomes NaN/inf (its
+    ``history`` attribute holds the history up to then).
+    Example objective for noise-conditional DSM:
     ``lambda m, x, g: noise_conditional_dsm_loss(m, x, sigmas, generator=g)``.
     """
     data = _check_x(data, "data")
@@ -373,8 +375,11 @@ def train_score_model(
     losses = torch.zeros(n_steps, device=data.device, dtype=data.dtype)
     history = {"step": [], "loss": []}
     for step in range(n_steps):
-        idx = torch.randint(0, data.shape[0], (batch_size,), generator=generator, device=data.device)
-        loss = objective(model, data[idx], generator)
+        if batch_size >= data.shape[0]:
+            batch = data
+        else:
+            batch = data[torch.randint(0, data.shape[0], (batch_size,), generator=generator, device=data.device)]
+        loss = objective(model, batch, generator)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -383,10 +388,12 @@ def train_score_model(
             block = losses[len(history["step"]) * log_every : step + 1]
             mean = float(block.mean())  # one sync per block, not per step
             if not math.isfinite(mean):
-                raise DivergenceError(
+                err = DivergenceError(
                     f"the score-matching loss became NaN/inf by step {step + 1}; lower lr (now {lr}), "
                     "raise the smallest noise level, or normalise the data."
                 )
+                err.history = history  # the losses up to the last finite block
+                raise err
             history["step"].append(step + 1)
             history["loss"].append(mean)
     return history

@@ -58,7 +58,7 @@ def test_exact_sm_trace_term_matches_gaussian_closed_form():
     a = torch.tensor([[2.0, 0.4, 0.1], [0.4, 1.0, -0.3], [0.1, -0.3, 0.7]], dtype=D64)
     model = GaussianEBM(torch.tensor([0.2, -1.0, 0.5], dtype=D64), a)
     x = torch.randn(50, 3, generator=gen(1), dtype=D64)
-    want = -torch.trace(a) + 0.5 * ((x - model.mu) @ a).pow(2).sum(1).mean()
+    want = (-torch.trace(a) + 0.5 * ((x - model.mu) @ a).pow(2).sum(1).mean()).detach()
     assert float(exact_score_matching_loss(model.score, x).detach()) == pytest.approx(float(want), abs=1e-10)
     # the same through an energy network wrapper (double backward): s = -grad_x E
     assert float(exact_score_matching_loss(EnergyScore(model), x).detach()) == pytest.approx(float(want), abs=1e-10)
@@ -371,3 +371,85 @@ def test_bad_inputs_have_helpful_messages():
         NoiseConditionalScoreNet(dim=2)(x, torch.ones(3))
     with pytest.raises(ValueError, match="NaN"):
         noise_conditional_dsm_loss(NoiseConditionalScoreNet(dim=2), torch.full((4, 2), float("nan")), [1.0])
+
+
+# --------------------------------------------------------------------------------------------- hidden checks are honest
+from ebm_teach.grade.checks import ch06_score_matching as ch06  # noqa: E402
+
+
+def _fails(check, wrong):
+    with pytest.raises(AssertionError):
+        check(wrong)
+
+
+def _dsm(sign=1.0, power=2, at_clean=False, reduce="sum", half=0.5, detach=False):
+    """A family of dsm_loss answers, right by default, with one mistake switched on at a time."""
+    def dsm_loss(score, x, sigma, z):
+        x_tilde = x + sigma * z
+        target = sign * (x - x_tilde) / sigma**power
+        sq = (score(x if at_clean else x_tilde) - target) ** 2
+        out = half * (sq.sum(1) if reduce == "sum" else sq.mean(1)).mean()
+        return out.detach() if detach else out
+    return dsm_loss
+
+
+def test_ch06_dsm_checks_accept_the_answer_and_reject_typical_mistakes():
+    for check in (ch06.check_dsm_against_noise_form, ch06.check_dsm_closed_form, ch06.check_dsm_keeps_graph):
+        check(_dsm())
+    _fails(ch06.check_dsm_against_noise_form, _dsm(sign=-1.0))  # target (x~ - x)/sigma^2
+    _fails(ch06.check_dsm_against_noise_form, _dsm(power=1))  # divides by sigma, not sigma^2
+    _fails(ch06.check_dsm_against_noise_form, _dsm(at_clean=True))  # score at the clean point
+    _fails(ch06.check_dsm_against_noise_form, _dsm(reduce="mean"))  # averages the coordinates
+    _fails(ch06.check_dsm_against_noise_form, _dsm(half=1.0))  # no factor 1/2
+    _fails(ch06.check_dsm_closed_form, _dsm(power=1))
+    _fails(ch06.check_dsm_keeps_graph, _dsm(detach=True))
+
+
+def _ssm(create_graph=True, half=0.5, order="repeat", vr=False):
+    def sliced_sm_loss(score, x, v):
+        p = v.shape[0]
+        x_rep = (x.repeat(p, 1) if order == "repeat" else x.repeat_interleave(p, 0)).detach().requires_grad_(True)
+        vf = v.reshape(x_rep.shape)
+        s = score(x_rep)
+        vs = (vf * s).sum(1)
+        (gv,) = torch.autograd.grad(vs.sum(), x_rep, create_graph=create_graph)
+        second = 0.5 * (s**2).sum(1) if vr else half * vs**2
+        return ((vf * gv).sum(1) + second).mean()
+    return sliced_sm_loss
+
+
+def test_ch06_sliced_checks_accept_the_answer_and_reject_typical_mistakes():
+    for check in (ch06.check_ssm_linear, ch06.check_ssm_nonlinear_against_jacobian, ch06.check_ssm_differentiable,
+                  ch06.check_ssm_unbiased):
+        check(_ssm())
+    _fails(ch06.check_ssm_differentiable, _ssm(create_graph=False))  # cannot train the model
+    _fails(ch06.check_ssm_linear, _ssm(half=1.0))  # (v^T s)^2 without the 1/2
+    _fails(ch06.check_ssm_unbiased, _ssm(half=1.0))
+    _fails(ch06.check_ssm_linear, _ssm(order="interleave"))  # points and directions mismatched
+    _fails(ch06.check_ssm_linear, _ssm(vr=True))  # a different (variance-reduced) estimator: not the one asked for
+
+
+def _sweep(scale_power=2, half=0.5, sqrt_noise=True, reverse=False):
+    def annealed_langevin_sweep(score, x, sigmas, step_size, n_steps_each, generator):
+        sigmas = [float(s) for s in sigmas]
+        levels = sigmas[::-1] if reverse else sigmas
+        for sigma in levels:
+            alpha = step_size * (sigma / sigmas[-1]) ** scale_power
+            for _ in range(n_steps_each):
+                s = score(x, sigma)
+                z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+                x = x + half * alpha * s + (math.sqrt(alpha) if sqrt_noise else alpha) * z
+        return x
+    return annealed_langevin_sweep
+
+
+def test_ch06_sweep_checks_accept_the_answer_and_reject_typical_mistakes():
+    for check in (ch06.check_sweep_order_of_levels, ch06.check_sweep_one_step_by_hand, ch06.check_sweep_gaussian_moments):
+        check(_sweep())
+    _fails(ch06.check_sweep_gaussian_moments, _sweep(scale_power=0))  # no annealing of the step
+    _fails(ch06.check_sweep_gaussian_moments, _sweep(scale_power=1))  # alpha proportional to sigma, not sigma^2
+    _fails(ch06.check_sweep_gaussian_moments, _sweep(half=1.0))  # x + alpha s: the wrong drift
+    _fails(ch06.check_sweep_one_step_by_hand, _sweep(half=1.0))
+    _fails(ch06.check_sweep_order_of_levels, _sweep(reverse=True))  # smallest sigma first
+    _fails(ch06.check_sweep_one_step_by_hand, _sweep(sqrt_noise=False))  # noise alpha z instead of sqrt(alpha) z
+    _fails(ch06.check_sweep_gaussian_moments, _sweep(sqrt_noise=False))
