@@ -135,7 +135,7 @@ run_checks("04_langevin", "4.2", mala_acceptance_prob)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Exercise 4.3: sampling from a replay buffer (3 points)
+# ## Exercise 4.3: sampling from a replay buffer (4 points)
 #
 # A replay buffer stores past negative samples. To start a batch of chains, each row is, independently,
 # fresh noise with probability `reinit_fraction` (5 % in Du & Mordatch) and otherwise a uniformly chosen

@@ -204,12 +204,10 @@ def check_buffer_fraction_and_rows(sample_from_buffer):
                 f"with reinit_fraction = {f} the fraction of fresh rows was {frac:.4f}; it should be within "
                 f"{4.5 * se:.4f} of {f}. Decide each row independently: fresh where torch.rand(n) < reinit_fraction."
             )
-        noise_rows = torch.cat(seen) if seen else torch.zeros(0, 2, dtype=DTYPE)
-        if fresh.any():
-            # every fresh row must be a row that noise_fn returned
-            d = torch.cdist(x[fresh], noise_rows).min(dim=1).values if len(noise_rows) else torch.full((1,), 1.0)
-            if float(d.max()) > 1e-12:
-                raise AssertionError("rows marked fresh must be rows returned by noise_fn, unchanged.")
+        # every fresh row must be a row that noise_fn returned, bit for bit
+        noise_rows = {tuple(row) for batch in seen for row in batch.tolist()}
+        if not all(tuple(row) in noise_rows for row in x[fresh].tolist()):
+            raise AssertionError("rows marked fresh must be rows returned by noise_fn, unchanged.")
         stale = x[~fresh]
         idx = stale[:, 0]
         if not bool(((idx >= 0) & (idx < len(buffer)) & (idx == idx.round())).all()) or not torch.equal(stale, buffer[idx.long()]):
@@ -244,6 +242,28 @@ def check_buffer_edge_cases(sample_from_buffer):
     b = _call_buffer(sample_from_buffer, _buffer(40), 100, 0.3, seed=14)
     if not (torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])):
         raise AssertionError("two calls with generators seeded alike differ: draw all randomness from the generator.")
+    c = _call_buffer(sample_from_buffer, _buffer(40), 100, 0.0, seed=15)
+    d = _call_buffer(sample_from_buffer, _buffer(40), 100, 0.0, seed=16)
+    if torch.equal(c[0], d[0]):
+        raise AssertionError("generators seeded differently picked the same buffer rows: draw the rows at random.")
+
+
+def check_buffer_independent_rows(sample_from_buffer):
+    # Each row is fresh independently, so the number of fresh rows in a batch of n is Binomial(n, f): over 300
+    # batches of n = 100 with f = 0.3 its sample variance should be near n f (1 - f) = 21. The ratio has a
+    # standard deviation of sqrt(2/299) = 0.08, so [0.55, 1.45] is a 5.5-sigma band. A fixed count
+    # round(f n) per batch has variance 0.
+    counts = torch.tensor(
+        [float(_call_buffer(sample_from_buffer, _buffer(40), 100, 0.3, seed=100 + r)[1].sum()) for r in range(300)],
+        dtype=DTYPE,
+    )
+    ratio = float(counts.var()) / 21.0
+    if not 0.55 < ratio < 1.45:
+        raise AssertionError(
+            f"over 300 batches of 100 rows with reinit_fraction = 0.3 the number of fresh rows had variance "
+            f"{float(counts.var()):.1f}; independent draws give about 21. Decide every row on its own "
+            "(fresh = torch.rand(batch_size, generator=generator) < reinit_fraction) rather than fixing the count."
+        )
 
 
 # ----------------------------------------------------------------------------- 4.4 the autocorrelation function
@@ -318,6 +338,7 @@ EXERCISES = [
                   check_buffer_fraction_and_rows, 1),
             Check("draws the buffer's rows uniformly (chi-square test)", check_buffer_uniform, 1),
             Check("handles an empty buffer, fractions 0 and 1, and uses the generator", check_buffer_edge_cases, 1),
+            Check("decides every row independently (the count of fresh rows is binomial)", check_buffer_independent_rows, 1),
         ],
     ),
     Exercise(
