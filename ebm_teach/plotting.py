@@ -242,7 +242,21 @@ def plot_training_curves(histories: dict, key: str = "gap", ax=None, title: str 
     return ax
 
 
-__all__ += ["plot_samples_vs_density", "plot_traces", "plot_autocorr", "plot_training_curves"]
+def plot_sample_panels(panels: dict, bounds: Sequence = ((-6, 6), (-6, 6)), size: float = 3.4, s: float = 2):
+    """A row of scatter plots of 2-D samples, one per entry of ``panels`` (title -> samples (n, 2)), on shared
+    ``bounds``; returns the figure. For comparing data with what different samplers or models produce."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size + 0.2), squeeze=False)
+    for ax, (title, x) in zip(axes[0], panels.items()):
+        x = _np(x)
+        ax.scatter(x[:, 0], x[:, 1], s=s, alpha=0.5, linewidths=0)
+        ax.set(xlim=bounds[0], ylim=bounds[1], xlabel="$x_1$", ylabel="$x_2$")
+        ax.set_aspect("equal")
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["plot_samples_vs_density", "plot_traces", "plot_autocorr", "plot_training_curves", "plot_sample_panels"]
 
 
 # --- chapter 6 ---
