@@ -147,6 +147,7 @@ def effective_sample_size(x, method: str = "geyer") -> float:
     xc = _chains(x)
     tau = integrated_autocorr_time(xc if xc.shape[0] > 1 else xc[0], method=method, quiet=True)
     m, n = xc.shape
+    # Strongly anticorrelated chains can give tau << 1; like Stan, cap the ESS at N log10(N).
     return m * n / max(tau, 1.0 / np.log10(max(m * n, 10)))
 
 

@@ -137,6 +137,12 @@ def train_ebm(
     """
     data = check_tensor(data, "data")
     n_iters = check_int(n_iters, "n_iters", minimum=1)
+    for name, fn in (("sampler", sampler), ("noise_fn", noise_fn)):
+        if not callable(fn):
+            raise TypeError(
+                f"{name} must be a callable; got {type(fn).__name__}. E.g. sampler = functools.partial(ula, "
+                "n_steps=20, step_size=0.1) and noise_fn = uniform_noise((d,), -1, 1)."
+            )
     batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=len(data))
     lr = check_positive(lr, "lr")
     if alpha < 0:

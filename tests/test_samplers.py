@@ -308,3 +308,15 @@ def test_bad_input_messages():
 def test_generator_on_the_wrong_device_is_explained():
     with pytest.raises(ValueError, match="create it on the same device"):
         langevin_step(torch.zeros(3, 2, device="cuda"), quadratic(), 0.1, generator=gen(0, "cpu"))
+
+
+def test_run_chain_stacks_every_thin_th_state_and_uniform_noise_range():
+    traj = run_chain(lambda x: x + 1.0, torch.zeros(3, 2), 10, thin=3)
+    assert traj.shape == (3, 3, 2)
+    torch.testing.assert_close(traj[:, 0, 0], torch.tensor([3.0, 6.0, 9.0]))
+    u = uniform_noise((4,), -2.0, 3.0)(10_000, gen(22))
+    assert u.shape == (10_000, 4) and float(u.min()) >= -2.0 and float(u.max()) <= 3.0
+    # mean of U(-2, 3) is 0.5 with standard error 5 / sqrt(12 * 40 000) = 0.0072; 4 SE
+    assert abs(float(u.mean()) - 0.5) < 0.03
+    with pytest.raises(ValueError, match="thin must be <= 10"):
+        run_chain(lambda x: x, torch.zeros(3, 2), 10, thin=11)

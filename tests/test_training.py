@@ -156,3 +156,24 @@ def test_train_ebm_bad_input():
         train_ebm(model, data, 1, sampler, uniform_noise((2,)), batch_size=4, alpha=-1.0)
     with pytest.raises(ValueError, match="lr must be a finite number > 0"):
         train_ebm(model, data, 1, sampler, uniform_noise((2,)), batch_size=4, lr=0.0)
+
+
+def test_train_ebm_rejects_non_callables():
+    with pytest.raises(TypeError, match="sampler must be a callable"):
+        train_ebm(MLPEnergy(2, 8, 1), torch.randn(10, 2), 1, None, uniform_noise((2,)), batch_size=4)
+
+
+# ----------------------------------------------------------------------------- the digits energy it trains
+def test_conv_energy_contract(device):
+    from ebm_teach.energies import ConvEnergy
+
+    for sn in (False, True):
+        model = ConvEnergy(channels=4, spectral_norm=sn).to(device)
+        x = torch.rand(5, 64, device=device)
+        e = model(x)
+        assert e.shape == (5,) and e.device.type == device.type
+        torch.testing.assert_close(model(x.reshape(5, 1, 8, 8)), e)  # flat rows and images are the same input
+        out = ula(x, model, 2, 1e-3, torch.Generator(device=device).manual_seed(0), clamp=(0.0, 1.0))
+        assert out.shape == (5, 64) and all(p.grad is None for p in model.parameters())
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 64\) or \(batch, 1, 8, 8\)"):
+        ConvEnergy()(torch.rand(3, 63))
