@@ -1,0 +1,133 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercises for Chapter 5: noise-contrastive estimation
+#
+# Three functions to write, each one a result of Chapter 5. Replace every `raise NotImplementedError()`
+# with your code, then run the **self-check** cell below the exercise: it tries your function on one case
+# whose answer you can verify by hand. The grader runs further, hidden checks on other inputs:
+#
+# ```
+# python -m ebm_teach.grade 05_nce.ipynb
+# ```
+#
+# Keep the function names and arguments as they are, and keep the first line of the next cell: it tells
+# the grader which chapter this file belongs to.
+
+# %%
+# ebm-teach exercises: 05_nce
+import math
+
+import torch
+import torch.nn.functional as F
+
+# %% [markdown]
+# ## Exercise 5.1: the NCE logit (3 points)
+#
+# The model is $\log p_\theta(x) = -E_\theta(x) - c$ with a learned log-normaliser $c$; the noise has the
+# known log-density $\log p_n(x)$; there are $\nu$ noise samples per data sample. The classifier's logit is
+#
+# $$\Delta(x) = -E_\theta(x) - c - \log\big(\nu\, p_n(x)\big).$$
+#
+# Work with $\log p_n$ directly (never exponentiate it: densities underflow). Raise a `ValueError` when
+# $\nu \le 0$, since the logit is then undefined.
+
+# %%
+def nce_logit(energy, c, log_noise, nu):
+    """The NCE logit Δ = −E − c − log(ν p_n) for a batch.
+
+    energy: (n,) tensor of energies E_θ(x); c: the log-normaliser (number or 0-dim tensor);
+    log_noise: (n,) tensor of log p_n(x); nu: the noise ratio ν > 0.
+    Returns an (n,) tensor Δ (differentiable in energy and c). Raises ValueError when ν ≤ 0.
+    """
+    if energy.shape != log_noise.shape:
+        raise ValueError(f"energy and log_noise must have the same shape; got {tuple(energy.shape)} and {tuple(log_noise.shape)}.")
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% tags=["self-check"]
+# Self-check: E = 0, c = 0, nu = 1 and p_n = 1 (log p_n = 0) give Delta = 0: the classifier is undecided.
+delta = nce_logit(torch.zeros(3), 0.0, torch.zeros(3), 1.0)
+print("Delta =", delta.tolist(), "(expected [0, 0, 0])")
+assert torch.allclose(delta, torch.zeros(3)), "not yet right"
+delta = nce_logit(torch.tensor([1.0]), 0.5, torch.tensor([-2.0]), 4.0)
+print(f"Delta = {float(delta[0]):.4f} (expected -1 - 0.5 - log 4 + 2 = {-1.5 - math.log(4) + 2:.4f})")
+assert abs(float(delta[0]) - (-1.5 - math.log(4) + 2)) < 1e-5, "not yet right"
+
+
+# %% [markdown]
+# ## Exercise 5.2: the NCE loss for a batch (4 points)
+#
+# A batch holds $T_d$ data points (label 1) and $T_n = \nu T_d$ noise points (label 0). The loss is the binary
+# cross-entropy averaged over all $T_d + T_n$ points,
+#
+# $$\mathcal{L} = \frac{1}{T_d + T_n}\Big[-\sum_{\text{data}} \log\sigma(\Delta) - \sum_{\text{noise}}\log\big(1 - \sigma(\Delta)\big)\Big],$$
+#
+# which is Gutmann & Hyvärinen's objective $J = \mathbb{E}_{\text{data}}[\log\sigma(\Delta)] + \nu\,\mathbb{E}_{\text{noise}}[\log(1-\sigma(\Delta))]$
+# times $-1/(1+\nu)$. Use your `nce_logit`, and compute the logs stably: $-\log\sigma(t) = \operatorname{softplus}(-t)$
+# and $-\log(1-\sigma(t)) = \operatorname{softplus}(t)$ (`torch.nn.functional.softplus`), so that a confident
+# classifier ($|\Delta|$ in the hundreds) gives a finite loss. Raise a `ValueError` when the batch does not
+# hold $\nu$ noise points per data point ($T_n \ne \operatorname{round}(\nu T_d)$).
+
+# %%
+def nce_loss(energy_data, energy_noise, log_noise_data, log_noise_noise, c, nu):
+    """The NCE loss: mean binary cross-entropy of T_d data points against T_n = ν·T_d noise points.
+
+    energy_data: (T_d,) energies at the data; energy_noise: (T_n,) energies at the noise samples;
+    log_noise_data, log_noise_noise: log p_n at the same points, (T_d,) and (T_n,); c: the log-normaliser;
+    nu: ν > 0. Returns a 0-dim tensor, differentiable in the energies and c.
+    Raises ValueError when T_n != round(ν·T_d).
+    """
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% tags=["self-check"]
+# Self-check: when every logit is 0 (E = 0, c = 0, nu = 1, log p_n = 0) each point costs log 2.
+zeros = torch.zeros(4)
+loss = nce_loss(zeros, zeros, zeros, zeros, 0.0, 1.0)
+print(f"loss = {float(loss):.4f} (expected log 2 = {math.log(2):.4f})")
+assert abs(float(loss) - math.log(2)) < 1e-5, "not yet right"
+
+
+# %% [markdown]
+# ## Exercise 5.3: the decision boundary of a Gaussian model against Gaussian noise (3 points)
+#
+# The model is $E(x) = x^2/(2\sigma^2)$ with log-normaliser $c$, the noise is $\mathcal{N}(0, \sigma_n^2)$, and there
+# are $\nu$ noise samples per data sample. Solve $\Delta(x) = 0$ for $|x|$ by hand: writing out
+# $\log p_n(x) = -\tfrac{x^2}{2\sigma_n^2} - \tfrac12\log(2\pi\sigma_n^2)$, the equation is linear in $x^2$.
+# The chapter's worked example ($\sigma^2 = 1$, $\sigma_n^2 = 4$, $\nu = 1$, $c = 0$) gives $|x| \approx 2.073$.
+#
+# When the solution for $x^2$ is negative, or when the equation does not depend on $x$ at all
+# ($\sigma_n = \sigma$: the practice problem), the classifier gives the same answer everywhere and there is no
+# boundary: raise a `ValueError`.
+
+# %%
+def decision_boundary(sigma2, sigma_n2, nu=1.0, c=0.0):
+    """|x| where the NCE classifier for E(x) = x²/(2σ²), log-normaliser c, noise N(0, σ_n²) and ratio ν is undecided.
+
+    sigma2: σ² > 0; sigma_n2: σ_n² > 0; nu: ν > 0; c: a number. Returns a float |x| ≥ 0 with Δ(±|x|) = 0.
+    Raises ValueError when Δ never changes sign (no boundary).
+    """
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% tags=["self-check"]
+# Self-check: the chapter's worked example.
+value = decision_boundary(1.0, 4.0)
+print(f"|x| = {value:.4f} (expected sqrt(8/3 ln(2 sqrt(2 pi))) = {math.sqrt(8 / 3 * math.log(2 * math.sqrt(2 * math.pi))):.4f})")
+assert abs(value - 2.0734) < 1e-3, "not yet right"
