@@ -67,7 +67,8 @@ def plot_samples(x, ax=None, title: str = "", bounds=None, c=None, s: float = 3,
     """Scatter of 2-D samples x: (n, 2); ``c`` colours by label; ``bounds`` fixes the axes."""
     ax = _ax(ax)
     x = _np(x)
-    ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, c=None if c is None else _np(c), cmap="tab10", linewidths=0, label=label)
+    colour = {} if c is None else {"c": _np(c), "cmap": "tab10"}
+    ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, linewidths=0, label=label, **colour)
     if bounds is not None:
         ax.set_xlim(*bounds[0])
         ax.set_ylim(*bounds[1])
