@@ -262,12 +262,13 @@ __all__ += ["plot_samples_vs_density", "plot_traces", "plot_autocorr", "plot_tra
 
 # --- chapter 6 ---
 def plot_objective_curves(theta, curves: dict, ax=None, title: str = "", xlabel: str = r"$\theta$",
-                          ylabel: str = "objective"):
-    """Several objectives against one parameter: theta (n,), ``curves`` maps a label to values (n,).
-    Curves that differ by a constant show up as parallel lines with their minima at the same theta."""
+                          ylabel: str = "objective", dashed: Sequence[str] = ()):
+    """Several objectives against one parameter: theta (n,), ``curves`` maps a label to values (n,); the
+    labels in ``dashed`` are drawn dashed (to show a curve lying on top of another). Curves that differ by a
+    constant show up as parallel lines with their minima at the same theta."""
     ax = _ax(ax) if ax is not None else plt.subplots(figsize=(5, 3.4))[1]
     for label, y in curves.items():
-        ax.plot(_np(theta), _np(y), label=label)
+        ax.plot(_np(theta), _np(y), label=label, ls="--" if label in dashed else "-")
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.legend(frameon=False, fontsize=8)
     if title:
@@ -431,3 +432,110 @@ def plot_error_vs_nu(nus, measured: dict, theory: Optional[dict] = None, floor: 
 
 
 __all__ += ["plot_nce_boundary_1d", "plot_error_vs_nu"]
+
+
+# --- chapter 2 ---
+def plot_rbm_graph(n_visible: int = 6, n_hidden: int = 4, ax=None, title: str = "an RBM: a bipartite graph"):
+    """The RBM as a graph: a row of hidden units h_j over a row of visible units v_i, every v_i joined to every
+    h_j by a weight W_ij and no edges within a layer (the restriction that makes the conditionals factorise)."""
+    ax = _ax(ax) if ax is not None else plt.subplots(figsize=(5, 2.6))[1]
+    xv = np.linspace(0, 1, n_visible)
+    xh = np.linspace(0.1, 0.9, n_hidden)
+    for a in xv:
+        for b in xh:
+            ax.plot([a, b], [0, 1], color="0.7", lw=0.8, zorder=1)
+    ax.scatter(xv, np.zeros(n_visible), s=380, c="tab:blue", zorder=2)
+    ax.scatter(xh, np.ones(n_hidden), s=380, c="tab:orange", zorder=2)
+    for i, a in enumerate(xv):
+        ax.text(a, 0, f"$v_{i + 1}$", ha="center", va="center", color="white", fontsize=9)
+    for j, b in enumerate(xh):
+        ax.text(b, 1, f"$h_{j + 1}$", ha="center", va="center", color="white", fontsize=9)
+    ax.text(1.08, 0, "visible, bias $b$", va="center", fontsize=9)
+    ax.text(1.08, 1, "hidden, bias $c$", va="center", fontsize=9)
+    ax.text(0.5, 0.5, "$W$", ha="center", va="center", fontsize=11, backgroundcolor="white")
+    ax.set(xlim=(-0.1, 1.45), ylim=(-0.3, 1.3))
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_ising_lattices(spins, titles: Sequence[str], size: float = 2.4):
+    """Spin configurations (n, L, L) in {-1, +1} side by side (black = +1); returns the figure."""
+    s = _np(spins)
+    fig, axes = plt.subplots(1, len(s), figsize=(size * len(s), size + 0.3), squeeze=False)
+    for ax, lattice, title in zip(axes[0], s, titles):
+        ax.imshow(lattice, cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_magnetisation(temperatures, abs_m, err=None, exact: Optional[Callable] = None, t_critical=None, ax=None,
+                       title: str = "", label: str = "Gibbs sampling"):
+    """Mean |magnetisation| per spin against temperature T, with error bars ``err``; ``exact`` (T -> |m|)
+    is drawn as a line (e.g. Onsager's infinite-lattice curve) and ``t_critical`` as a dotted vertical line."""
+    ax = _ax(ax) if ax is not None else plt.subplots(figsize=(5, 3.2))[1]
+    t = _np(temperatures)
+    ax.errorbar(t, _np(abs_m), yerr=None if err is None else _np(err), fmt="o", ms=4, capsize=2, label=label)
+    if exact is not None:
+        grid_t = np.linspace(t.min(), t.max(), 400)
+        ax.plot(grid_t, [exact(x) for x in grid_t], color="k", lw=1, label="Onsager, infinite lattice")
+    if t_critical is not None:
+        ax.axvline(t_critical, ls=":", color="gray")
+        ax.text(t_critical, 1.02, "$T_c$", ha="center", va="bottom", fontsize=9)
+    ax.set(xlabel="temperature $T$", ylabel=r"$\langle |m| \rangle$", ylim=(0, 1.08))
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_rbm_filters(W, image_shape=(8, 8), n_cols: int = 8, ax=None, title: str = "filters: columns of W"):
+    """Each hidden unit's weights W[:, j] as an image (red positive, blue negative, one symmetric scale)."""
+    w = _np(W).T
+    lim = float(np.abs(w).max()) or 1.0
+    ax = image_grid(w, n_cols=n_cols, image_shape=image_shape, ax=ax, vmin=-lim, vmax=lim, cmap="RdBu_r")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_state_distribution(p_exact, p_sampled: dict, ax=None, title: str = "", top: int = 20):
+    """Probabilities of the ``top`` most likely states under ``p_exact`` (n_states,), with bars for sampled
+    frequencies (``p_sampled`` maps a label to (n_states,)). States are ranked by exact probability."""
+    ax = _ax(ax) if ax is not None else plt.subplots(figsize=(7, 3))[1]
+    p = _np(p_exact)
+    order = np.argsort(-p)[:top]
+    x = np.arange(len(order))
+    width = 0.8 / max(1, len(p_sampled))
+    for i, (label, q) in enumerate(p_sampled.items()):
+        ax.bar(x + (i - (len(p_sampled) - 1) / 2) * width, _np(q)[order], width=width, alpha=0.7, label=label)
+    ax.plot(x, p[order], "k_", ms=14, mew=2, label="exact p(v)")
+    ax.set(xlabel=f"visible state (the {len(order)} most probable, by rank)", ylabel="probability")
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_curves(curves: dict, ax=None, title: str = "", xlabel: str = "epoch", ylabel: str = "",
+                styles: Optional[dict] = None, hline: Optional[float] = None, hline_label: str = ""):
+    """Several curves y(x) on one axes: ``curves`` maps a label to (x, y); ``styles`` maps a label to plot
+    keyword arguments; ``hline`` draws a dashed reference level (e.g. the best achievable log-likelihood)."""
+    ax = _ax(ax) if ax is not None else plt.subplots(figsize=(5.5, 3.4))[1]
+    for label, (x, y) in curves.items():
+        ax.plot(_np(x), _np(y), label=label, **(styles or {}).get(label, {}))
+    if hline is not None:
+        ax.axhline(hline, ls="--", color="gray", lw=1, label=hline_label or None)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+__all__ += ["plot_rbm_graph", "plot_ising_lattices", "plot_magnetisation", "plot_rbm_filters",
+            "plot_state_distribution", "plot_curves"]

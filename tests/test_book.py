@@ -160,8 +160,8 @@ def test_math_and_every_asset_are_served_from_the_book_itself(book):
 
 
 # ------------------------------------------------------------------------------------ in a browser
-def test_chapter_page_renders_math_figures_and_title_in_chromium(book, chromium):
-    chapter = _first_chapter()
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_page_renders_math_figures_and_title_in_chromium(book, chromium, chapter):
     html_file = HTML / "chapters" / f"{chapter.stem}.html"
     static_math = len(re.findall(r'class="math notranslate', html_file.read_text()))
     # The screenshot comes first, so that it is there to look at when an assertion below fails.
