@@ -161,12 +161,13 @@ def exact_score_matching_loss(score: Score, x: torch.Tensor) -> torch.Tensor:
     x = _check_x(x, "x").detach().requires_grad_(True)
     if x.dim() != 2:
         raise ValueError(f"exact score matching takes flat data (batch, d); got shape {tuple(x.shape)}.")
-    s = _checked_score(score, x)
-    trace = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
-    for i in range(x.shape[1]):
-        (grad_si,) = torch.autograd.grad(s[:, i].sum(), x, create_graph=True)
-        trace = trace + grad_si[:, i]
-    return (trace + 0.5 * (s**2).sum(dim=1)).mean()
+    with torch.enable_grad():  # the trace needs autograd even when the caller only evaluates the loss
+        s = _checked_score(score, x)
+        trace = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        for i in range(x.shape[1]):
+            (grad_si,) = torch.autograd.grad(s[:, i].sum(), x, create_graph=True)
+            trace = trace + grad_si[:, i]
+        return (trace + 0.5 * (s**2).sum(dim=1)).mean()
 
 
 def sliced_score_matching_loss(
@@ -208,12 +209,13 @@ def sliced_score_matching_loss(
     # Every example is repeated once per direction, so one backward pass handles all of them.
     x_rep = x.detach().repeat(n_proj, *([1] * (x.dim() - 1))).requires_grad_(True)
     v = v.reshape(x_rep.shape)
-    s = _checked_score(score, x_rep)
-    vs = _sum_event(v * s)  # v^T s, (n_proj * batch,)
-    (grad_vs,) = torch.autograd.grad(vs.sum(), x_rep, create_graph=True)
-    trace_estimate = _sum_event(v * grad_vs)  # v^T grad_x(v^T s)
-    norm_term = 0.5 * _sum_event(s**2) if variance_reduction else 0.5 * vs**2
-    return (trace_estimate + norm_term).mean()
+    with torch.enable_grad():
+        s = _checked_score(score, x_rep)
+        vs = _sum_event(v * s)  # v^T s, (n_proj * batch,)
+        (grad_vs,) = torch.autograd.grad(vs.sum(), x_rep, create_graph=True)
+        trace_estimate = _sum_event(v * grad_vs)  # v^T grad_x(v^T s)
+        norm_term = 0.5 * _sum_event(s**2) if variance_reduction else 0.5 * vs**2
+        return (trace_estimate + norm_term).mean()
 
 
 def dsm_target(x: torch.Tensor, x_tilde: torch.Tensor, sigma) -> torch.Tensor:
@@ -273,13 +275,12 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, n_levels: int, device=N
 
 
 def _check_sigmas(sigmas, x: Optional[torch.Tensor] = None) -> torch.Tensor:
-    sigmas = check_tensor(sigmas, "sigmas", ndim=1, like=x)
-    if sigmas.numel() == 0 or not bool((sigmas > 0).all()):
-        raise ValueError("sigmas must be a non-empty 1-D sequence of noise levels > 0.")
-    if sigmas.numel() > 1 and not bool((sigmas[1:] < sigmas[:-1]).all()):
+    sigmas = check_tensor(sigmas, "sigmas", ndim=1, like=x, finite=False)
+    ok = torch.isfinite(sigmas).all() & (sigmas > 0).all() & (sigmas[1:] < sigmas[:-1]).all()
+    if sigmas.numel() == 0 or not bool(ok):  # one device sync for all three checks
         raise ValueError(
-            f"sigmas must be strictly decreasing (large to small); got {sigmas.tolist()}. "
-            "geometric_sigmas(sigma_max, sigma_min, L) makes such a sequence."
+            f"sigmas must be a non-empty, strictly decreasing (large to small) sequence of finite noise levels "
+            f"> 0; got {sigmas.tolist()}. geometric_sigmas(sigma_max, sigma_min, L) makes such a sequence."
         )
     return sigmas
 
