@@ -191,8 +191,10 @@ def nce_loss(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise
     nu = _check_nu(nu)
     if not isinstance(model, NCEModel):
         raise TypeError(f"model must be an NCEModel (an energy with its log-normaliser c); got {type(model).__name__}.")
-    x_data = check_tensor(x_data, "x_data", ndim=2)
-    x_noise = check_tensor(x_noise, "x_noise", shape=(None, x_data.shape[1]))
+    # Shapes only: a NaN check would cost a GPU sync on every training step. train_nce and fit_nce check
+    # the data once, and their guard stops a NaN loss.
+    x_data = check_tensor(x_data, "x_data", ndim=2, finite=False)
+    x_noise = check_tensor(x_noise, "x_noise", shape=(None, x_data.shape[1]), finite=False)
     if len(x_noise) != round(nu * len(x_data)):
         raise ValueError(
             f"x_noise has {len(x_noise)} rows but nu * len(x_data) = {nu:g} * {len(x_data)} = {nu * len(x_data):g}: "
@@ -205,11 +207,12 @@ def nce_loss(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise
 
 
 def decision_boundary_1d(logit: Callable[[torch.Tensor], torch.Tensor], bounds: Sequence[float], n_points: int = 10001,
-                         dtype: torch.dtype = torch.float64) -> torch.Tensor:
+                         dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
     """The points where a 1-D logit Delta(x) crosses zero (the classifier's P(data | x) = 1/2).
 
     Finds sign changes of Delta on n_points grid points in [low, high] and refines each by 60 bisection steps
-    (to float64 precision). logit: callable (batch, 1) -> (batch,). Returns the sorted roots (k,).
+    (to float64 precision). logit: callable (batch, 1) -> (batch,), evaluated on points of ``dtype`` on
+    ``device`` (pass the device of the tensors inside the logit). Returns the sorted roots (k,) on the CPU.
     Reference: seed 003, worked example 3 (E = x^2/2, p_n = N(0, 4), nu = 1: roots at +-2.073).
     """
     try:
@@ -219,10 +222,16 @@ def decision_boundary_1d(logit: Callable[[torch.Tensor], torch.Tensor], bounds: 
     if not high > low:
         raise ValueError(f"bounds need low < high; got ({low}, {high}).")
     n_points = check_int(n_points, "n_points", minimum=3)
-    xs = torch.linspace(low, high, n_points, dtype=dtype)
+    xs = torch.linspace(low, high, n_points, dtype=dtype, device=device)
     with torch.no_grad():
         f = logit(xs[:, None]).reshape(-1)
         crossing = (torch.sign(f[:-1]) * torch.sign(f[1:]) <= 0).nonzero().reshape(-1)
+        if len(crossing) > 100:
+            raise ValueError(
+                f"the logit changes sign or is zero in {len(crossing)} of {n_points - 1} grid intervals: it is "
+                "(numerically) zero over a whole stretch, so the classifier is undecided there and there is no "
+                "boundary to find (e.g. noise equal to the model)."
+            )
         roots = []
         for i in crossing.tolist():
             a, b = xs[i : i + 1], xs[i + 1 : i + 2]
@@ -241,7 +250,7 @@ def decision_boundary_1d(logit: Callable[[torch.Tensor], torch.Tensor], bounds: 
 
 def nce_asymptotic_covariance(score: Callable[[torch.Tensor], torch.Tensor], log_p_data: Callable[[torch.Tensor], torch.Tensor],
                               log_noise: Callable[[torch.Tensor], torch.Tensor], nu: float, bounds,
-                              n_points: int = 4000) -> torch.Tensor:
+                              n_points: int = 4000, device=None) -> torch.Tensor:
     """The asymptotic covariance of the NCE estimator (Gutmann & Hyvarinen 2012, Theorem 3), by quadrature.
 
     With T_d data points and T_n = nu T_d noise samples, sqrt(T_d) (theta_hat - theta*) -> N(0, Sigma),
@@ -249,12 +258,13 @@ def nce_asymptotic_covariance(score: Callable[[torch.Tensor], torch.Tensor], log
         I_nu = int g g^T P_nu p_d dx,   m = int g P_nu p_d dx,   P_nu = nu p_n / (p_d + nu p_n),
     where g(x) = grad of log p_theta(x) = -E_theta(x) - c with respect to all k parameters (c included) at
     the true theta*. score: x (batch, d) -> g (batch, k); log_p_data, log_noise: x -> (batch,);
-    bounds: [(low, high)] or [(low, high), (low, high)] covering the data. Returns Sigma (k, k) in float64;
+    bounds: [(low, high)] or [(low, high), (low, high)] covering the data; the grid is built in float64 on
+    ``device`` (that of the tensors inside the callables). Returns Sigma (k, k) in float64;
     the estimator's covariance for T_d data points is Sigma / T_d (not differentiable). As nu -> infinity Sigma tends to the
     Cramer-Rao bound; with p_n = p_d it is (1 + 1/nu) times that bound (their Corollaries 5-7).
     """
     nu = _check_nu(nu)
-    points, _, cell = grid(bounds, n_points, dtype=torch.float64)
+    points, _, cell = grid(bounds, n_points, device=device, dtype=torch.float64)
     with torch.no_grad():
         g = score(points)
         log_pd, log_pn = log_p_data(points), log_noise(points)

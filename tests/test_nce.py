@@ -284,6 +284,9 @@ def test_contracts_on_device(device):
     assert loss.shape == () and loss.device.type == device.type and torch.isfinite(loss)
     hist = train_nce(model, x, noise, nu=2, n_steps=4, batch_size=16, generator=gen, log_every=2)
     assert hist["step"] == [2, 4] and all(math.isfinite(v) for v in hist["loss"])
+    wide = GaussianNoise(torch.zeros(1, dtype=D, device=device), torch.tensor([[4.0]], dtype=D, device=device))
+    roots = decision_boundary_1d(lambda x: nce_logit(0.5 * x[:, 0] ** 2, 0.0, wide.log_prob(x), 1.0), (-6, 6), device=device)
+    assert roots.tolist() == pytest.approx([-2.0733777, 2.0733777], abs=1e-6)
 
 
 # --------------------------------------------------------------------------------------------- bad input
@@ -357,6 +360,16 @@ def test_bad_noise_and_model_construction_is_rejected():
         nce_loss(gaussian_1d(0.0, 1.0), torch.zeros(2, 1), torch.zeros(2, 1), normal_1d(0.0, 1.0), 1)
     with pytest.raises(ValueError, match="bounds need low < high"):
         decision_boundary_1d(lambda x: x[:, 0], (1, -1))
+    with pytest.raises(ValueError, match=r"score\(x\) must return \(batch, k\)"):
+        nce_asymptotic_covariance(lambda x: x[:, 0], lambda x: -x[:, 0] ** 2, lambda x: -x[:, 0] ** 2, 1, [(-3, 3)], 50)
+
+
+def test_boundary_search_refuses_a_logit_that_is_zero_everywhere():
+    # Noise equal to the normalised model with nu = 1: Delta = 0 for every x (seed 003's practice problem).
+    noise = normal_1d(0.0, 1.0)
+    with pytest.raises(ValueError, match="classifier is undecided there and there is no boundary"):
+        decision_boundary_1d(lambda x: nce_logit(0.5 * x[:, 0] ** 2, 0.5 * math.log(2 * math.pi), noise.log_prob(x), 1.0),
+                             (-5, 5))
 
 
 class _NaNEnergy(nn.Module):
