@@ -125,7 +125,8 @@ def sliced_sm_loss(score, x, v):
 # %% tags=["self-check"]
 # Self-check: for the linear score s(x) = -x the Jacobian is -I, so with v = (1, 0) at x = (2, 3) the
 # estimate is v^T(-I)v + 1/2 (v^T s)^2 = -1 + 1/2 * 4 = 1.
-value = float(sliced_sm_loss(lambda y: -y, torch.tensor([[2.0, 3.0]]), torch.tensor([[[1.0, 0.0]]])))
+estimate = sliced_sm_loss(lambda y: -y, torch.tensor([[2.0, 3.0]]), torch.tensor([[[1.0, 0.0]]]))
+value = float(estimate.detach())  # detach: the estimate keeps autograd's graph
 print(f"estimate = {value:.6f}, expected 1")
 assert abs(value - 1.0) < 1e-6, "not yet right: v^T grad(v^T s) is -1 here, and 1/2 (v^T s)^2 is 2"
 
