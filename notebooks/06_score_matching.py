@@ -521,7 +521,7 @@ plt.show()
 # $\mathbf{x}_t = \sqrt{\bar\alpha_t}\,\mathbf{x}_0 + \sqrt{1-\bar\alpha_t}\,\boldsymbol\epsilon$ with the loss
 # $\mathbb{E}\|\boldsymbol\epsilon_\theta - \boldsymbol\epsilon\|^2$. The kernel's score is
 # $-\boldsymbol\epsilon/\sqrt{1-\bar\alpha_t}$, so that loss is our $\sigma^2$-weighted DSM with
-# $\sigma_t = \sqrt{1-\bar\alpha_t}$, and
+# $\sigma_t = \sqrt{1-\bar\alpha_t}$ (for a kernel centred at $\sqrt{\bar\alpha_t}\,\mathbf{x}_0$ instead of $\mathbf{x}_0$), and
 #
 # $$\boldsymbol\epsilon_\theta(\mathbf{x}_t, t) = -\sqrt{1-\bar\alpha_t}\;\mathbf{s}_\theta(\mathbf{x}_t, t):$$
 #
@@ -544,26 +544,29 @@ print(f"sigma = {level:.2f}: mean squared error of the noise prediction per coor
 # %% [markdown]
 # **The score SDE in two lines** (Song et al., 2021). Letting the number of levels grow, the noising becomes
 # the stochastic differential equation $d\mathbf{x} = \sqrt{d\sigma^2(t)/dt}\; d\mathbf{w}$, and it runs backwards
-# in time as
+# in time ($dt < 0$) as
 #
 # $$d\mathbf{x} = -\frac{d\sigma^2(t)}{dt}\,\nabla_{\mathbf{x}}\log q_{\sigma(t)}(\mathbf{x})\,dt + \sqrt{\frac{d\sigma^2(t)}{dt}}\; d\bar{\mathbf{w}},$$
 #
-# whose only unknown is the score. An Euler step from $\sigma_k$ down to $\sigma_{k+1}$ is two lines, shown
-# here with the exact noisy scores of the mixture, starting from the broad $q_{\sigma_1}$:
+# whose only unknown is the score. An Euler step from $\sigma_k$ down to $\sigma_{k+1}$ is two lines. Start from
+# samples of the broad $q_{\sigma_1}$ (here data plus noise; a diffusion model starts from $\mathcal N(0, \sigma_1^2 I)$,
+# which is close to it when $\sigma_1$ is large) and step down through 200 levels, with the exact noisy scores
+# and with our noise-conditional network, which was trained on 10 of them only:
 
 # %%
 fine = geometric_sigmas(10.0, 0.5, 200 * SCALE, **f32).tolist()
-g = make_generator(16, device)
-x = mixture.sample(2000, generator=g) + fine[0] * torch.randn(2000, 2, generator=g, **f32)  # approx. q at sigma_1
-for s_hi, s_lo in zip(fine[:-1], fine[1:]):
-    dvar = s_hi**2 - s_lo**2
-    x = x + dvar * exact_mix(x, s_hi) + math.sqrt(dvar) * torch.randn(x.shape, generator=g, **f32)
-print(f"reverse-SDE samples: fraction near (5, 5) = {near_first_mode(x):.2f}, "
-      f"mean of the (5, 5) mode {[round(v, 1) for v in x[x.sum(1) > 0].mean(0).tolist()]}")
+for name, score in [("exact score", exact_mix), ("learned score", nc_net)]:
+    g = make_generator(16, device)
+    x = mixture.sample(2000, generator=g) + fine[0] * torch.randn(2000, 2, generator=g, **f32)  # q at sigma_1
+    with torch.no_grad():
+        for s_hi, s_lo in zip(fine[:-1], fine[1:]):
+            dvar = s_hi**2 - s_lo**2
+            x = x + dvar * score(x, s_hi) + math.sqrt(dvar) * torch.randn(x.shape, generator=g, **f32)
+    print(f"reverse SDE, {name}: fraction near (5, 5) = {near_first_mode(x):.2f}")
 
 # %% [markdown]
-# Unlike annealed Langevin, the reverse SDE moves mass between the modes in the right proportion as the gap
-# opens, because each step follows the change of the noise level rather than equilibrating at a fixed one.
+# The reverse SDE transports $q_{\sigma_1}$ to $q_{\sigma_L}$ and keeps the weights, up to the error of its Euler
+# steps; annealed Langevin instead re-equilibrates at each of a few fixed levels. Both need nothing but the score.
 #
 # ## Summary
 #
