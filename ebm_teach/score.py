@@ -18,9 +18,8 @@ Reference: seed 002 (section 9.6), seed 003 (score-matching connection).
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Sequence, Union
-
 import math
+from typing import Callable, NamedTuple, Optional, Union
 
 import torch
 from torch import nn
@@ -52,16 +51,14 @@ NoiseScore = Callable[[torch.Tensor, Union[float, torch.Tensor]], torch.Tensor]
 class EnergyScore(nn.Module):
     """The score of an energy network: s(x) = grad_x log p(x) = -grad_x E(x) (Z drops out of the gradient).
 
-    energy: a module mapping x: (batch, d) -> (batch,). ``forward(x, sigma=None)`` returns (batch, d); sigma
+    energy: a module (or any callable) mapping x: (batch, d) -> (batch,). ``forward(x, sigma=None)`` returns (batch, d); sigma
     is accepted and ignored so that the same samplers and losses take an energy and a noise-conditional
     network. The graph is kept (create_graph) whenever autograd is on, so a loss on s(x) trains the energy's
     parameters and the exact objective can differentiate s once more; under ``torch.no_grad()`` (sampling)
     the score comes back detached. Reference: seed 002 section 9.6, seed 003.
     """
 
-    noise_conditional = False
-
-    def __init__(self, energy: nn.Module):
+    def __init__(self, energy: Callable[[torch.Tensor], torch.Tensor]):
         super().__init__()
         if not callable(energy):
             raise TypeError(f"energy must be a callable module x -> E(x); got {type(energy).__name__}.")
@@ -85,8 +82,6 @@ class NoiseConditionalScoreNet(nn.Module):
     -sigma * s(x~, sigma) is a noise prediction of order 1, like DDPM's epsilon network.
     x: (batch, dim); sigma: a float or a (batch,) tensor of noise levels > 0 -> (batch, dim).
     """
-
-    noise_conditional = True
 
     def __init__(self, dim: int = 2, hidden: int = 128, n_layers: int = 3):
         super().__init__()
@@ -294,7 +289,7 @@ def noise_conditional_dsm_loss(
     average over levels of sigma_i^2 l(sigma_i); the weight sigma^2 makes every level's term O(1), since
     |z/sigma|^2 ~ d/sigma^2. Written as 1/2 |sigma s + z|^2. score_model(x~, sigma (batch,)) -> (batch, ...);
     x: (batch, ...); sigmas: (L,) decreasing. Reference: Song & Ermon (2019), "Generative modeling by
-    estimating gradients of the data distribution", eq. (6).
+    estimating gradients of the data distribution", section 4.2.
     """
     x = _check_x(x)
     sigmas = _check_sigmas(sigmas, x)
@@ -402,8 +397,8 @@ def train_score_model(
 
 # --------------------------------------------------------------------------------------------- sampling
 class AnnealedLangevinInfo(NamedTuple):
-    """What annealed Langevin measured: the samples after each level (L, batch, ...) and the mean score
-    norm |s(x, sigma_i)| over the last step of each level (L,)."""
+    """What annealed Langevin measured: the samples after each level (L, batch, ...), i.e. L copies of the
+    batch (kept for plots), and the mean score norm |s(x, sigma_i)| at the last step of each level (L,)."""
 
     x_levels: torch.Tensor
     score_norm: torch.Tensor
