@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
-from typing import Callable, NamedTuple, Optional, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -53,6 +53,7 @@ MAX_ENUMERATED_UNITS = 25
 #: benchmarks/README.md). Set it to 0 to keep torch's thread setting.
 SINGLE_THREAD_BELOW = 2**20
 
+_STEP_HINT = "Typical values are 0.001 to 0.1."
 _BINARY_HINT = (
     "A Bernoulli RBM models binary data: binarize first, e.g. (v > 0.5).float(), "
     "or use a Gaussian-Bernoulli RBM for real-valued data."
@@ -322,7 +323,7 @@ class BernoulliRBM:
         """
         k = check_int(k, "k", minimum=1)
         g = self._gen(generator)
-        with self._one_thread_if_small(v_data):
+        with self._one_thread_if_small(v_data):  # small matrices: see SINGLE_THREAD_BELOW
             v0 = self._check_v(v_data, "v_data")
             vk = v0 if v_negative_start is None else self._check_v(v_negative_start, "v_negative_start")
             p0 = torch.sigmoid(v0 @ self.W + self.c)
@@ -355,7 +356,7 @@ class BernoulliRBM:
         v,
         n_epochs: int = 10,
         batch_size: int = 10,
-        step_size: float = 0.1,
+        step_size: Union[float, Callable[[int], float]] = 0.1,
         k: int = 1,
         persistent: bool = False,
         n_chains: Optional[int] = None,
@@ -368,7 +369,8 @@ class BernoulliRBM:
 
         v: (n, n_visible) binary training data, cut into minibatches of ``batch_size`` (the last may be
         smaller), reshuffled every epoch when ``shuffle``. Each minibatch takes one step
-        theta += step_size * (the CD-k gradient of :meth:`cd_gradient`). With ``persistent`` the negative
+        theta += step_size * (the CD-k gradient of :meth:`cd_gradient`); step_size may be a function of the
+        epoch (1, 2, ...), e.g. ``lambda e: 0.1 * (1 - e / 50)`` to anneal it. With ``persistent`` the negative
         phase continues ``n_chains`` (default batch_size) persistent chains instead of restarting at the data;
         they start at ``v_chains`` or at uniformly random binary vectors.
         callback(epoch, rbm) may return a dict of numbers (e.g. the exact log-likelihood), recorded per epoch.
@@ -379,11 +381,15 @@ class BernoulliRBM:
 
         This is cd_gradient + update unrolled for speed: the gradient in closed form (no autograd), all
         three parameters updated by two in-place outer products on theta, buffers allocated once, input
-        validated once per call and Bernoulli draws as u < p. Same random numbers, same result.
+        validated once per call, all uniforms of a minibatch drawn by one call and Bernoulli draws as u < p,
+        one CPU thread for small problems (SINGLE_THREAD_BELOW). On the CPU it reads the same random numbers
+        as cd_gradient and gives the same parameters, except that a persistent chain continues from the
+        hidden state it drew before the previous update (as scikit-learn's does; it saves a matrix product).
         """
         n_epochs = check_int(n_epochs, "n_epochs", minimum=0)
         batch_size = check_int(batch_size, "batch_size", minimum=1)
-        step_size = check_positive(step_size, "step_size", hint="Typical values are 0.001 to 0.1.")
+        schedule = step_size if callable(step_size) else None
+        step_size = check_positive(schedule(1) if schedule else step_size, "step_size", hint=_STEP_HINT)
         k = check_int(k, "k", minimum=1)
         if n_chains is not None:
             n_chains = check_int(n_chains, "n_chains", minimum=1)
@@ -410,6 +416,8 @@ class BernoulliRBM:
         history = {"epoch": [], "seconds": []}
         seconds = 0.0
         for epoch in progress(range(1, n_epochs + 1), desc=f"{'PCD' if persistent else 'CD'}-{k}"):
+            if schedule is not None:
+                step_size = check_positive(schedule(epoch), f"step_size({epoch})", hint=_STEP_HINT)
             with _threads_for(work, self.device):
                 start = time.perf_counter()
                 epoch_data = data[torch.randperm(len(data), generator=g, device=self.device)] if shuffle else data
@@ -483,7 +491,7 @@ class BernoulliRBM:
         parts = []
         for start in range(0, 2**n_enum, chunk):
             h = _binary_states(start, min(start + chunk, 2**n_enum), n_enum, W.device, torch.float64)
-            parts.append(torch.logsumexp(h @ c + F_.softplus(h @ W.T + b).sum(1), dim=0))
+            parts.append(torch.logsumexp(h @ c + F_.softplus(torch.addmm(b, h, W.T)).sum(1), dim=0))
         return float(torch.logsumexp(torch.stack(parts), dim=0))
 
     def log_likelihood_exact(self, v, log_z: Optional[float] = None) -> float:
