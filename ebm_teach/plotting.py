@@ -485,7 +485,7 @@ def plot_magnetisation(temperatures, abs_m, err=None, exact: Optional[Callable] 
         ax.plot(grid_t, [exact(x) for x in grid_t], color="k", lw=1, label="Onsager, infinite lattice")
     if t_critical is not None:
         ax.axvline(t_critical, ls=":", color="gray")
-        ax.text(t_critical, 1.02, "$T_c$", ha="center", va="bottom", fontsize=9)
+        ax.text(t_critical + 0.02, 0.03, "$T_c$", ha="left", va="bottom", fontsize=9, color="gray")
     ax.set(xlabel="temperature $T$", ylabel=r"$\langle |m| \rangle$", ylim=(0, 1.08))
     ax.legend(frameon=False, fontsize=8)
     if title:
@@ -514,6 +514,7 @@ def plot_state_distribution(p_exact, p_sampled: dict, ax=None, title: str = "", 
     for i, (label, q) in enumerate(p_sampled.items()):
         ax.bar(x + (i - (len(p_sampled) - 1) / 2) * width, _np(q)[order], width=width, alpha=0.7, label=label)
     ax.plot(x, p[order], "k_", ms=14, mew=2, label="exact p(v)")
+    ax.set_xticks(x[::max(1, len(x) // 10)], [str(i + 1) for i in x[::max(1, len(x) // 10)]])
     ax.set(xlabel=f"visible state (the {len(order)} most probable, by rank)", ylabel="probability")
     ax.legend(frameon=False, fontsize=8)
     if title:
