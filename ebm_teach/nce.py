@@ -316,6 +316,7 @@ def fit_nce(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise,
     nu = _check_nu(nu)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     x_data = check_tensor(x_data, "x_data", ndim=2)
+    x_noise = check_tensor(x_noise, "x_noise", shape=(None, x_data.shape[1]))
     tol = check_positive(tol, "tol")
     _check_covered(noise, x_data)
     opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=tol,
