@@ -253,6 +253,18 @@ def test_fit_is_cd_gradient_plus_update_with_the_same_random_numbers(k, persiste
         assert torch.allclose(getattr(fast, name), getattr(slow, name), atol=1e-6), name
 
 
+def test_step_size_schedule_is_applied_epoch_by_epoch():
+    x = (torch.rand(30, 6, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    scheduled, stepwise = BernoulliRBM(6, 4, seed=1), BernoulliRBM(6, 4, seed=1)
+    scheduled.fit(x, n_epochs=2, batch_size=7, step_size=lambda epoch: 0.3 / epoch, generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    stepwise.fit(x, n_epochs=1, batch_size=7, step_size=0.3, generator=g)
+    stepwise.fit(x, n_epochs=1, batch_size=7, step_size=0.15, generator=g)
+    assert torch.allclose(scheduled.theta, stepwise.theta, atol=1e-7)
+    with pytest.raises(ValueError, match=r"step_size\(2\)"):
+        BernoulliRBM(6, 4, seed=1).fit(x, n_epochs=3, step_size=lambda epoch: 0.1 if epoch == 1 else 0.0)
+
+
 def test_update_is_gradient_ascent():
     rbm = BernoulliRBM(3, 2, seed=0)
     before = [t.clone() for t in (rbm.W, rbm.b, rbm.c)]
