@@ -168,7 +168,9 @@ def test_conv_energy_contract(device):
     from ebm_teach.energies import ConvEnergy
 
     for sn in (False, True):
-        model = ConvEnergy(channels=4, spectral_norm=sn).to(device)
+        # eval(): in training mode spectral normalisation runs a power-iteration step on every call,
+        # so two calls would see (slightly) different weights.
+        model = ConvEnergy(channels=4, spectral_norm=sn).to(device).eval()
         x = torch.rand(5, 64, device=device)
         e = model(x)
         assert e.shape == (5,) and e.device.type == device.type

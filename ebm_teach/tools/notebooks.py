@@ -77,8 +77,9 @@ def refresh(py_path: Path, timeout: int = 600) -> float:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    for cell in nb.cells:  # keep stored notebooks small and diff-friendly
+    for i, cell in enumerate(nb.cells):  # keep stored notebooks small and diff-friendly
         cell.metadata.pop("execution", None)
+        cell["id"] = f"cell-{i}"  # stable ids: a refresh changes only what really changed
     nbformat.write(nb, py_path.with_suffix(".ipynb"))
     return elapsed
 
