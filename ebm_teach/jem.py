@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import check_int, check_positive, check_tensor, progress
+from .core import DivergenceError, check_int, check_positive, check_tensor, progress
 from .samplers import ReplayBuffer, sgld, uniform_noise
 from .training import divergence_guard
 
@@ -284,8 +284,9 @@ def train_jem(
     ``DivergenceError`` with advice when the loss or the energies become NaN/inf or explode.
     x: (n, *event) training data; y: (n,) labels; the buffer must hold samples shaped like x.
     max_abs: the guard's limit on |energy| and |loss|. Returns the history, a dict of CPU tensors (n_iters,):
-    ``loss``, ``ce`` (cross-entropy), ``e_pos`` and ``e_neg`` (mean energies of data and negatives; NaN for
-    a plain classifier).
+    ``loss``, ``ce`` (cross-entropy), ``e_pos`` and ``e_neg`` (mean energies of data and negatives) and
+    ``neg_abs_max`` (the largest |x-| of the negatives); the last three are NaN for a plain classifier. On
+    divergence the DivergenceError carries the history up to and including the failing step as ``.history``.
     Reference: Grathwohl et al. 2020, Algorithm 1.
     """
     if not isinstance(model, JEM):
@@ -313,30 +314,42 @@ def train_jem(
     nan = torch.full((), float("nan"), device=param.device, dtype=param.dtype)
     rows = []
     model.train()
-    for it in progress(range(n_iters), desc=desc, total=n_iters):
-        idx = torch.randint(0, x.shape[0], (batch_size,), generator=generator, device=x.device)
-        x_pos, y_pos = x[idx], y[idx]
-        if data_noise > 0:
-            x_pos = x_pos + data_noise * torch.randn(x_pos.shape, generator=generator, device=x.device, dtype=x.dtype)
-        logits = model(x_pos)
-        if p_x_weight > 0:
-            x_neg = sample_negatives(model, buffer, batch_size, n_steps, step_size, noise_std, clamp, generator)
-            logits_neg = model(x_neg)
-            e_pos, e_neg = energy_from_logits(logits).mean(), energy_from_logits(logits_neg).mean()
-            loss = jem_loss(logits, y_pos, logits_neg, p_x_weight, alpha)
-        else:
-            e_pos, e_neg = nan, nan
-            loss = jem_loss(logits, y_pos)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            row = torch.stack([loss.detach(), F.cross_entropy(logits.detach(), y_pos), e_pos.detach(), e_neg.detach()])
-        watched = {"loss": row[0]} if p_x_weight == 0 else {"loss": row[0], "e_pos": row[2], "e_neg": row[3]}
-        divergence_guard(it, max_abs=max_abs, **watched)
-        rows.append(row)
+    try:
+        for it in progress(range(n_iters), desc=desc, total=n_iters):
+            idx = torch.randint(0, x.shape[0], (batch_size,), generator=generator, device=x.device)
+            x_pos, y_pos = x[idx], y[idx]
+            if data_noise > 0:
+                x_pos = x_pos + data_noise * torch.randn(x_pos.shape, generator=generator, device=x.device, dtype=x.dtype)
+            logits = model(x_pos)
+            if p_x_weight > 0:
+                x_neg = sample_negatives(model, buffer, batch_size, n_steps, step_size, noise_std, clamp, generator)
+                logits_neg = model(x_neg)
+                e_pos, e_neg = energy_from_logits(logits).mean(), energy_from_logits(logits_neg).mean()
+                neg_abs_max = x_neg.abs().max()
+                loss = jem_loss(logits, y_pos, logits_neg, p_x_weight, alpha)
+            else:
+                e_pos = e_neg = neg_abs_max = nan
+                loss = jem_loss(logits, y_pos)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                ce = F.cross_entropy(logits, y_pos)
+                rows.append(torch.stack([loss.detach(), ce, e_pos.detach(), e_neg.detach(), neg_abs_max]))
+            watched = {"loss": rows[-1][0]} if p_x_weight == 0 else {"loss": rows[-1][0], "e_pos": rows[-1][2], "e_neg": rows[-1][3]}
+            divergence_guard(it, max_abs=max_abs, **watched)
+    except DivergenceError as err:
+        err.history = _history(rows)  # what led up to the divergence, for plotting
+        raise
+    return _history(rows)
+
+
+def _history(rows: list) -> dict:
+    names = ("loss", "ce", "e_pos", "e_neg", "neg_abs_max")
+    if not rows:
+        return {k: torch.empty(0) for k in names}
     hist = torch.stack(rows).cpu()
-    return {k: hist[:, i] for i, k in enumerate(("loss", "ce", "e_pos", "e_neg"))}
+    return {k: hist[:, i] for i, k in enumerate(names)}
 
 
 # --------------------------------------------------------------------------------------------- OOD scores

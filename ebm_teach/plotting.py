@@ -138,7 +138,7 @@ def plot_reliability_diagram(bins, ax=None, title: str = "", label: str = "", co
     ax.bar(edges[:-1][filled], acc[filled], width=width[filled], align="edge", color=color or "tab:blue",
            edgecolor="black", linewidth=0.5, alpha=0.8, label=f"accuracy{' (' + label + ')' if label else ''}")
     ax.bar(edges[:-1][filled], conf[filled] - acc[filled], bottom=acc[filled], width=width[filled], align="edge",
-           color="tab:red", alpha=0.25, hatch="//", edgecolor="tab:red", linewidth=0, label="gap to confidence")
+           fill=False, hatch="///", edgecolor="tab:red", linewidth=0.8, label="gap to mean confidence")
     ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
