@@ -1,0 +1,263 @@
+"""Tests of annealed importance sampling for RBMs (ebm_teach.evaluate, chapter 3).
+
+Known answers: log Z by enumerating the hidden layer (random RBMs and a trained 784 x 15 MNIST RBM), the
+exact unbiasedness E[Z^] = Z of the importance weights for any schedule (Monte Carlo within a few standard
+errors), a base equal to the target (every weight the same, log Z exact), and Jensen's inequality (log Z^
+is low on average). Tolerances are set from the estimator's own standard error, stated at each test.
+"""
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F_
+
+from ebm_teach.evaluate import (
+    AIS_STANDARD_N_BETAS,
+    AISResult,
+    ais_betas,
+    ais_log_likelihood,
+    ais_log_partition,
+    base_rate_bias,
+    log_mean_exp,
+)
+from ebm_teach.rbm import BernoulliRBM
+
+D = torch.float64
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _random_rbm(n_visible, n_hidden, seed, w_scale=5.0, dtype=torch.float32, device="cpu"):
+    """W ~ N(0, w_scale^2 / n_v) (so every hidden input has sd ~ w_scale / 2 on random v), b ~ N(-1, 1), c ~ N(0, 1)."""
+    g = torch.Generator().manual_seed(seed)
+    W = w_scale / math.sqrt(n_visible) * torch.randn(n_visible, n_hidden, generator=g, dtype=D)
+    b = torch.randn(n_visible, generator=g, dtype=D) - 1.0
+    c = torch.randn(n_hidden, generator=g, dtype=D)
+    return BernoulliRBM.from_arrays(W, b, c, dtype=dtype, device=device)
+
+
+def _exact_visible_means(rbm):
+    """E_p[v] of the RBM by enumerating the hidden layer: sum_h p(h) sigma(b + W h), with
+    log p(h) = c^T h + sum_i softplus(b_i + (W h)_i) - log Z (independent of the code under test)."""
+    W, b, c = rbm.W.double().cpu(), rbm.b.double().cpu(), rbm.c.double().cpu()
+    n_h = W.shape[1]
+    hs = ((torch.arange(2**n_h)[:, None] >> torch.arange(n_h)) & 1).to(D)
+    x = hs @ W.T + b
+    p_h = torch.softmax(hs @ c + F_.softplus(x).sum(1), 0)
+    return p_h @ torch.sigmoid(x)
+
+
+def _logit(p, eps=1e-3):
+    p = p.clamp(eps, 1 - eps)
+    return torch.log(p / (1 - p))
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def test_ais_betas_is_salakhutdinov_and_murrays_schedule():
+    betas = ais_betas()
+    steps = betas.diff()
+    assert AIS_STANDARD_N_BETAS == 14_500 and betas.shape == (14_501,) and betas.dtype == D
+    assert betas[0] == 0.0 and betas[-1] == 1.0
+    assert torch.allclose(steps[:500], torch.full((500,), 1e-3, dtype=D), rtol=1e-9)
+    assert torch.allclose(steps[500:4_500], torch.full((4_000,), 1e-4, dtype=D), rtol=1e-9)
+    assert torch.allclose(steps[4_500:], torch.full((10_000,), 1e-5, dtype=D), rtol=1e-9)
+
+
+@pytest.mark.parametrize("n_betas", [1, 2, 3, 29, 1_450, 20_000])
+def test_ais_betas_for_any_length_rise_from_0_to_1_in_the_same_proportions(n_betas):
+    betas = ais_betas(n_betas)
+    assert betas.shape == (n_betas + 1,) and betas[0] == 0.0 and betas[-1] == 1.0
+    assert bool((betas.diff() > 0).all())
+    if n_betas >= 1_450:  # 500 : 4,000 : 10,000 of the steps below 0.5, in [0.5, 0.9) and from 0.9 on
+        below_half, below_09 = int((betas < 0.5).sum()), int((betas < 0.9).sum())
+        assert abs(below_half / n_betas - 500 / 14_500) < 2 / n_betas
+        assert abs(below_09 / n_betas - 4_500 / 14_500) < 2 / n_betas
+
+
+def test_log_mean_exp_matches_the_direct_formula_and_does_not_overflow():
+    x = torch.tensor([[0.3, -1.2, 2.0], [1.0, 1.0, 1.0]], dtype=D)
+    direct = torch.log(torch.exp(x).mean(1))
+    assert torch.allclose(log_mean_exp(x, dim=1), direct, rtol=0, atol=1e-14)
+    assert torch.allclose(log_mean_exp(x, dim=0), torch.log(torch.exp(x).mean(0)), rtol=0, atol=1e-14)
+    # exp(1000) overflows float64, exp(-1000) underflows: the result is still 1000 + log((1 + e^-1 + e^-2)/3)
+    expected = math.log((1 + math.exp(-1) + math.exp(-2)) / 3)
+    for shift in (1000.0, -1000.0):
+        big = torch.tensor([0.0, -1.0, -2.0], dtype=D) + shift
+        assert abs(float(log_mean_exp(big)) - (shift + expected)) < 1e-12
+    assert abs(float(log_mean_exp(torch.tensor([0.0, -math.inf]))) - math.log(0.5)) < 1e-7
+
+
+def test_base_rate_bias_is_the_clipped_logit_of_the_pixel_means():
+    v = torch.tensor([[1, 0, 0, 1], [1, 0, 1, 1], [1, 0, 0, 0], [1, 0, 1, 0]], dtype=torch.float32)
+    b_A = base_rate_bias(v, eps=0.01)
+    expected = torch.tensor([math.log(0.99 / 0.01), math.log(0.01 / 0.99), 0.0, 0.0])
+    assert torch.allclose(b_A, expected, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------- known answers
+def test_ais_is_exact_when_the_base_is_the_target_rbm():
+    """W = 0 and b_A = b: then -F_beta(v) = b^T v + sum_j softplus(beta c_j) for every v, so every chain gets the
+    same weight log w = sum_j softplus(c_j) - n_h log 2 and log Z^ = sum softplus(b) + sum softplus(c) exactly."""
+    g = torch.Generator().manual_seed(0)
+    b, c = torch.randn(12, generator=g, dtype=D), 3 * torch.randn(5, generator=g, dtype=D)
+    rbm = BernoulliRBM.from_arrays(torch.zeros(12, 5, dtype=D), b, c)
+    result = ais_log_partition(rbm, n_chains=7, n_betas=50, base=b, seed=1)
+    exact = float(F_.softplus(b).sum() + F_.softplus(c).sum())
+    assert abs(rbm.log_partition_exact() - exact) < 1e-12
+    assert abs(result.log_z - exact) < 1e-10
+    assert float(result.log_weights.std()) < 1e-12 and result.std_error < 1e-12 and abs(result.ess - 7) < 1e-9
+    assert abs(result.log_z_base - (float(F_.softplus(b).sum()) + 5 * math.log(2))) < 1e-12
+
+
+@pytest.mark.parametrize("base", ["uniform", "base rate"])
+@pytest.mark.parametrize("n_betas", [1, 4])
+def test_ais_weights_are_unbiased_for_z_with_any_schedule(base, n_betas):
+    """E[w] = Z / Z_A exactly, however short the schedule: the mean of M = 200,000 weights must match
+    Z / Z_A within 4 standard errors of that mean (the standard error from the weights themselves)."""
+    rbm = _random_rbm(8, 4, seed=3, w_scale=3.0, dtype=D)
+    b_A = "uniform" if base == "uniform" else _logit(_exact_visible_means(rbm))
+    result = ais_log_partition(rbm, n_chains=200_000, n_betas=n_betas, base=b_A, seed=0)
+    ratio = torch.exp(result.log_weights + result.log_z_base - rbm.log_partition_exact())  # w Z_A / Z, mean 1
+    standard_error = float(ratio.std()) / math.sqrt(len(ratio))
+    assert abs(float(ratio.mean()) - 1.0) < 4 * standard_error
+    assert standard_error < 0.02  # the check has power: a wrong log Z_A (e.g. n_h log 2 off) is 2.8 nats
+    assert abs(result.log_z - (result.log_z_base + float(log_mean_exp(result.log_weights)))) < 1e-12
+
+
+@pytest.mark.parametrize("n_visible, n_hidden, seed", [(30, 8, 0), (64, 12, 1), (100, 15, 2)])
+def test_ais_log_z_is_within_0p1_nats_of_exact_on_random_rbms(n_visible, n_hidden, seed):
+    """Base-rate starts (b_A = logit of the exact visible means), 1,000 temperatures, 100 chains.
+    The estimator's standard error is asserted below 0.025, so 0.1 nats is a margin of 4 standard errors."""
+    rbm = _random_rbm(n_visible, n_hidden, seed)
+    b_A = _logit(_exact_visible_means(rbm)).float()
+    result = ais_log_partition(rbm, n_chains=100, n_betas=1_000, base=b_A, seed=seed)
+    assert result.std_error < 0.025
+    assert abs(result.log_z - rbm.log_partition_exact()) < 0.1
+    assert result.log_z_lower < rbm.log_partition_exact() < result.log_z_upper
+
+
+def _shared_file(name):
+    path = SHARED_DATA / name
+    if not path.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing; CI must have ../shared/data beside the checkout.")
+        pytest.skip(f"{path} is not here (the trained MNIST RBM and binarized MNIST ship beside the repository, "
+                    "not with the package).")
+    return path
+
+
+def test_ais_log_z_is_within_0p1_nats_on_a_trained_784x15_mnist_rbm():
+    """A realistic size: a 784 x 15 RBM trained on binarized MNIST (exact log Z by enumerating the 2^15 hidden
+    states), base rates from the MNIST training set, the standard 14,500 temperatures and 400 chains.
+    Its log-weights have sd ~ 0.75 (measured), so the standard error is ~0.04 and 0.1 nats is ~2.7 of them."""
+    from ebm_teach.data import load_binarized_mnist
+
+    params = np.load(_shared_file("rbm_mnist_15hidden.npz"))
+    x_train = load_binarized_mnist(_shared_file("binarized_mnist.npz"), "train")
+    rbm = BernoulliRBM.from_arrays(params["W"], params["b_visible"], params["c_hidden"], dtype=torch.float32)
+    result = ais_log_partition(rbm, n_chains=400, base=x_train, seed=0)
+    exact = rbm.log_partition_exact()
+    assert result.std_error < 0.05
+    assert abs(result.log_z - exact) < 0.1
+    # the AIS log-likelihood of test digits differs from the exact one by exactly log Z^ - log Z
+    x_test = load_binarized_mnist(SHARED_DATA / "binarized_mnist.npz", "test")[:500]
+    assert abs(ais_log_likelihood(rbm, x_test, result) - rbm.log_likelihood_exact(x_test, exact) + result.log_z - exact) < 1e-6
+
+
+def test_log_z_hat_is_low_on_average_although_z_hat_is_unbiased():
+    """Jensen: E[log Z^] <= log E[Z^] = log Z. With 10 temperatures and 5 chains per run, 4,000 independent runs
+    (one vectorised call, the weights split into runs) give a mean log Z^ clearly below log Z, while the mean of
+    Z^ / Z stays within 4 standard errors of 1."""
+    rbm = _random_rbm(20, 6, seed=4, w_scale=6.0, dtype=D)
+    runs, per_run = 4_000, 5
+    result = ais_log_partition(rbm, n_chains=runs * per_run, n_betas=10, base="uniform", seed=0)
+    log_z_hat = result.log_z_base + log_mean_exp(result.log_weights.view(runs, per_run), dim=1)
+    error = log_z_hat - rbm.log_partition_exact()
+    se_log = float(error.std()) / math.sqrt(runs)
+    assert float(error.mean()) < -5 * se_log
+    ratio = torch.exp(error)
+    assert abs(float(ratio.mean()) - 1.0) < 4 * float(ratio.std()) / math.sqrt(runs)
+
+
+def test_ais_log_likelihood_is_mean_negative_free_energy_minus_log_z():
+    rbm = _random_rbm(10, 4, seed=5)
+    v = (torch.rand(30, 10, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    exact_log_z = rbm.log_partition_exact()
+    assert abs(ais_log_likelihood(rbm, v, exact_log_z) - rbm.log_likelihood_exact(v)) < 1e-9
+    result = ais_log_partition(rbm, n_chains=50, n_betas=200, base=v, seed=0)
+    by_result = ais_log_likelihood(rbm, v, result)
+    assert abs(by_result - (rbm.log_likelihood_exact(v) + exact_log_z - result.log_z)) < 1e-9
+    # without log_z it runs AIS itself with the given arguments: the same seed gives the same number
+    assert ais_log_likelihood(rbm, v, n_chains=50, n_betas=200, base=v, seed=0) == by_result
+
+
+# --------------------------------------------------------------------------------------------- contracts
+def test_ais_contracts_on_device(device):
+    rbm = _random_rbm(16, 5, seed=6, device=device)
+    g = torch.Generator(device=device).manual_seed(0)
+    result = ais_log_partition(rbm, n_chains=20, n_betas=30, base=torch.zeros(16, device=device), generator=g)
+    assert isinstance(result, AISResult)
+    assert result.log_weights.shape == (20,) and result.log_weights.dtype == D
+    assert result.log_weights.device.type == torch.device(device).type
+    assert bool(torch.isfinite(result.log_weights).all())
+    assert all(isinstance(x, float) for x in result[:6])
+    assert result.log_z_lower <= result.log_z <= result.log_z_upper and 1.0 <= result.ess <= 20.0
+    # the same seed gives the same run, the base "uniform" is b_A = 0, and a betas tensor equals n_betas
+    again = ais_log_partition(rbm, n_chains=20, betas=ais_betas(30), base="uniform",
+                              generator=torch.Generator(device=device).manual_seed(0))
+    assert torch.equal(again.log_weights, result.log_weights)
+
+
+def test_ais_leaves_the_rbm_the_thread_count_and_autograd_alone():
+    rbm = _random_rbm(12, 4, seed=7)
+    theta = rbm.theta.clone()
+    threads = torch.get_num_threads()
+    ais_log_partition(rbm, n_chains=10, n_betas=20, seed=0)
+    assert torch.equal(rbm.theta, theta) and torch.get_num_threads() == threads
+    assert not rbm.theta.requires_grad
+
+
+def test_bad_input_is_rejected_with_advice():
+    rbm = _random_rbm(6, 3, seed=8)
+    with pytest.raises(TypeError, match="BernoulliRBM"):
+        ais_log_partition(object())
+    with pytest.raises(ValueError, match="n_chains must be >= 1"):
+        ais_log_partition(rbm, n_chains=0)
+    with pytest.raises(ValueError, match="n_betas must be >= 1"):
+        ais_log_partition(rbm, n_betas=0)
+    for betas in ([0.0, 0.5], [0.1, 1.0], [0.0, 0.6, 0.4, 1.0], [0.0]):
+        with pytest.raises(ValueError, match="betas must increase strictly from 0 to 1"):
+            ais_log_partition(rbm, betas=betas)
+    with pytest.raises(ValueError, match="base must be 'uniform'"):
+        ais_log_partition(rbm, base="base-rate")
+    with pytest.raises(ValueError, match="base must be a vector of 6"):
+        ais_log_partition(rbm, base=torch.zeros(5))
+    with pytest.raises(ValueError, match="base data must have 6 columns"):
+        ais_log_partition(rbm, base=torch.zeros(4, 5))
+    with pytest.raises(ValueError, match="binary"):
+        ais_log_partition(rbm, base=torch.full((4, 6), 0.5))
+    with pytest.raises(ValueError, match="either generator or seed"):
+        ais_log_partition(rbm, seed=0, generator=torch.Generator())
+    with pytest.raises(ValueError, match="at least one entry"):
+        log_mean_exp(torch.empty(0))
+    with pytest.raises(ValueError, match="eps must be < 0.5"):
+        base_rate_bias(torch.ones(3, 2), eps=0.5)
+    with pytest.raises(ValueError, match="v is empty"):
+        base_rate_bias(torch.ones(0, 2))
+    with pytest.raises(ValueError, match="binary"):
+        ais_log_likelihood(rbm, torch.full((2, 6), 0.3), 1.0)
+    with pytest.raises(ValueError, match=r"shape \(batch, 6\)"):
+        ais_log_likelihood(rbm, torch.ones(2, 5), 1.0)
+    with pytest.raises(ValueError, match="either log_z or arguments"):
+        ais_log_likelihood(rbm, torch.ones(2, 6), 1.0, n_chains=5)
+    with pytest.raises(ValueError, match="log_z must be finite"):
+        ais_log_likelihood(rbm, torch.ones(2, 6), float("nan"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device to mismatch the generator with")
+def test_a_generator_on_another_device_is_rejected():
+    rbm = _random_rbm(6, 3, seed=8)
+    with pytest.raises(ValueError, match="the generator lives on"):
+        ais_log_partition(rbm, generator=torch.Generator(device="cuda"))
