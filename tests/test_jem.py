@@ -257,3 +257,45 @@ def test_seeded_jem_on_moons_classifies_like_the_plain_classifier_and_detects_oo
     assert acc["jem"] >= acc["plain"] - 0.05, acc
     jem = models["jem"]
     assert auroc(ood_score(jem, x_test, "log_px"), ood_score(jem, x_ood, "log_px")) > 0.75
+
+
+# --------------------------------------------------------------------------------------------- exercise checks
+def test_chapter7_hidden_checks_reject_typical_mistakes():
+    from ebm_teach.grade.checks import ch07_jem as ch07
+
+    def fails(check, wrong):
+        with pytest.raises(AssertionError):
+            check(wrong)
+
+    naive_energy = lambda f: -torch.log(torch.exp(f).sum(1))  # overflows at logits ~ 1000
+    fails(ch07.check_energy_no_overflow, naive_energy)
+    ch07.check_energy_random(naive_energy)  # right where exp does not overflow
+    fails(ch07.check_energy_hand_values, lambda f: torch.logsumexp(f, 1))  # sign
+    fails(ch07.check_energy_random, lambda f: -f.max(1).values)  # max instead of logsumexp
+
+    def summed_loss(f, y, fn):
+        return nn.functional.cross_entropy(f, y, reduction="sum") - torch.logsumexp(f, 1).sum() + torch.logsumexp(fn, 1).sum()
+
+    def flipped_loss(f, y, fn):
+        return nn.functional.cross_entropy(f, y) + torch.logsumexp(f, 1).mean() - torch.logsumexp(fn, 1).mean()
+
+    fails(ch07.check_loss_random_batches, summed_loss)
+    fails(ch07.check_loss_hand_value, flipped_loss)
+    fails(ch07.check_loss_gradient, lambda f, y, fn: jem_loss(f, y, fn).detach())  # no gradient
+    ch07.check_loss_gradient(lambda f, y, fn: jem_loss(f, y, fn))
+
+    def left_closed_ece(probs, y, n_bins=15):
+        conf, pred = probs.max(1)
+        m = (conf * n_bins).floor().clamp(max=n_bins - 1).long()
+        return sum(float((m == b).sum()) / len(y) * abs(float((pred == y)[m == b].double().mean() - conf[m == b].mean()))
+                   for b in range(n_bins) if bool((m == b).any()))
+
+    fails(ch07.check_ece_bin_edges, left_closed_ece)
+    fails(ch07.check_ece_hand_values, lambda p, y, n_bins=15: float((p.max(1).values - (p.argmax(1) == y).double()).abs().mean()))
+    from ebm_teach.evaluate import expected_calibration_error
+    for check in (ch07.check_ece_hand_values, ch07.check_ece_bin_edges, ch07.check_ece_random):
+        check(expected_calibration_error)
+
+    fails(ch07.check_auroc_hand_values, lambda a, b: float((a[:, None] > b[None]).double().mean()))  # ties as 0
+    fails(ch07.check_auroc_random_ties, lambda a, b: float((a[:, None] >= b[None]).double().mean()))  # ties as 1
+    ch07.check_auroc_random_ties(auroc)

@@ -1,0 +1,199 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercises for Chapter 7: joint energy models
+#
+# Four functions to write, each one a piece of Chapter 7: the energy a classifier defines, the JEM loss of a
+# batch, and the two metrics the chapter evaluates with. Replace every `raise NotImplementedError()` with
+# your code, then run the **self-check** cell below the exercise: it tries your function on one case whose
+# answer you can verify by hand. The grader runs further, hidden checks on other inputs:
+#
+# ```
+# python -m ebm_teach.grade 07_jem.ipynb
+# ```
+#
+# Keep the function names and arguments as they are, and keep the first line of the next cell: it tells
+# the grader which chapter this file belongs to. Do not call `ebm_teach.jem` or `ebm_teach.evaluate`:
+# the point is to write these yourself.
+
+# %%
+# ebm-teach exercises: 07_jem
+import math
+
+import torch
+
+# %% [markdown]
+# ## Exercise 7.1: the energy of a classifier (3 points)
+#
+# A classifier with logits $f(\mathbf{x})[1], \dots, f(\mathbf{x})[K]$ defines $p(\mathbf{x}) \propto \sum_y e^{f(\mathbf{x})[y]}$,
+# that is the energy
+#
+# $$E(\mathbf{x}) = -\log \sum_{y=1}^{K} e^{f(\mathbf{x})[y]}.$$
+#
+# Compute it for a batch of logits so that it stays finite for logits in the thousands (where
+# $e^{1000}$ overflows): subtract the largest logit of each row first, or use `torch.logsumexp`.
+
+# %%
+def energy_from_logits(logits):
+    """E(x) = −log Σ_y exp(f(x)[y]) for every row of logits, computed without overflow.
+
+    logits: (batch, K) tensor of f(x). Returns a (batch,) tensor in the logits' dtype.
+    """
+    ### BEGIN SOLUTION
+    m = logits.max(dim=1, keepdim=True).values
+    return -(m.squeeze(1) + torch.log(torch.exp(logits - m).sum(dim=1)))
+    ### END SOLUTION
+
+
+# %% tags=["self-check"]
+# Self-check: logits (0, ln 3) give Σ exp = 1 + 3 = 4, so E = −ln 4.
+value = energy_from_logits(torch.tensor([[0.0, math.log(3.0)]], dtype=torch.float64))
+print(f"E = {float(value[0]):.6f}, expected −ln 4 = {-math.log(4.0):.6f}")
+assert abs(float(value[0]) + math.log(4.0)) < 1e-9, "not yet right: E(x) is minus the log of the sum of exp(logits)"
+
+# %% tags=["hidden-test"]
+### BEGIN HIDDEN TESTS
+from ebm_teach.grade import run_checks
+
+run_checks("07_jem", "7.1", energy_from_logits)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 7.2: the JEM loss of a batch (4 points)
+#
+# JEM maximises $\log p(y\mid\mathbf{x}) + \log p(\mathbf{x})$. For a batch of $n$ labelled data points with logits
+# $f(\mathbf{x}_i)$ and $m$ negatives $\mathbf{x}^-_j$ (SGLD samples of the model) with logits $f(\mathbf{x}^-_j)$, the
+# loss whose gradient is the JEM update is
+#
+# $$L = \frac1n \sum_{i=1}^n -\log \operatorname{softmax}(f(\mathbf{x}_i))[y_i]
+#     \;+\; \frac1n \sum_{i=1}^n E(\mathbf{x}_i) \;-\; \frac1m \sum_{j=1}^m E(\mathbf{x}^-_j),$$
+#
+# the cross-entropy plus the contrastive estimate of $-\log p(\mathbf{x})$, with $E(\mathbf{x}) = -\operatorname{logsumexp}_y f(\mathbf{x})[y]$.
+# The result must be differentiable: the grader takes its gradient with autograd.
+
+# %%
+def jem_loss(logits, y, logits_neg):
+    """The JEM loss: mean cross-entropy + mean E(data) − mean E(negatives), as a 0-dim tensor.
+
+    logits: (n, K) logits of the data; y: (n,) integer labels in [0, K); logits_neg: (m, K) logits of
+    the negatives (m may differ from n). Keep it differentiable (no .item(), no numpy).
+    """
+    ### BEGIN SOLUTION
+    log_probs = torch.log_softmax(logits, dim=1)
+    cross_entropy = -log_probs.gather(1, y[:, None]).mean()
+    e_pos = -torch.logsumexp(logits, dim=1)
+    e_neg = -torch.logsumexp(logits_neg, dim=1)
+    return cross_entropy + e_pos.mean() - e_neg.mean()
+    ### END SOLUTION
+
+
+# %% tags=["self-check"]
+# Self-check: data logits (0, ln 3) with label 1: cross-entropy −ln(3/4), E = −ln 4; negative logits (0, 0):
+# E = −ln 2. L = −ln(3/4) − ln 4 + ln 2 = −ln 1.5.
+value = jem_loss(torch.tensor([[0.0, math.log(3.0)]], dtype=torch.float64), torch.tensor([1]),
+                 torch.tensor([[0.0, 0.0]], dtype=torch.float64))
+print(f"L = {float(value):.6f}, expected −ln 1.5 = {-math.log(1.5):.6f}")
+assert abs(float(value) + math.log(1.5)) < 1e-9, "not yet right: check each of the three terms and its sign"
+
+# %% tags=["hidden-test"]
+### BEGIN HIDDEN TESTS
+from ebm_teach.grade import run_checks
+
+run_checks("07_jem", "7.2", jem_loss)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 7.3: expected calibration error (4 points)
+#
+# With confidences $c_i = \max_k p_{ik}$ and predictions $\hat y_i = \arg\max_k p_{ik}$, split $[0, 1]$ into $M$
+# equal bins $B_m = \left(\frac{m-1}{M}, \frac{m}{M}\right]$ (right end included; a confidence of exactly 0 goes
+# to the first bin) and compute
+#
+# $$\mathrm{ECE} = \sum_{m=1}^{M} \frac{|B_m|}{n} \left| \mathrm{acc}(B_m) - \mathrm{conf}(B_m) \right|,$$
+#
+# where $\mathrm{acc}(B_m)$ is the fraction of correct predictions among the examples in bin $m$ and
+# $\mathrm{conf}(B_m)$ their mean confidence. Empty bins add nothing.
+
+# %%
+def expected_calibration_error(probs, y, n_bins=15):
+    """ECE of class probabilities probs (n, K) against integer labels y (n,), with n_bins equal bins.
+
+    Bins are ((m−1)/M, m/M] for m = 1..M. Returns a Python float (or a 0-dim tensor) in [0, 1].
+    """
+    ### BEGIN SOLUTION
+    conf, pred = probs.to(torch.float64).max(dim=1)
+    correct = (pred == y).to(torch.float64)
+    # bin m (0-based) holds m/M < c <= (m+1)/M: m = ceil(c M) - 1, and c = 0 joins bin 0
+    m = (torch.ceil(conf * n_bins) - 1).clamp(0, n_bins - 1).long()
+    ece = 0.0
+    for b in range(n_bins):
+        in_bin = m == b
+        if bool(in_bin.any()):
+            gap = (correct[in_bin].mean() - conf[in_bin].mean()).abs()
+            ece += float(in_bin.sum()) / len(conf) * float(gap)
+    return ece
+    ### END SOLUTION
+
+
+# %% tags=["self-check"]
+# Self-check: four predictions at confidence 0.75, three of them right: accuracy equals confidence, ECE = 0.
+# Then five at confidence 1.0 with three right: ECE = |0.6 − 1.0| = 0.4.
+calibrated = expected_calibration_error(torch.tensor([[0.75, 0.25]] * 4), torch.tensor([0, 0, 0, 1]))
+overconfident = expected_calibration_error(torch.tensor([[1.0, 0.0]] * 5), torch.tensor([0, 0, 0, 1, 1]))
+print(f"ECE = {float(calibrated):.4f} (expected 0) and {float(overconfident):.4f} (expected 0.4)")
+assert abs(float(calibrated)) < 1e-6 and abs(float(overconfident) - 0.4) < 1e-6, "not yet right"
+
+# %% tags=["hidden-test"]
+### BEGIN HIDDEN TESTS
+from ebm_teach.grade import run_checks
+
+run_checks("07_jem", "7.3", expected_calibration_error)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 7.4: AUROC from scores, ties included (3 points)
+#
+# An out-of-distribution score should be higher for in-distribution inputs. Its AUROC is the probability
+# that a random in-distribution score beats a random out-of-distribution one, a tie counting one half:
+#
+# $$\mathrm{AUROC} = P(s_\text{in} > s_\text{out}) + \tfrac12 P(s_\text{in} = s_\text{out})
+#   = \frac{1}{n_\text{in} n_\text{out}} \sum_{i, j} \Bigl(\mathbb 1[s^\text{in}_i > s^\text{out}_j] + \tfrac12 \mathbb 1[s^\text{in}_i = s^\text{out}_j]\Bigr).$$
+#
+# Comparing all pairs at once with broadcasting is fine for a few thousand scores.
+
+# %%
+def auroc(scores_in, scores_out):
+    """AUROC = P(s_in > s_out) + ½ P(s_in = s_out) over all pairs; a Python float (or 0-dim tensor) in [0, 1].
+
+    scores_in: (n_in,) tensor of in-distribution scores; scores_out: (n_out,) tensor of OOD scores.
+    """
+    ### BEGIN SOLUTION
+    a = scores_in.to(torch.float64)[:, None]
+    b = scores_out.to(torch.float64)[None, :]
+    return float((a > b).to(torch.float64).mean() + 0.5 * (a == b).to(torch.float64).mean())
+    ### END SOLUTION
+
+
+# %% tags=["self-check"]
+# Self-check: in = (3, 2, 2), out = (2, 1): 3 wins twice, each 2 ties once and wins once: (2 + 2·1.5)/6 = 5/6.
+value = auroc(torch.tensor([3.0, 2.0, 2.0]), torch.tensor([2.0, 1.0]))
+print(f"AUROC = {float(value):.6f}, expected 5/6 = {5 / 6:.6f}")
+assert abs(float(value) - 5 / 6) < 1e-9, "not yet right: a tie counts one half"
+
+# %% tags=["hidden-test"]
+### BEGIN HIDDEN TESTS
+from ebm_teach.grade import run_checks
+
+run_checks("07_jem", "7.4", auroc)
+### END HIDDEN TESTS
