@@ -1,7 +1,7 @@
 """Time ebm_teach's BernoulliRBM against scikit-learn's on binarized 8x8 digits, in one process.
 
     python benchmarks/bench_rbm.py                       # digits: batch sizes 10 and 100, PCD-1 on both sides
-    python benchmarks/bench_rbm.py --naive               # also a naive torch loop, to see where the time goes
+    python benchmarks/bench_rbm.py --naive               # also a naive torch loop (default threads and 1 thread)
     python benchmarks/bench_rbm.py --mnist ../shared/data/binarized_mnist.npz --device cuda   # + one CD-1 epoch, 784x500
 
 Both sides get the same settings: hidden units, learning rate, batch size, epochs, persistent chains
@@ -39,6 +39,16 @@ class Timer:
 
     def __exit__(self, *exc):
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def one_thread(fn, *args):
+    """fn(*args) with torch on one CPU thread, restored afterwards (to separate threading from op overhead)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(before)
 
 
 def fit_sklearn(x_train: np.ndarray, n_hidden, learning_rate, batch_size, epochs, seed):
@@ -105,6 +115,8 @@ def digits_benchmark(args) -> None:
                "ebm_teach": lambda bs, s: fit_ebm_teach(x_train, args.n_hidden, args.learning_rate, bs, args.epochs, s)}
     if args.naive:
         runners["naive torch"] = lambda bs, s: fit_naive(x_train, args.n_hidden, args.learning_rate, bs, args.epochs, s)
+        runners["naive, 1 thr"] = lambda bs, s: one_thread(fit_naive, x_train, args.n_hidden, args.learning_rate, bs,
+                                                           args.epochs, s)
     header = (f"{'batch':>5}  {'implementation':<12} {'wall s':>7} {'ms/epoch':>8} {'sklearn/this':>12} "
               f"{'CPU s':>7} {'sklearn/this':>12}   test log-lik (nats)")
     print(header)
@@ -157,7 +169,10 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", help="device for the MNIST timing (cpu or cuda)")
     parser.add_argument("--mnist-hidden", type=int, default=500)
     parser.add_argument("--mnist-batch", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if not args.skip_digits:
         digits_benchmark(args)
     if args.mnist:

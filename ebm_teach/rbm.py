@@ -420,8 +420,10 @@ class BernoulliRBM:
                 step_size = check_positive(schedule(epoch), f"step_size({epoch})", hint=_STEP_HINT)
             with _threads_for(work, self.device):
                 start = time.perf_counter()
-                epoch_data = data[torch.randperm(len(data), generator=g, device=self.device)] if shuffle else data
-                for v0 in _column_batches(epoch_data, batch_size):
+                if shuffle or epoch == 1:
+                    order = torch.randperm(len(data), generator=g, device=self.device) if shuffle else None
+                    batches = _column_batches(data[order] if shuffle else data, batch_size)
+                for v0 in batches:
                     n_rows = v0.shape[1]
                     if n_rows not in buffers:
                         buffers[n_rows] = _Buffers(n_rows, nv, nh, k, self.theta)
@@ -429,7 +431,6 @@ class BernoulliRBM:
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 seconds += time.perf_counter() - start
-                self.theta[-1, -1] = 0.0  # the unused corner only collects rounding from the outer products
                 if not bool(torch.isfinite(self.theta).all()):
                     raise DivergenceError(
                         f"the RBM's parameters became NaN/inf in epoch {epoch}; lower step_size "
@@ -440,6 +441,7 @@ class BernoulliRBM:
             if callback is not None:
                 for key, value in (callback(epoch, self) or {}).items():
                     history.setdefault(key, []).append(value)
+        self.theta[-1, -1] = 0.0  # the unused corner only collects rounding from the outer products
         history["v_chains"] = chains.v_units.T.clone() if persistent else None
         return history
 
