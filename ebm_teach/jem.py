@@ -37,7 +37,7 @@ __all__ = [
     "ood_score",
 ]
 
-#: JEM's SGLD settings (Grathwohl et al. 2020, sec. 4): step size 1, noise 0.01, 20 steps per update.
+#: JEM's SGLD settings (Grathwohl et al. 2020, Algorithm 1 and training details): step 1, noise 0.01, 20 steps.
 JEM_STEP_SIZE, JEM_NOISE_STD, JEM_N_STEPS = 1.0, 0.01, 20
 
 
@@ -62,7 +62,7 @@ def energy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """E(x) = -logsumexp_y f(x)[y], the energy of p(x) = sum_y exp(f(x)[y]) / Z.
 
     logits: (batch, K) -> (batch,). Computed with log-sum-exp, so large logits do not overflow.
-    Reference: Grathwohl et al. 2020, eq. 5; seed 004.
+    Reference: Grathwohl et al. 2020; seed 004.
     """
     return -torch.logsumexp(_check_logits(logits), dim=1)
 
@@ -362,7 +362,7 @@ def ood_score(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, ki
     kind "log_px": -E(x) = logsumexp_y f(x)[y] = log p(x) + log Z (the constant does not change a ranking);
     "max_prob": max_y p(y | x), the classifier's confidence (Hendrycks & Gimpel 2017);
     "grad_norm": -||grad_x log p(x)||_2 = -||grad_x E(x)||_2, JEM's "approximate mass": near a mode of
-    p the gradient vanishes (Grathwohl et al. 2020, sec. 5.2).
+    p the gradient vanishes (Grathwohl et al. 2020).
     model: any x -> logits (a JEM or a plain classifier: both define these scores).
     """
     if kind not in OOD_SCORES:
