@@ -411,7 +411,7 @@ class BernoulliRBM:
                     raise ValueError(f"v_chains has {len(v_chains)} rows but n_chains is {n_chains}; pass one of them.")
                 chains = _Buffers(len(v_chains), nv, nh, k, self.theta)
                 chains.v_units.copy_(v_chains.T)
-                torch.sigmoid(torch.mm(theta_h_t, chains.v), out=chains.q_units)
+                torch.mm(theta_h_t, chains.v, out=chains.q_units).sigmoid_()
         buffers = {}  # one set per batch size: the full batches' and the last one's
         history = {"epoch": [], "seconds": []}
         seconds = 0.0
@@ -454,20 +454,20 @@ class BernoulliRBM:
         sigma(theta_v h~) = p(v = 1 | h). ``buf`` holds this batch size's buffers; ``chains`` the persistent
         chains (None for CD), whose q holds p(h | v) at their last state.
         """
-        torch.sigmoid(torch.mm(theta_h_t, v0), out=buf.p_units)  # positive phase: p(h | v_0)
+        torch.mm(theta_h_t, v0, out=buf.p_units).sigmoid_()  # positive phase: p(h | v_0)
         neg = buf if chains is None else chains
         neg.u.uniform_(generator=g)  # every uniform this update needs, in the order cd_gradient draws them
         # CD: the chain starts at the data with h ~ p(h | v_0); PCD: it continues from its last state
         torch.lt(neg.u_h[0], buf.p_units if chains is None else neg.q_units, out=neg.h_units)
         for step in range(k):
-            torch.sigmoid(torch.mm(theta_v, neg.h), out=neg.p_v)
+            torch.mm(theta_v, neg.h, out=neg.p_v).sigmoid_()
             torch.lt(neg.u_v[step], neg.p_v, out=neg.v_units)  # v ~ p(v | h)
-            torch.sigmoid(torch.mm(theta_h_t, neg.v), out=neg.q_units)  # p(h | v), kept for the statistics
+            torch.mm(theta_h_t, neg.v, out=neg.q_units).sigmoid_()  # p(h | v), kept for the statistics
             if step < k - 1:
                 torch.lt(neg.u_h[step + 1], neg.q_units, out=neg.h_units)  # h ~ p(h | v)
         # theta += eps (v~_0 p~_0^T / n - v~_k q~_k^T / m): W, b and c in two outer products
-        self.theta.addmm_(v0, buf.p.T, alpha=step_size / v0.shape[1])
-        self.theta.addmm_(neg.v, neg.q.T, alpha=-step_size / neg.v.shape[1])
+        self.theta.addmm_(v0, buf.p_t, alpha=step_size / v0.shape[1])
+        self.theta.addmm_(neg.v, neg.q_t, alpha=-step_size / neg.v.shape[1])
 
     # ----------------------------------------------------------------------------------- exact log Z, likelihood
     def log_partition_exact(self, max_units: int = MAX_ENUMERATED_UNITS) -> float:
@@ -563,6 +563,7 @@ class _Buffers:
         self.p_v = torch.empty(nv, rows, **opts)
         self.v[:nv] = 0.0
         self.v_units, self.h_units, self.p_units, self.q_units = self.v[:nv], self.h[:nh], self.p[:nh], self.q[:nh]
+        self.p_t, self.q_t = self.p.T, self.q.T
         self.u = torch.empty(k * rows * (nh + nv), **opts)
         blocks = self.u.split([rows * nh, rows * nv] * k)
         self.u_h = [blk.view(nh, rows) for blk in blocks[0::2]]
