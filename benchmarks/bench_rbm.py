@@ -2,6 +2,7 @@
 
     python benchmarks/bench_rbm.py                       # digits: batch sizes 10 and 100, PCD-1 on both sides
     python benchmarks/bench_rbm.py --naive               # also a naive torch loop (default threads and 1 thread)
+                                                         # and ebm_teach without its one-thread rule
     python benchmarks/bench_rbm.py --mnist ../shared/data/binarized_mnist.npz --device cuda   # + one CD-1 epoch, 784x500
 
 Both sides get the same settings: hidden units, learning rate, batch size, epochs, persistent chains
@@ -27,6 +28,7 @@ os.environ.setdefault("EBM_TEACH_QUIET", "1")
 
 from ebm_teach.core import check_binary  # noqa: E402
 from ebm_teach.data import load_binarized_mnist, load_digits, train_test_split  # noqa: E402
+import ebm_teach.rbm as rbm_module  # noqa: E402
 from ebm_teach.rbm import BernoulliRBM  # noqa: E402
 
 
@@ -49,6 +51,16 @@ def one_thread(fn, *args):
         return fn(*args)
     finally:
         torch.set_num_threads(before)
+
+
+def without_single_thread_rule(fn, *args):
+    """fn(*args) with ebm_teach's one-thread rule for small problems switched off (torch's default threads)."""
+    before = rbm_module.SINGLE_THREAD_BELOW
+    rbm_module.SINGLE_THREAD_BELOW = 0
+    try:
+        return fn(*args)
+    finally:
+        rbm_module.SINGLE_THREAD_BELOW = before
 
 
 def fit_sklearn(x_train: np.ndarray, n_hidden, learning_rate, batch_size, epochs, seed):
@@ -117,6 +129,8 @@ def digits_benchmark(args) -> None:
         runners["naive torch"] = lambda bs, s: fit_naive(x_train, args.n_hidden, args.learning_rate, bs, args.epochs, s)
         runners["naive, 1 thr"] = lambda bs, s: one_thread(fit_naive, x_train, args.n_hidden, args.learning_rate, bs,
                                                            args.epochs, s)
+        runners["ebm_t. 2 thr"] = lambda bs, s: without_single_thread_rule(fit_ebm_teach, x_train, args.n_hidden,
+                                                                           args.learning_rate, bs, args.epochs, s)
     header = (f"{'batch':>5}  {'implementation':<12} {'wall s':>7} {'ms/epoch':>8} {'sklearn/this':>12} "
               f"{'CPU s':>7} {'sklearn/this':>12}   test log-lik (nats)")
     print(header)
