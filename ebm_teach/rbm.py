@@ -518,6 +518,10 @@ class BernoulliRBM:
         (scikit-learn's ``score_samples`` estimates n_visible * log p(v_i | v_{-i}) for one random i.)
         """
         v = self._check_v(v)
+        rows = max(1, 2**24 // (self.n_visible * self.n_hidden))  # chunks of at most 2^24 (row, i, j) terms
+        return torch.cat([self._pseudo_log_likelihood(chunk) for chunk in v.split(rows)])
+
+    def _pseudo_log_likelihood(self, v: torch.Tensor) -> torch.Tensor:
         a = v @ self.W + self.c  # (batch, n_hidden)
         sign = 1.0 - 2.0 * v  # +1 where flipping turns a unit on, -1 where it turns it off
         flipped = F_.softplus(a[:, None, :] + sign[:, :, None] * self.W[None, :, :]).sum(2)  # (batch, n_v)

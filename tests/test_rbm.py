@@ -318,6 +318,19 @@ def test_pseudo_log_likelihood_matches_enumerated_conditionals(device):
     assert torch.allclose(rbm.pseudo_log_likelihood(vs.to(device)).double().cpu(), expected, atol=1e-10)
 
 
+def test_pseudo_log_likelihood_in_chunks_matches_flipped_free_energies():
+    """64 x 300 units and 1,000 rows run in two chunks; each term is log sigma(F(flip_i v) - F(v))."""
+    rbm = _random_rbm(64, 300, 10, scale=0.1)
+    v = (torch.rand(1000, 64, generator=torch.Generator().manual_seed(0), dtype=D) < 0.3).to(D)
+    free = rbm.free_energy(v)
+    expected = torch.zeros(1000, dtype=D)
+    for i in range(64):
+        flipped = v.clone()
+        flipped[:, i] = 1 - flipped[:, i]
+        expected += torch.nn.functional.logsigmoid(rbm.free_energy(flipped) - free)
+    assert torch.allclose(rbm.pseudo_log_likelihood(v), expected, atol=1e-9)
+
+
 def test_reconstruction_error_is_the_mean_field_up_down_pass(device):
     rbm = _random_rbm(5, 3, 9, device=device)
     v = _states(5, device)
