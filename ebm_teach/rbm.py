@@ -28,7 +28,6 @@ import time
 from contextlib import contextmanager
 from typing import Callable, NamedTuple, Optional, Tuple, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F_
 
@@ -47,10 +46,10 @@ __all__ = ["RBMGradient", "BernoulliRBM", "ising_energy", "ising_gibbs", "IsingT
 #: Largest layer that :meth:`BernoulliRBM.log_partition_exact` enumerates by default (2^25 states).
 MAX_ENUMERATED_UNITS = 25
 
-#: ``fit`` runs on one CPU thread when batch_size * n_visible * n_hidden is below this many multiply-adds.
-#: For matrices this small a second OpenMP thread costs more to wake than it saves, and when another process
-#: holds the other core the waiting threads can slow every operation tenfold (measured in
-#: benchmarks/README.md). Set it to 0 to keep torch's thread setting.
+#: ``fit``, ``gibbs`` and ``cd_gradient`` run on one CPU thread (and restore torch's setting afterwards) when
+#: rows * n_visible * n_hidden is below this many multiply-adds. For matrices this small a second thread costs
+#: more to wake than it saves, and when other processes hold the cores a parallel operation waits for its
+#: descheduled thread, 100 times longer or more (measured in benchmarks/README.md). 0 keeps torch's setting.
 SINGLE_THREAD_BELOW = 2**20
 
 _STEP_HINT = "Typical values are 0.001 to 0.1."

@@ -293,6 +293,8 @@ def test_fit_restores_the_thread_count_and_leaves_no_autograd_graph():
     threads = torch.get_num_threads()
     rbm = BernoulliRBM(6, 3, seed=0)
     rbm.fit(torch.ones(4, 6), n_epochs=2, batch_size=2)
+    rbm.gibbs(torch.ones(4, 6), n_steps=2)
+    rbm.cd_gradient(torch.ones(4, 6), k=2)
     assert torch.get_num_threads() == threads
     assert not rbm.theta.requires_grad and rbm.theta.grad is None
 
