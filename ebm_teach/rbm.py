@@ -599,7 +599,18 @@ def _check_spins(s: torch.Tensor) -> None:
 
 
 def _neighbour_sum(s: torch.Tensor) -> torch.Tensor:
+    """sum of the four nearest neighbours of every site of s: (batch, L, L), periodic edges."""
     return torch.roll(s, 1, 1) + torch.roll(s, -1, 1) + torch.roll(s, 1, 2) + torch.roll(s, -1, 2)
+
+
+def _checkerboard_sweep(s: torch.Tensor, coupling: torch.Tensor, colours, generator) -> torch.Tensor:
+    """One sweep: all red sites at once, then all black ones, each spin drawn from its conditional
+    p(s_i = +1 | neighbours) = sigma(2 beta J sum_nbr s_j); coupling = 2 beta J, (batch, 1, 1)."""
+    for mask in colours:
+        p_up = torch.sigmoid(coupling * _neighbour_sum(s))
+        u = torch.rand(s.shape, generator=generator, device=s.device, dtype=s.dtype)
+        s = torch.where(mask, torch.where(u < p_up, 1.0, -1.0).to(s.dtype), s)
+    return s
 
 
 def ising_gibbs(
@@ -637,10 +648,7 @@ def ising_gibbs(
     s = s.clone()
     mags, energies = [], []
     for _ in range(n_sweeps):
-        for mask in colours:
-            p_up = torch.sigmoid(coupling * _neighbour_sum(s))
-            u = torch.rand(s.shape, generator=generator, device=s.device, dtype=s.dtype)
-            s = torch.where(mask, torch.where(u < p_up, 1.0, -1.0).to(s.dtype), s)
+        s = _checkerboard_sweep(s, coupling, colours, generator)
         mags.append(s.mean((1, 2)))
         energies.append(-J * (s * torch.roll(s, 1, 1) + s * torch.roll(s, 1, 2)).sum((1, 2)) / L**2)
     return IsingTrace(s, torch.stack(mags), torch.stack(energies))

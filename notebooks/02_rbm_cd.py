@@ -38,6 +38,7 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
+import ebm_teach.rbm
 from ebm_teach import get_device, make_generator, seed_everything
 from ebm_teach.data import load_digits, train_test_split
 from ebm_teach.plotting import (image_grid, plot_curves, plot_ising_lattices, plot_magnetisation, plot_rbm_filters,
@@ -84,10 +85,11 @@ print(f"device: {device.type}, SCALE = {SCALE}")
 # Below $T_c = 2/\ln(1+\sqrt2) \approx 2.269$ (Onsager, 1944) the spins align and the magnetisation
 # $m = \frac{1}{L^2}\sum_i s_i$ stays near $\pm 1$; above it, $m$ hovers near 0. For the infinite lattice
 # $|m| = (1 - \sinh(2\beta J)^{-4})^{1/8}$ below $T_c$. We run 8 chains at each of several temperatures on a
-# $24 \times 24$ lattice, all temperatures in one batched tensor.
+# $24 \times 24$ lattice, all temperatures in one batched tensor. Here is one sweep of
+# `ebm_teach.rbm.ising_gibbs`:
 
 # %%
-print(inspect.getsource(ising_gibbs).split('"""')[-1])
+print(inspect.getsource(ebm_teach.rbm._checkerboard_sweep))
 
 # %%
 L, n_chains = 24, 8
@@ -575,7 +577,8 @@ plt.show()
 import time  # noqa: E402
 
 start = time.perf_counter()
-SklearnRBM(n_components=n_hidden, learning_rate=sk_step, batch_size=sk_batch, n_iter=sk_epochs, random_state=0).fit(x_np)
+SklearnRBM(n_components=n_hidden, learning_rate=sk_step, batch_size=sk_batch, n_iter=sk_epochs,
+           random_state=0).fit(x_train.cpu().numpy())  # float32, scikit-learn's faster setting
 sk_seconds = time.perf_counter() - start
 start = time.perf_counter()
 BernoulliRBM(64, n_hidden, device=device, seed=0).fit(x_train, n_epochs=sk_epochs, batch_size=sk_batch,
