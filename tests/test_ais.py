@@ -261,3 +261,80 @@ def test_a_generator_on_another_device_is_rejected():
     rbm = _random_rbm(6, 3, seed=8)
     with pytest.raises(ValueError, match="the generator lives on"):
         ais_log_partition(rbm, generator=torch.Generator(device="cuda"))
+
+
+# --------------------------------------------------------------------------------------------- exercise checks
+def _solution_functions():
+    import jupytext
+
+    namespace = {}
+    path = Path(__file__).resolve().parents[1] / "solutions" / "03_pcd_ais.py"
+    for cell in jupytext.read(path, fmt="py:percent").cells:
+        if cell.cell_type == "code" and not {"self-check", "hidden-test"} & set(cell.metadata.get("tags", ())):
+            exec(compile(cell.source, str(path), "exec"), namespace)
+    return namespace
+
+
+def _fails(check, fn):
+    with pytest.raises(AssertionError):
+        check(fn)
+
+
+def test_ch03_exercise_checks_reject_typical_mistakes():
+    from ebm_teach.grade.checks import ch03_pcd_ais as ch03
+
+    sol = _solution_functions()
+    pcd, step, lme, ais = sol["pcd_update"], sol["ais_log_weight_step"], sol["log_mean_exp"], sol["ais_log_z"]
+
+    def pcd_restarting_at_the_data(W, b, c, v_data, v_chains, u_h, u_v, eps):  # CD, not PCD
+        return pcd(W, b, c, v_data, v_data.repeat(len(v_chains), 1)[:len(v_chains)], u_h, u_v, eps)
+
+    def pcd_returning_the_old_chains(*args):
+        return (*pcd(*args)[:3], args[4])
+
+    def pcd_in_place(W, *rest):
+        out = pcd(W, *rest)
+        W.copy_(out[0])
+        return out
+
+    _fails(ch03.check_pcd_against_loops, pcd_restarting_at_the_data)
+    _fails(ch03.check_pcd_expectation, pcd_restarting_at_the_data)
+    _fails(ch03.check_pcd_chains_persist, pcd_returning_the_old_chains)
+    _fails(ch03.check_pcd_leaves_arguments_alone, pcd_in_place)
+
+    def step_in_float32(log_w, v, W, b, c, b_A, beta_prev, beta):
+        return step(*(t.float() for t in (log_w, v, W, b, c, b_A)), beta_prev, beta).double()
+
+    def step_with_beta_outside_the_softplus(log_w, v, W, b, c, b_A, beta_prev, beta):
+        def neg_f(x):
+            return ((1 - x) * b_A + x * b) @ v.T + x * F_.softplus(v @ W + c).sum(1)
+        return log_w + neg_f(beta) - neg_f(beta_prev)
+
+    def step_with_log_one_plus_exp(log_w, v, W, b, c, b_A, beta_prev, beta):
+        def neg_f(x):
+            return ((1 - x) * b_A + x * b) @ v.T + torch.log(1 + torch.exp(x * (v @ W + c))).sum(1)
+        return log_w + neg_f(beta) - neg_f(beta_prev)
+
+    _fails(ch03.check_step_small_steps_in_float64, step_in_float32)
+    _fails(ch03.check_step_enumeration, step_with_beta_outside_the_softplus)
+    _fails(ch03.check_step_large_weights, step_with_log_one_plus_exp)
+    _fails(ch03.check_lme_extremes, lambda x, dim=0: torch.log(torch.exp(x).mean(dim)))
+    _fails(ch03.check_lme_values, lambda x, dim=0: torch.logsumexp(x, dim))  # a sum, not a mean
+
+    def ais_without_the_hidden_units_in_log_z_base(*args):
+        log_z, log_w = ais(*args)
+        return log_z - args[0].shape[1] * math.log(2), log_w
+
+    def ais_with_gibbs_at_the_previous_beta(W, b, c, b_A, betas, n_chains, generator):
+        v = (torch.rand(n_chains, len(b), generator=generator, dtype=D) < torch.sigmoid(b_A)).to(D)
+        log_w = torch.zeros(n_chains, dtype=D)
+        for k in range(1, len(betas)):
+            log_w = step(log_w, v, W, b, c, b_A, betas[k - 1], betas[k])
+            beta = betas[k - 1]
+            h = (torch.rand(n_chains, len(c), generator=generator, dtype=D) < torch.sigmoid(beta * (v @ W + c))).to(D)
+            p_v = torch.sigmoid((1 - beta) * b_A + beta * (h @ W.T + b))
+            v = (torch.rand(p_v.shape, generator=generator, dtype=D) < p_v).to(D)
+        return float(F_.softplus(b_A).sum()) + W.shape[1] * math.log(2) + float(lme(log_w)), log_w
+
+    _fails(ch03.check_ais_accuracy, ais_without_the_hidden_units_in_log_z_base)
+    _fails(ch03.check_ais_unbiased, ais_with_gibbs_at_the_previous_beta)
