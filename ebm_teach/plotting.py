@@ -540,3 +540,76 @@ def plot_curves(curves: dict, ax=None, title: str = "", xlabel: str = "epoch", y
 
 __all__ += ["plot_rbm_graph", "plot_ising_lattices", "plot_magnetisation", "plot_rbm_filters",
             "plot_state_distribution", "plot_curves"]
+
+
+# --- chapter 3 ---
+def plot_log_likelihood_curves(histories: dict, ax=None, title: str = "", x_key: str = "at",
+                               ylabel: str = "exact log-likelihood (nats)"):
+    """Train (solid) and test (dashed) log-likelihood against epoch, one colour per run: ``histories`` maps a
+    label to a dict with ``x_key`` (epochs), "train" and "test" (equal lengths), e.g. a fit history."""
+    ax = _ax(ax) if ax is not None else plt.subplots(figsize=(6, 3.6))[1]
+    for i, (label, h) in enumerate(histories.items()):
+        colour = f"C{i}"
+        ax.plot(_np(h[x_key]), _np(h["train"]), color=colour, label=f"{label} train")
+        ax.plot(_np(h[x_key]), _np(h["test"]), color=colour, ls="--", label=f"{label} test")
+    ax.set(xlabel="epoch", ylabel=ylabel)
+    ax.legend(frameon=False, fontsize=8, ncol=2)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_image_rows(rows: dict, image_shape=(8, 8), n_cols: int = 16, title: str = ""):
+    """One row of images per entry of ``rows`` (a label, e.g. "epoch 10", to images (n, h*w)), the label
+    written on the left: fantasy particles over training, or samples along an annealing path. Returns the figure."""
+    fig, axes = plt.subplots(len(rows), 1, figsize=(0.45 * n_cols + 1.2, 0.5 * len(rows) + 0.4), squeeze=False)
+    for ax, (label, images) in zip(axes[:, 0], rows.items()):
+        image_grid(_np(images)[:n_cols], n_cols=n_cols, image_shape=image_shape, ax=ax)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        axes[0, 0].set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ais_convergence(n_betas, errors: dict, seconds: dict, axes=None, title: str = ""):
+    """Two log-log panels against the number of temperatures K: the RMS error of log Z^ over repeated runs
+    (``errors`` maps a label to (len(n_betas),)) and the seconds per run (``seconds``, same keys). A dotted
+    line of slope -1/2 through the smallest final error marks an estimator whose variance falls as 1/K."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    k = _np(n_betas).astype(float)
+    for label, err in errors.items():
+        axes[0].loglog(k, _np(err), "o-", label=label)
+        if label in seconds:
+            axes[1].loglog(k, _np(seconds[label]), "o-", label=label)
+    last = min(float(_np(err)[-1]) for err in errors.values())  # the reference line ends on the best estimate
+    axes[0].loglog(k, last * np.sqrt(k[-1] / k), ":", color="gray", label=r"$\propto K^{-1/2}$")
+    axes[0].set(xlabel="number of temperatures $K$", ylabel=r"RMS error of $\log \hat Z$ (nats)")
+    axes[1].set(xlabel="number of temperatures $K$", ylabel="seconds per run")
+    for ax in axes:
+        ax.legend(frameon=False, fontsize=8)
+    if title:
+        axes[0].figure.suptitle(title)
+    return axes
+
+
+def plot_log_z_errors(errors: dict, ax=None, bins: int = 40, title: str = ""):
+    """Histograms of log Z^ - log Z over repeated AIS runs, one per setting (``errors`` maps a label to
+    (n_runs,)), each mean marked by a vertical line of its colour, and the truth (0) in black."""
+    ax = _ax(ax) if ax is not None else plt.subplots(figsize=(6, 3.6))[1]
+    all_errors = np.concatenate([_np(e).ravel() for e in errors.values()])
+    edges = np.linspace(all_errors.min(), max(all_errors.max(), 0.0), bins + 1)
+    for i, (label, err) in enumerate(errors.items()):
+        err = _np(err).ravel()
+        ax.hist(err, bins=edges, alpha=0.45, color=f"C{i}", label=f"{label} (mean {err.mean():.2g})")
+        ax.axvline(err.mean(), color=f"C{i}", lw=1.5)
+    ax.axvline(0.0, color="k", lw=1.5, label=r"truth: $\log Z$")
+    ax.set(xlabel=r"$\log \hat Z - \log Z$ (nats)", ylabel="runs")
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+__all__ += ["plot_log_likelihood_curves", "plot_image_rows", "plot_ais_convergence", "plot_log_z_errors"]
