@@ -36,6 +36,7 @@ from .core import (
     check_binary,
     check_int,
     check_positive,
+    check_probability,
     check_tensor,
     make_generator,
     progress,
@@ -363,6 +364,7 @@ class BernoulliRBM:
         shuffle: bool = True,
         generator: Optional[torch.Generator] = None,
         callback: Optional[Callable[[int, "BernoulliRBM"], Optional[dict]]] = None,
+        reinit_fraction: float = 0.0,
     ) -> dict:
         """Train by stochastic gradient ascent with CD-k (chains restart at each minibatch) or PCD-k.
 
@@ -371,7 +373,9 @@ class BernoulliRBM:
         theta += step_size * (the CD-k gradient of :meth:`cd_gradient`); step_size may be a function of the
         epoch (1, 2, ...), e.g. ``lambda e: 0.1 * (1 - e / 50)`` to anneal it. With ``persistent`` the negative
         phase continues ``n_chains`` (default batch_size) persistent chains instead of restarting at the data;
-        they start at ``v_chains`` or at uniformly random binary vectors.
+        they start at ``v_chains`` or at uniformly random binary vectors. With ``reinit_fraction`` f > 0, before
+        each update round(f * n_chains) chains, picked at random, restart from the data's base rates (pixel i on
+        with probability mean(v[:, i])): fresh particles for chains stuck in one mode (seed 000's 5 %).
         callback(epoch, rbm) may return a dict of numbers (e.g. the exact log-likelihood), recorded per epoch.
 
         Returns a history dict: "epoch" (1, 2, ...), "seconds" (cumulative training time, callbacks
@@ -394,6 +398,10 @@ class BernoulliRBM:
             n_chains = check_int(n_chains, "n_chains", minimum=1)
         if not persistent and (v_chains is not None or n_chains is not None):
             raise ValueError("v_chains and n_chains are for persistent chains: pass persistent=True.")
+        reinit_fraction = check_probability(reinit_fraction, "reinit_fraction")
+        if reinit_fraction > 0 and not persistent:
+            raise ValueError("reinit_fraction re-initialises persistent chains: pass persistent=True (CD's chains "
+                             "restart at the data anyway).")
         g = self._gen(generator)
         nv, nh = self.n_visible, self.n_hidden
         work = max(batch_size, n_chains or 0) * nv * nh
@@ -411,6 +419,13 @@ class BernoulliRBM:
                 chains = _Buffers(len(v_chains), nv, nh, k, self.theta)
                 chains.v_units.copy_(v_chains.T)
                 torch.mm(theta_h_t, chains.v, out=chains.q_units).sigmoid_()
+            reinit = None
+            if reinit_fraction > 0:
+                n_reinit = round(reinit_fraction * len(v_chains))
+                if n_reinit == 0:
+                    raise ValueError(f"reinit_fraction {reinit_fraction:g} of {len(v_chains)} chains rounds to no chain; "
+                                     "use more chains or a larger fraction.")
+                reinit = (n_reinit, v.mean(0)[:, None])  # how many chains per update, the base rates (n_v, 1)
         buffers = {}  # one set per batch size: the full batches' and the last one's
         history = {"epoch": [], "seconds": []}
         seconds = 0.0
@@ -426,6 +441,8 @@ class BernoulliRBM:
                     n_rows = v0.shape[1]
                     if n_rows not in buffers:
                         buffers[n_rows] = _Buffers(n_rows, nv, nh, k, self.theta)
+                    if reinit is not None:
+                        chains.reinitialise_(*reinit, theta_h_t, g)
                     self._cd_step_(v0, theta_h_t, theta_v, buffers[n_rows], chains, k, step_size, g)
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
@@ -571,6 +588,14 @@ class _Buffers:
         blocks = self.u.split([rows * nh, rows * nv] * k)
         self.u_h = [blk.view(nh, rows) for blk in blocks[0::2]]
         self.u_v = [blk.view(nv, rows) for blk in blocks[1::2]]
+
+    def reinitialise_(self, n_reinit: int, base_rates: torch.Tensor, theta_h_t: torch.Tensor, g) -> None:
+        """Restart ``n_reinit`` chains, picked at random, with v_i ~ Bernoulli(base_rates[i]) (n_v, 1); their
+        q = p(h | v) is recomputed. A fixed number per update keeps shapes static (no host sync on a GPU)."""
+        idx = torch.randperm(self.v.shape[1], generator=g, device=self.v.device)[:n_reinit]
+        u = torch.rand(len(base_rates), n_reinit, generator=g, device=self.v.device, dtype=self.v.dtype)
+        self.v_units[:, idx] = (u < base_rates).to(self.v.dtype)
+        self.q_units[:, idx] = torch.sigmoid(theta_h_t @ self.v[:, idx])
 
 
 # --------------------------------------------------------------------------------------------- Ising model
