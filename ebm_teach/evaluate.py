@@ -225,9 +225,11 @@ from .core import check_binary, check_probability  # noqa: E402
 AIS_SEGMENTS = ((0.5, 500), (0.9, 4_000), (1.0, 10_000))
 AIS_STANDARD_N_BETAS = sum(n for _, n in AIS_SEGMENTS)  # 14,500
 
-#: On the CPU, AIS runs on one thread while n_chains * n_visible * n_hidden is below this many multiply-adds:
-#: each temperature is two small matrix products, and a second OpenMP thread costs more to wake than it saves
-#: (on 2 cores, 100 chains of a 784 x 15 RBM ran >10x faster on one thread). 0 keeps torch's setting.
+#: On the CPU, AIS runs on one thread while n_chains * n_visible * (n_hidden + 1) is below this many
+#: multiply-adds: each temperature is two small matrix products and the random numbers (one stream). Measured
+#: with 100 chains of a 784 x 15 RBM on 2 cores: a second thread saved 10 % of the wall time at twice the CPU
+#: time on an idle machine, and made it over 10x slower while another process held the other core.
+#: 0 keeps torch's setting.
 AIS_SINGLE_THREAD_BELOW = 2**24
 
 
