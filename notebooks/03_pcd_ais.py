@@ -106,17 +106,18 @@ for update in range(1, 201):
     grad, chains = rbm.cd_gradient(x_train[start:start + 20], k=1, v_negative_start=chains, generator=g)
     rbm.update(grad, step_size=0.1)
     if update in (1, 10, 50, 200):
-        print(f"update {update:3d}: the Gibbs step flipped {float((chains != before).float().mean()):.2f} of the "
-              f"particles' pixels; pixels on in the particles {float(chains.mean()):.2f} (data {float(x_train.mean()):.2f})")
+        print(f"update {update:3d}: pixels flipped {float((chains != before).float().mean()):.2f}, "
+              f"pixels on {float(chains.mean()):.2f} (data: {float(x_train.mean()):.2f})")
 
 # %% [markdown]
 # The particles start as noise, with half their pixels on; within a few dozen updates they have the data's
-# density of ink, and each Gibbs step flips fewer pixels as the model acquires structure.
+# density of ink, and each Gibbs step (one per update) flips fewer of their pixels as the model acquires
+# structure.
 
 # %% [markdown]
 # ## 2. CD-1, CD-10 and PCD on binarized digits
 #
-# The setting of chapter 2, trained ten times longer: 16 hidden units, minibatches of 20, the step size
+# The setting of chapter 2, trained five times longer: 16 hidden units, minibatches of 20, the step size
 # decaying linearly from 0.1 to 0 over 200 epochs. PCD-1 keeps 100 fantasy particles. With 16 hidden units
 # the exact log-likelihood is cheap ($2^{16}$ hidden states), so we record it on the training and the test set
 # every 20 epochs. For PCD we also keep the particles at a few moments of training.
@@ -202,7 +203,7 @@ for name, persistent in [("CD-1", False), ("PCD-1", True)]:
     model.fit(x_train, n_epochs=n_epochs, batch_size=batch_size, step_size=0.5, k=1, persistent=persistent,
               n_chains=n_chains if persistent else None, generator=make_generator(1, device))
     constant[name] = model.log_likelihood_exact(x_test)
-    print(f"{name}, constant step size 0.5: exact test log-likelihood {constant[name]:.2g} nats "
+    print(f"{name}, step size 0.5: exact test log-likelihood {constant[name]:.2g} nats "
           f"(decaying: {histories[name]['test'][-1]:.2g})")
 
 # %% [markdown]
@@ -216,9 +217,8 @@ pcd_reinit.fit(x_train, n_epochs=n_epochs, batch_size=batch_size, step_size=anne
                n_chains=n_chains, reinit_fraction=0.05, generator=make_generator(1, device))
 reinit_log_z = pcd_reinit.log_partition_exact()
 reinit_ll = {part: pcd_reinit.log_likelihood_exact(x, reinit_log_z) for part, x in [("train", x_train), ("test", x_test)]}
-print(f"PCD-1 with 5 % re-initialised per update: exact log-likelihood train {reinit_ll['train']:.2g}, test "
-      f"{reinit_ll['test']:.2g} nats; below plain PCD-1 on both: "
-      f"{all(reinit_ll[part] < histories['PCD-1'][part][-1] for part in reinit_ll)}")
+print(f"PCD-1, 5 % re-init: exact log-likelihood train {reinit_ll['train']:.2g}, test {reinit_ll['test']:.2g} nats")
+print(f"below plain PCD-1 on both sets: {all(reinit_ll[part] < histories['PCD-1'][part][-1] for part in reinit_ll)}")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -368,9 +368,10 @@ test_ll = {name: ais_log_likelihood(big[name], x_test, ais_results[name, "base r
 for name in big:
     r3, r6 = ais_results[name, "base rates, K = 3000"], ais_results[name, "base rates, K = 6000"]
     ru = ais_results[name, "uniform, K = 3000"]
-    print(f"{name:5s}: AIS test log-likelihood {test_ll[name]:.2g} nats; doubling K moved log Z^ by less than "
-          f"3 s.e.: {abs(r6.log_z - r3.log_z) < 3 * math.hypot(r3.std_error, r6.std_error)}; the uniform base's "
-          f"s.e. is larger: {ru.std_error > r6.std_error}")
+    print(f"{name:5s}: AIS test log-likelihood {test_ll[name]:.2g} nats")
+    print(f"       doubling K moved log Z^ by less than 3 s.e.: "
+          f"{abs(r6.log_z - r3.log_z) < 3 * math.hypot(r3.std_error, r6.std_error)}")
+    print(f"       the uniform base's s.e. is larger: {ru.std_error > r6.std_error}")
 ranking = sorted(big, key=lambda n: -test_ll[n])
 gap = test_ll[ranking[0]] - test_ll[ranking[1]]
 gap_se = math.hypot(*(ais_results[n, "base rates, K = 6000"].std_error for n in big))
