@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+from contextlib import contextmanager
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ __all__ = [
     "seed_everything",
     "make_generator",
     "progress",
+    "single_thread_if_small",
     "check_tensor",
     "check_binary",
     "check_positive",
@@ -91,6 +93,26 @@ def progress(iterable: Iterable, desc: str = "", total: Optional[int] = None, le
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, leave=leave)
+
+
+@contextmanager
+def single_thread_if_small(work: int, threshold: int, device) -> Iterable[None]:
+    """Run the block on one CPU thread when ``work`` (e.g. multiply-adds per operation) is below ``threshold``.
+
+    On a CPU, torch splits even a tiny matrix product across its threads; when the work per operation is
+    a few thousand multiply-adds, waking and joining the second thread costs more than the product (and
+    far more when another process holds the other core). Restores the previous thread count afterwards;
+    does nothing on a GPU, for large work, or when torch already uses one thread.
+    """
+    if torch.device(device).type != "cpu" or work >= threshold or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------------------------- validation

@@ -1,15 +1,15 @@
-"""Evaluating EBMs: log Z and log-likelihood by quadrature on a grid (1-D and 2-D).
-
-Later chapters add annealed importance sampling (chapter 3) and classifier metrics (chapter 7).
+"""Evaluating EBMs: log Z and log-likelihood by quadrature on a grid (1-D and 2-D, chapter 1), annealed
+importance sampling for RBMs (chapter 3), and classifier metrics: accuracy, calibration, AUROC (chapter 7).
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence, Tuple
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F_
 
-from .core import check_int, check_tensor
+from .core import check_binary, check_int, check_probability, check_tensor, single_thread_if_small
 
 __all__ = ["grid", "log_partition_grid", "log_likelihood_grid"]
 
@@ -96,7 +96,6 @@ def log_likelihood_grid(
 
 
 # --- classifier metrics (chapter 7) ---
-from typing import NamedTuple  # noqa: E402  (this section is appended; keep it self-contained)
 
 
 def _check_probs(probs, name: str = "probs") -> torch.Tensor:
@@ -213,12 +212,8 @@ __all__ += ["accuracy", "ReliabilityBins", "reliability_bins", "expected_calibra
 
 
 # --- annealed importance sampling (chapter 3) ---
-from contextlib import contextmanager  # noqa: E402  (this section is appended; keep it self-contained)
-from typing import Optional, Union  # noqa: E402
 
-import torch.nn.functional as F_  # noqa: E402
 
-from .core import check_binary, check_probability  # noqa: E402
 
 #: The annealing schedule of Salakhutdinov & Murray (2008): 500 steps of 1e-3 from 0 to 0.5, 4,000 of 1e-4
 #: up to 0.9 and 10,000 of 1e-5 up to 1; :func:`ais_betas` keeps these proportions for any number of steps.
@@ -352,17 +347,8 @@ def _ais_betas_list(n_betas, betas) -> list:
     return betas.tolist()
 
 
-@contextmanager
 def _one_thread_if_small(work: int, device: torch.device):
-    if device.type != "cpu" or work >= AIS_SINGLE_THREAD_BELOW or torch.get_num_threads() == 1:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return single_thread_if_small(work, AIS_SINGLE_THREAD_BELOW, device)
 
 
 def ais_log_partition(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from typing import Callable, NamedTuple, Optional, Tuple, Union
 
 import torch
@@ -40,6 +39,7 @@ from .core import (
     check_tensor,
     make_generator,
     progress,
+    single_thread_if_small,
 )
 
 __all__ = ["RBMGradient", "BernoulliRBM", "ising_energy", "ising_gibbs", "IsingTrace", "SINGLE_THREAD_BELOW"]
@@ -85,18 +85,9 @@ def _binary_states(start: int, stop: int, n_bits: int, device, dtype) -> torch.T
     return ((idx[:, None] >> shifts) & 1).to(dtype)
 
 
-@contextmanager
 def _threads_for(work: int, device: torch.device):
     """Run on one CPU thread while the per-operation work is tiny (see SINGLE_THREAD_BELOW); restore after."""
-    if device.type != "cpu" or work >= SINGLE_THREAD_BELOW or torch.get_num_threads() == 1:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return single_thread_if_small(work, SINGLE_THREAD_BELOW, device)
 
 
 class BernoulliRBM:

@@ -70,3 +70,22 @@ def test_check_int_and_probability():
 def test_progress_is_quiet_under_tests():
     it = range(3)
     assert core.progress(it) is it
+
+
+def test_single_thread_if_small_switches_and_restores():
+    before = torch.get_num_threads()
+    if before == 1:
+        torch.set_num_threads(2)
+    try:
+        n = torch.get_num_threads()
+        with core.single_thread_if_small(10, 1000, "cpu"):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == n
+        with core.single_thread_if_small(10_000, 1000, "cpu"):
+            assert torch.get_num_threads() == n
+        with pytest.raises(RuntimeError):
+            with core.single_thread_if_small(10, 1000, "cpu"):
+                raise RuntimeError("boom")
+        assert torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(before)
