@@ -25,15 +25,6 @@ SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.py"))
 HEADING = re.compile(r"^## Exercise ([0-9]+\.[0-9]+): .+ \(([0-9.]+) points?\)\s*$", re.MULTILINE)
 
 
-@pytest.fixture
-def one_thread():
-    """Small torch operations on a busy 2-core machine are far faster on one thread (the grader does the same)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _cells(path):
     return jupytext.read(path, fmt="py:percent").cells
 

@@ -29,15 +29,6 @@ from ebm_teach.jem import (
 )
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny networks: extra intra-op threads only add overhead (and contention on a shared 2-core machine).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class QuadraticClasses(nn.Module):
     """f(x)[y] = -|x - mu_y|^2 / 2: class energies E(x, y) = |x - mu_y|^2 / 2 with known minima mu_y."""
 

@@ -31,14 +31,7 @@ MEAN = torch.tensor([1.0, -2.0], dtype=DTYPE)
 PREC = torch.linalg.inv(COV)  # Lambda, eigenvalues 0.66 and 3.42
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These chains are many tiny tensor ops: intra-op threads only add synchronisation overhead, which on a
-    # busy 2-core machine makes them ~10x slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensor ops: see tests/conftest.py
 
 
 def gaussian(mean=MEAN, prec=PREC):

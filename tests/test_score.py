@@ -26,14 +26,7 @@ from ebm_teach.score import (
 D64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tests run thousands of tiny tensor operations: on a busy 2-core machine one thread is several
-    times faster than two, which only wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensor ops: see tests/conftest.py
 
 
 def gen(seed, device="cpu"):

@@ -14,13 +14,7 @@ from ebm_teach.training import divergence_guard, ml_loss, ml_step, train_ebm
 DTYPE = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors: intra-op threads only add overhead (and ~10x slowdowns on a busy 2-core machine)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensor ops: see tests/conftest.py
 
 
 class Quadratic(nn.Module):
