@@ -17,6 +17,7 @@ import torch
 __all__ = [
     "get_device",
     "seed_everything",
+    "seed_shift",
     "make_generator",
     "progress",
     "single_thread_if_small",
@@ -31,6 +32,9 @@ __all__ = [
 
 DEVICE_ENV = "EBM_TEACH_DEVICE"
 QUIET_ENV = "EBM_TEACH_QUIET"
+#: Moves every seed given to :func:`seed_everything` and :func:`make_generator` by the same integer. Unset in
+#: normal use; ``python -m ebm_teach.tools.notebooks spread`` sets it to rerun a chapter over other seeds.
+SEED_SHIFT_ENV = "EBM_TEACH_SEED_SHIFT"
 
 
 class DivergenceError(RuntimeError):
@@ -61,20 +65,36 @@ def get_device(prefer: Optional[str] = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def seed_shift() -> int:
+    """The integer ``$EBM_TEACH_SEED_SHIFT`` adds to every seed (0 when unset): see ``tools/notebooks spread``."""
+    raw = os.environ.get(SEED_SHIFT_ENV, "").strip()
+    if not raw:
+        return 0
+    try:
+        return check_int(int(raw), SEED_SHIFT_ENV, minimum=0)
+    except ValueError as err:
+        raise ValueError(f"${SEED_SHIFT_ENV} must be a non-negative integer; got {raw!r}.") from err
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy's global generator and torch (CPU and every CUDA device).
 
     For notebooks only: package functions never rely on global state; they take a ``generator``.
+    ``$EBM_TEACH_SEED_SHIFT`` (unset in normal use) is added to ``seed``.
     """
-    seed = check_int(seed, "seed", minimum=0)
+    seed = check_int(seed, "seed", minimum=0) + seed_shift()
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (generators must live on the tensors' device)."""
-    seed = check_int(seed, "seed", minimum=0)
+    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (generators must live on the tensors' device).
+
+    Every seed the package turns into a generator passes through here, so ``$EBM_TEACH_SEED_SHIFT`` (unset in
+    normal use) moves all of them at once.
+    """
+    seed = check_int(seed, "seed", minimum=0) + seed_shift()
     gen = torch.Generator(device=torch.device(device))
     gen.manual_seed(seed)
     return gen

@@ -1,4 +1,4 @@
-"""Data: synthetic 2-D sets made from a seed, sklearn's bundled 8x8 digits, and a binarized-MNIST loader.
+"""Data: synthetic 2-D sets made from a seed, sklearn's bundled 8x8 digits, and binarized MNIST (shipped).
 
 Everything is generated on the CPU from its seed and then moved to ``device``, so the same seed gives the
 same data on a laptop and on a GPU. Nothing is downloaded.
@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from .core import check_int, check_positive, check_probability, check_tensor
+from .core import check_int, check_positive, check_probability, check_tensor, make_generator
 
 __all__ = [
     "TOY_DATASETS",
@@ -24,6 +24,7 @@ __all__ = [
     "load_digits",
     "train_test_split",
     "load_binarized_mnist",
+    "load_mnist_rbm",
     "load_mnist_labelled",
 ]
 
@@ -195,7 +196,7 @@ def toy_data_labelled(
     if name not in _TOY:
         raise ValueError(f"unknown toy data set {name!r}; choose one of {', '.join(TOY_DATASETS)}.")
     n = check_int(n, "n", minimum=1)
-    g = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
+    g = make_generator(seed)
     x, y = _TOY[name](n, g)
     return x.to(device=device, dtype=dtype), y.to(device=device)
 
@@ -242,7 +243,7 @@ def train_test_split(*arrays: torch.Tensor, test_fraction: float = 0.2, seed: in
     if any(len(a) != n for a in arrays):
         raise ValueError(f"all tensors must have the same length; got {[len(a) for a in arrays]}.")
     test_fraction = check_probability(test_fraction, "test_fraction", allow_zero=False, allow_one=False)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(check_int(seed, "seed", minimum=0)))
+    perm = torch.randperm(n, generator=make_generator(seed))
     n_test = max(1, int(round(test_fraction * n)))
     test_idx, train_idx = perm[:n_test], perm[n_test:]
     out = []
@@ -251,7 +252,15 @@ def train_test_split(*arrays: torch.Tensor, test_fraction: float = 0.2, seed: in
     return tuple(out)
 
 
-# --------------------------------------------------------------------------------------------- MNIST (from a path)
+# --------------------------------------------------------------------------------------------- MNIST
+#: The data that ships inside the package (see ebm_teach/datasets/README.md for provenance and licence).
+DATASETS = Path(__file__).resolve().parent / "datasets"
+_SHA256 = {
+    "binarized_mnist.npz": "50de2c8299a5a297789293ab2c30f6fc3cb8c359a15e5e88d5501aa18ebb8fa5",
+    "rbm_mnist_15hidden.npz": "71daad659a79e50244594340e528d9c734a708fcbd131a8b1d20625edcb09b1b",
+}
+
+
 def _unpack(packed: np.ndarray, key: str, path: Path) -> np.ndarray:
     if packed.ndim != 2 or packed.dtype != np.uint8 or packed.shape[1] != 98:
         raise ValueError(
@@ -261,31 +270,81 @@ def _unpack(packed: np.ndarray, key: str, path: Path) -> np.ndarray:
     return np.unpackbits(packed, axis=1, count=784)
 
 
-def _open_npz(path) -> Tuple[Path, "np.lib.npyio.NpzFile"]:
+def _open_npz(path, shipped: str) -> Tuple[Path, "np.lib.npyio.NpzFile"]:
+    """Open ``path`` (or the shipped file named ``shipped`` when path is None), naming the file on any failure."""
+    if path is None:
+        path = DATASETS / shipped
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"the shipped data file {path} is missing: reinstall ebm_teach (pip install -e .) from a complete "
+                "clone, or pass path= to a copy of the file."
+            )
+        import hashlib
+
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != _SHA256[shipped]:
+            raise ValueError(
+                f"the shipped data file {path} is corrupt (SHA-256 {digest[:12]}…, expected "
+                f"{_SHA256[shipped][:12]}…): restore it with git checkout -- {path.name}, or reinstall."
+            )
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"no file at {path}. The MNIST files are not shipped with the package; pass the path to "
-            "binarized_mnist.npz (the notebooks use the bundled digits instead)."
-        )
-    return path, np.load(path)
+        hint = f"; leave path=None to use the copy of {shipped} shipped with ebm_teach" if shipped else ""
+        raise FileNotFoundError(f"no file at {path}{hint}.")
+    try:
+        return path, np.load(path)
+    except Exception as err:  # BadZipFile, EOFError, pickle refusal, ...: all mean "not a usable .npz"
+        raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}: {err}).") from err
 
 
-def load_binarized_mnist(path, split: str = "train", device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Binarized MNIST from an ``.npz`` of packed rows (keys train/valid/test): (n, 784) in {0, 1}."""
-    path, npz = _open_npz(path)
+def _split_arg(split) -> str:
+    if isinstance(split, Path) or (isinstance(split, str) and split.endswith(".npz")):
+        raise TypeError(f"the first argument is the split ('train', 'valid' or 'test'); pass a file as path={split!r}.")
+    return split
+
+
+def load_binarized_mnist(split: str = "train", path=None, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Binarized MNIST, (n, 784) in {0, 1}: 50,000 train / 10,000 valid / 10,000 test images.
+
+    The fixed binarization used in the likelihood literature (Salakhutdinov & Murray 2008), shipped with the
+    package (provenance and licence: ``ebm_teach/datasets/README.md``). ``path``: another ``.npz`` of packed
+    rows with keys train/valid/test. Decoded on the CPU, then moved to ``device`` as ``dtype``.
+    """
+    split = _split_arg(split)
+    path, npz = _open_npz(path, "binarized_mnist.npz")
     if split not in npz.files:
         raise ValueError(f"split {split!r} is not in {path}; it has {sorted(npz.files)}.")
     x = _unpack(npz[split], split, path)
     return torch.as_tensor(x).to(device=device, dtype=dtype)
 
 
+def load_mnist_rbm(path=None) -> dict:
+    """The trained 784 x 15 MNIST RBM shipped with the package: ``{"W": (784, 15), "b": (784,), "c": (15,)}``.
+
+    NumPy float64 arrays (pylearn2's test RBM ``mnistvh``, BSD-3-Clause); build the model with
+    ``BernoulliRBM.from_arrays(d["W"], d["b"], d["c"])``. Its exact log Z is 215.1384 (2^15 hidden states).
+    """
+    path, npz = _open_npz(path, "rbm_mnist_15hidden.npz")
+    missing = {"W", "b_visible", "c_hidden"} - set(npz.files)
+    if missing:
+        raise ValueError(f"{path} lacks {sorted(missing)}; it has {sorted(npz.files)}.")
+    out = {"W": npz["W"], "b": npz["b_visible"], "c": npz["c_hidden"]}
+    n_v, n_h = out["W"].shape
+    if out["b"].shape != (n_v,) or out["c"].shape != (n_h,):
+        raise ValueError(f"{path}: W is {out['W'].shape} but b is {out['b'].shape} and c is {out['c'].shape}.")
+    return out
+
+
 def load_mnist_labelled(path, split: str = "train", device=None, dtype: torch.dtype = torch.float32):
     """Labelled binarized MNIST from an ``.npz`` with ``{split}_data`` (packed) and ``{split}_lbl``.
 
-    Returns x (n, 784) in {0, 1} and labels y (n,) as int64.
+    Not shipped (no chapter needs labelled MNIST): pass the path to a copy. Returns x (n, 784) in {0, 1} and
+    labels y (n,) as int64.
     """
-    path, npz = _open_npz(path)
+    if path is None:
+        raise ValueError("labelled MNIST is not shipped with ebm_teach; pass the path to an .npz with "
+                         "{split}_data and {split}_lbl.")
+    path, npz = _open_npz(path, "")
     dkey, lkey = f"{split}_data", f"{split}_lbl"
     if dkey not in npz.files or lkey not in npz.files:
         raise ValueError(f"{path} has no {dkey!r}/{lkey!r}; it has {sorted(npz.files)}.")

@@ -9,7 +9,7 @@ from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F_
 
-from .core import check_binary, check_int, check_probability, check_tensor, single_thread_if_small
+from .core import check_binary, check_int, check_probability, check_tensor, make_generator, single_thread_if_small
 
 __all__ = ["grid", "log_partition_grid", "log_likelihood_grid"]
 
@@ -397,7 +397,7 @@ def ais_log_partition(
     if generator is not None and seed is not None:
         raise ValueError("pass either generator or seed, not both.")
     if seed is not None:
-        generator = torch.Generator(device=device).manual_seed(check_int(seed, "seed", minimum=0))
+        generator = make_generator(seed, device)
     if generator is not None and generator.device.type != device.type:
         raise ValueError(f"the generator lives on {generator.device} but the RBM on {device}; use one on {device}.")
     b_A = _ais_base_bias(base, n_visible, W)

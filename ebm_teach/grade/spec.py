@@ -17,6 +17,12 @@ A chapter's hidden checks live in ``ebm_teach/grade/checks/chNN_slug.py`` (the c
 Each check function receives the learner's function and raises ``AssertionError("what is wrong, for the
 learner")`` when the answer is wrong; anything it returns is ignored. Helpers that build such messages are
 in :mod:`ebm_teach.grade.asserts`.
+
+Random inputs come from :func:`check_seed`: ``torch.Generator().manual_seed(check_seed(1))``. Without a
+secret grading seed it returns its argument (the checks are reproducible and match the self-checks); an
+instructor who grades with a secret seed (:func:`set_grading_seed`) changes every such input, so expected
+numbers read off a message or the package do not help. A check therefore computes its expected answer from
+its inputs (quadrature, enumeration, a closed form), never from a stored number.
 """
 from __future__ import annotations
 
@@ -25,7 +31,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, List
 
-__all__ = ["Check", "Exercise", "STATUSES", "checks_module_name", "load_exercises", "CHAPTER_PATTERN"]
+__all__ = ["Check", "Exercise", "STATUSES", "checks_module_name", "load_exercises", "CHAPTER_PATTERN",
+           "check_seed", "set_grading_seed"]
+
+_GRADING_SEED = None
 
 #: The statuses an exercise can end with, in the grader's reports.
 STATUSES = ("passed", "failed", "not_implemented", "error", "timeout")
@@ -118,3 +127,24 @@ def load_exercises(chapter: str) -> List[Exercise]:
         if duplicates:
             raise ValueError(f"{name}.EXERCISES repeats the {attr} {duplicates}; each exercise needs its own.")
     return list(exercises)
+
+
+def set_grading_seed(seed) -> None:
+    """Set (an int >= 0) or clear (``None``) the secret grading seed that :func:`check_seed` derives from."""
+    global _GRADING_SEED
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"the grading seed must be an integer >= 0 or None; got {seed!r}.")
+    _GRADING_SEED = seed
+
+
+def check_seed(k: int = 0) -> int:
+    """The seed for a check's k-th random input: ``k`` itself, or a number mixed from ``k`` and the secret
+    grading seed when one is set (:func:`set_grading_seed`)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"k must be an integer >= 0; got {k!r}.")
+    if _GRADING_SEED is None:
+        return k
+    import hashlib
+
+    digest = hashlib.sha256(f"{_GRADING_SEED}:{k}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF

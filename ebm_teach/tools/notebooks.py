@@ -2,6 +2,7 @@
 
     python -m ebm_teach.tools.notebooks refresh notebooks/01_gaussian_ebm.py [more.py ...]
     python -m ebm_teach.tools.notebooks check                      # pairing + outputs, as the tests do
+    python -m ebm_teach.tools.notebooks spread notebooks/03_pcd_ais.py --shifts 8   # tolerances from seeds
 
 ``refresh`` reads the py:percent source with jupytext, executes it in a fresh ``python3`` kernel with the
 notebook's folder as working directory, on the CPU (``EBM_TEACH_DEVICE=cpu``) with progress bars off
@@ -15,7 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 ENV = {"EBM_TEACH_DEVICE": "cpu", "EBM_TEACH_QUIET": "1", "PYTHONHASHSEED": "0"}
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -84,6 +85,85 @@ def refresh(py_path: Path, timeout: int = 600) -> float:
     return elapsed
 
 
+def spread(py_path: Path, shifts: List[int], env: Optional[dict] = None, timeout: int = 900) -> List[dict]:
+    """Run a chapter as a script once per seed shift and collect what its :mod:`ebm_teach.expect` calls measured.
+
+    Each run sets ``$EBM_TEACH_SEED_SHIFT`` (every seed in the chapter moves by that much) and
+    ``$EBM_TEACH_EXPECT_RECORD``, so that ``expect``/``exact``/``claim`` record instead of raising. ``env``
+    adds variables (e.g. ``ATEN_CPU_CAPABILITY=default`` for another code path). Returns one summary per call
+    site: its source line, the expectation, the values over the runs, and whether it held in each.
+    """
+    import json
+    import subprocess
+    import tempfile
+
+    import numpy as np
+
+    py_path = Path(py_path).resolve()
+    sites: dict = {}
+    for shift in shifts:
+        with tempfile.TemporaryDirectory() as tmp:
+            record = Path(tmp) / "record.jsonl"
+            run_env = {**os.environ, **ENV, "MPLBACKEND": "Agg", "EBM_TEACH_SEED_SHIFT": str(shift),
+                       "EBM_TEACH_EXPECT_RECORD": str(record), **(env or {})}
+            start = time.perf_counter()
+            proc = subprocess.run([sys.executable, py_path.name], cwd=py_path.parent, env=run_env, timeout=timeout,
+                                  capture_output=True, text=True)
+            took = time.perf_counter() - start
+            if proc.returncode != 0:
+                raise RuntimeError(f"{py_path.name} failed with seed shift {shift}:\n{proc.stderr[-3000:]}")
+            print(f"  seed shift {shift}: {took:.0f} s", file=sys.stderr, flush=True)
+            counts: dict = {}
+            for line in record.read_text().splitlines() if record.exists() else []:
+                rec = json.loads(line)
+                n = counts[rec["where"]] = counts.get(rec["where"], 0) + 1
+                key = rec["where"] + (f" #{n}" if n > 1 else "")
+                site = sites.setdefault(key, {"where": key, "kind": rec["kind"], "source": rec["source"], "runs": []})
+                site["runs"].append(rec)
+    out = []
+    for site in sites.values():
+        runs = site["runs"]
+        if site["kind"] == "claim":
+            site["held"] = sum(r["holds"] for r in runs)
+        else:
+            vals = np.array([np.atleast_1d(r["value"]) for r in runs], dtype=float)
+            site["mean"], site["sd"] = vals.mean(0), vals.std(0, ddof=1) if len(vals) > 1 else vals * 0
+            site["min"], site["max"] = vals.min(0), vals.max(0)
+            if site["kind"] == "expect":
+                want, tol = np.atleast_1d(runs[0]["expected"]), runs[0]["tol"]
+                site["expected"], site["tol"] = want, tol
+                site["held"] = int(sum(bool(np.all(np.abs(v - want) <= tol)) for v in vals))
+            else:
+                texts = {format(float(r["value"]), r["fmt"]) for r in runs}
+                site["held"] = len(runs) if len(texts) == 1 else 0
+        out.append(site)
+    return out
+
+
+def _report(sites: List[dict], n_runs: int) -> str:
+    """The spread tool's table: per call site, the measured range and a tolerance of 4 sd (or the bias)."""
+    import numpy as np
+
+    def f(a):
+        a = np.atleast_1d(a)
+        return ", ".join(f"{v:.4g}" for v in a[:4]) + (" …" if len(a) > 4 else "")
+
+    rows = []
+    for s in sites:
+        rows.append(f"{s['where']}  [{s['kind']}]  {s['source'][:100]}")
+        if s["kind"] == "claim":
+            rows.append(f"    held in {s['held']}/{n_runs} runs")
+        elif s["kind"] == "exact":
+            rows.append(f"    values {f(s['min'])} .. {f(s['max'])}; same printed text in every run: "
+                        f"{'yes' if s['held'] else 'NO'}")
+        else:
+            suggest = np.maximum(4 * np.atleast_1d(s["sd"]), np.abs(np.atleast_1d(s["mean"]) - s["expected"]) * 1.5)
+            rows.append(f"    expected {f(s['expected'])} ± {s['tol']:g}; mean {f(s['mean'])}, sd {f(s['sd'])}, "
+                        f"range {f(s['min'])} .. {f(s['max'])}; inside in {s['held']}/{n_runs} runs; "
+                        f"4 sd = {f(suggest)}")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ebm_teach.tools.notebooks", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -91,7 +171,20 @@ def main(argv=None) -> int:
     p_ref.add_argument("paths", nargs="+", type=Path)
     p_chk = sub.add_parser("check", help="report stale or unexecuted notebooks")
     p_chk.add_argument("paths", nargs="*", type=Path)
+    p_spr = sub.add_parser("spread", help="run a chapter over seed shifts and report what its expectations measured")
+    p_spr.add_argument("paths", nargs="+", type=Path)
+    p_spr.add_argument("--shifts", type=int, default=8, help="number of seed shifts to run (0, 1, ...; default 8)")
+    p_spr.add_argument("--first", type=int, default=0, help="first seed shift (default 0)")
+    p_spr.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                       help="extra environment for every run, e.g. ATEN_CPU_CAPABILITY=default (repeatable)")
     args = parser.parse_args(argv)
+    if args.cmd == "spread":
+        env = dict(item.split("=", 1) for item in args.env)
+        shifts = list(range(args.first, args.first + args.shifts))
+        for p in args.paths:
+            print(f"== {p} over seed shifts {shifts[0]}..{shifts[-1]}" + (f" with {env}" if env else ""), flush=True)
+            print(_report(spread(p, shifts, env), len(shifts)), flush=True)
+        return 0
     if args.cmd == "refresh":
         for p in args.paths:
             if p.suffix != ".py":
