@@ -3,7 +3,7 @@
     python benchmarks/bench_rbm.py                       # digits: batch sizes 10 and 100, PCD-1 on both sides
     python benchmarks/bench_rbm.py --naive               # also a naive torch loop (default threads and 1 thread)
                                                          # and ebm_teach without its one-thread rule
-    python benchmarks/bench_rbm.py --mnist ../shared/data/binarized_mnist.npz --device cuda   # + one CD-1 epoch, 784x500
+    python benchmarks/bench_rbm.py --mnist --device cuda   # + one CD-1 epoch, 784x500 (shipped MNIST)
 
 Both sides get the same settings: hidden units, learning rate, batch size, epochs, persistent chains
 (PCD) with one Gibbs step and as many chains as the batch size, W ~ N(0, 0.01^2) and zero biases, no
@@ -155,7 +155,7 @@ def digits_benchmark(args) -> None:
 
 def mnist_benchmark(args) -> None:
     device = torch.device(args.device)
-    x = load_binarized_mnist(args.mnist, "train", device=device)
+    x = load_binarized_mnist("train", path=None if args.mnist is True else args.mnist, device=device)
     rbm = BernoulliRBM(784, args.mnist_hidden, device=device, seed=0)
     rbm.fit(x[: 20 * args.mnist_batch], n_epochs=1, batch_size=args.mnist_batch, step_size=0.05, k=1)  # warm-up
     if device.type == "cuda":
@@ -179,7 +179,8 @@ def main(argv=None) -> int:
     parser.add_argument("--n-train", type=int, default=0, help="use only the first N training images (0: all 1437)")
     parser.add_argument("--naive", action="store_true", help="also time a naive torch loop")
     parser.add_argument("--skip-digits", action="store_true")
-    parser.add_argument("--mnist", type=Path, help="binarized_mnist.npz: also time one CD-1 epoch of a 784 x H RBM")
+    parser.add_argument("--mnist", nargs="?", const=True, type=Path, default=None, metavar="PATH",
+                        help="also time one CD-1 epoch of a 784 x H RBM on binarized MNIST (the shipped copy, or PATH)")
     parser.add_argument("--device", default="cpu", help="device for the MNIST timing (cpu or cuda)")
     parser.add_argument("--mnist-hidden", type=int, default=500)
     parser.add_argument("--mnist-batch", type=int, default=100)

@@ -6,10 +6,8 @@ errors), a base equal to the target (every weight the same, log Z exact), and Je
 is low on average). Tolerances are set from the estimator's own standard error, stated at each test.
 """
 import math
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F_
@@ -26,7 +24,6 @@ from ebm_teach.evaluate import (
 from ebm_teach.rbm import BernoulliRBM
 
 D = torch.float64
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _random_rbm(n_visible, n_hidden, seed, w_scale=5.0, dtype=torch.float32, device="cpu"):
@@ -138,31 +135,22 @@ def test_ais_log_z_is_within_0p1_nats_of_exact_on_random_rbms(n_visible, n_hidde
     assert result.log_z_lower < rbm.log_partition_exact() < result.log_z_upper
 
 
-def _shared_file(name):
-    path = SHARED_DATA / name
-    if not path.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing; CI must have ../shared/data beside the checkout.")
-        pytest.skip(f"{path} is not here (the trained MNIST RBM and binarized MNIST ship beside the repository, "
-                    "not with the package).")
-    return path
-
-
 def test_ais_log_z_is_within_0p1_nats_on_a_trained_784x15_mnist_rbm():
     """A realistic size: a 784 x 15 RBM trained on binarized MNIST (exact log Z by enumerating the 2^15 hidden
     states), base rates from the MNIST training set, the standard 14,500 temperatures and 400 chains.
     Its log-weights have sd ~ 0.75 (measured), so the standard error is ~0.04 and 0.1 nats is ~2.7 of them."""
-    from ebm_teach.data import load_binarized_mnist
+    from ebm_teach.data import load_binarized_mnist, load_mnist_rbm
 
-    params = np.load(_shared_file("rbm_mnist_15hidden.npz"))
-    x_train = load_binarized_mnist(_shared_file("binarized_mnist.npz"), "train")
-    rbm = BernoulliRBM.from_arrays(params["W"], params["b_visible"], params["c_hidden"], dtype=torch.float32)
+    params = load_mnist_rbm()
+    x_train = load_binarized_mnist("train")
+    rbm = BernoulliRBM.from_arrays(params["W"], params["b"], params["c"], dtype=torch.float32)
     result = ais_log_partition(rbm, n_chains=400, base=x_train, seed=0)
     exact = rbm.log_partition_exact()
+    assert f"{exact:.4f}" == "215.1384", "the documented exact log Z of the shipped RBM"
     assert result.std_error < 0.05
     assert abs(result.log_z - exact) < 0.1
     # the AIS log-likelihood of test digits differs from the exact one by exactly log Z^ - log Z
-    x_test = load_binarized_mnist(SHARED_DATA / "binarized_mnist.npz", "test")[:500]
+    x_test = load_binarized_mnist("test")[:500]
     assert abs(ais_log_likelihood(rbm, x_test, result) - rbm.log_likelihood_exact(x_test, exact) + result.log_z - exact) < 1e-6
 
 

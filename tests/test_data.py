@@ -94,7 +94,7 @@ def test_mnist_loader_round_trips_a_small_file(tmp_path):
     path = tmp_path / "bm.npz"
     np.savez(path, **{k: np.packbits(v, axis=1) for k, v in pixels.items()})
     for split, v in pixels.items():
-        x = data.load_binarized_mnist(path, split)
+        x = data.load_binarized_mnist(split, path=path)
         assert x.shape == (len(v), 784) and torch.equal(x, torch.as_tensor(v, dtype=torch.float32))
     labels = rng.integers(0, 10, size=5, dtype=np.uint8)
     lpath = tmp_path / "lab.npz"
@@ -102,6 +102,52 @@ def test_mnist_loader_round_trips_a_small_file(tmp_path):
     x, y = data.load_mnist_labelled(lpath, "train")
     assert torch.equal(y, torch.as_tensor(labels, dtype=torch.long)) and x.shape == (5, 784)
     with pytest.raises(ValueError, match="split 'dev' is not in"):
-        data.load_binarized_mnist(path, "dev")
-    with pytest.raises(FileNotFoundError, match="not shipped with the package"):
-        data.load_binarized_mnist(tmp_path / "missing.npz")
+        data.load_binarized_mnist("dev", path=path)
+    with pytest.raises(FileNotFoundError, match="no file at .*missing.npz"):
+        data.load_binarized_mnist("train", path=tmp_path / "missing.npz")
+    with pytest.raises(TypeError, match="pass a file as path="):
+        data.load_binarized_mnist(path)
+
+
+def test_mnist_loader_names_a_corrupt_file(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    with pytest.raises(ValueError, match=r"bad.npz is not a readable .npz file"):
+        data.load_binarized_mnist("train", path=bad)
+    with pytest.raises(ValueError, match=r"bad.npz is not a readable .npz file"):
+        data.load_mnist_rbm(path=bad)
+    with pytest.raises(ValueError, match="labelled MNIST is not shipped"):
+        data.load_mnist_labelled(None)
+
+
+def test_shipped_mnist_has_the_standard_split_and_binary_pixels():
+    """The static binarization: 50,000 / 10,000 / 10,000 images of 784 binary pixels, about 13 % of them on."""
+    sizes = {split: data.load_binarized_mnist(split, dtype=torch.uint8) for split in ("train", "valid", "test")}
+    assert {k: tuple(v.shape) for k, v in sizes.items()} == {"train": (50000, 784), "valid": (10000, 784),
+                                                             "test": (10000, 784)}
+    x = sizes["test"]
+    assert set(torch.unique(x).tolist()) == {0, 1}
+    assert 0.12 < float(x.float().mean()) < 0.14
+    assert not torch.equal(sizes["train"][:10000], sizes["valid"]), "train and valid are different images"
+
+
+def test_shipped_mnist_rbm_has_the_documented_shapes():
+    d = data.load_mnist_rbm()
+    assert d["W"].shape == (784, 15) and d["b"].shape == (784,) and d["c"].shape == (15,)
+    assert d["W"].dtype == np.float64
+
+
+def test_a_corrupted_shipped_file_is_detected(tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "datasets"
+    shutil.copytree(data.DATASETS, copy)
+    raw = bytearray((copy / "rbm_mnist_15hidden.npz").read_bytes())
+    raw[-100] ^= 0xFF
+    (copy / "rbm_mnist_15hidden.npz").write_bytes(bytes(raw))
+    monkeypatch.setattr(data, "DATASETS", copy)
+    with pytest.raises(ValueError, match="rbm_mnist_15hidden.npz is corrupt"):
+        data.load_mnist_rbm()
+    (copy / "binarized_mnist.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="binarized_mnist.npz is missing"):
+        data.load_binarized_mnist()
