@@ -29,6 +29,16 @@ def test_notebook_header_and_settings(py_path):
     assert nb.metadata["kernelspec"]["name"] == "python3"
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "get_device(" in code, "a notebook picks its device through ebm_teach.get_device()"
+    assert "expectations(SCALE == 1)" in code, (
+        "the settings cell says where the printed expectations hold: expectations(SCALE == 1) (DEVELOPING.md)"
+    )
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            for marker in ("NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP", "# noqa"):
+                assert marker not in cell.source, (
+                    f"cell {i} shows the reader {marker!r}: use the cell tag nbval-ignore-output "
+                    "(# %% tags=[\"nbval-ignore-output\"]) or remove it (DEVELOPING.md, Printed figures)"
+                )
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.lstrip().startswith("# ")
 
 

@@ -48,7 +48,7 @@ def problems(py_path: Path) -> List[str]:
             continue
         if cell.get("execution_count") is None:
             out.append(f"{ipynb.name}: code cell {i} was never executed (nbval would skip it silently).")
-        elif not cell.get("outputs") and "NBVAL_SKIP" not in cell.source:
+        elif not cell.get("outputs") and "nbval-skip" not in cell.metadata.get("tags", []):
             out.append(
                 f"{ipynb.name}: code cell {i} has no stored output, so nbval checks nothing in it; "
                 "make it print or show something, or merge it into a neighbouring cell."
