@@ -7,13 +7,17 @@ PIP    := $(PY) -m pip
 # The CPU wheel that a fresh install takes when no torch is in the venv yet (never a CUDA build).
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: setup book test notebooks exercises clean
+.PHONY: setup setup-test book test notebooks exercises clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# setup: what reading the book needs; setup-test adds the test tools (pytest, nbval, nbclient, ipykernel).
 setup: $(PY)
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install $(TORCH_CPU)
+	$(PIP) install -e ".[book]"
+
+setup-test: setup
 	$(PIP) install -e ".[test,book]"
 
 book: setup
@@ -24,12 +28,12 @@ book: setup
 NBVAL    := --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 OTHERCPU := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
 
-test: setup
+test: setup-test
 	bash book/ensure_chromium.sh
 	EBM_TEACH_QUIET=1 EBM_TEACH_DEVICE=cpu $(PY) -m pytest tests --nbval notebooks $(NBVAL)
 	$(OTHERCPU) EBM_TEACH_QUIET=1 EBM_TEACH_DEVICE=cpu $(PY) -m pytest --nbval notebooks $(NBVAL)
 
-notebooks: setup
+notebooks: setup-test
 	$(PY) -m ebm_teach.tools.notebooks refresh notebooks/*.py
 
 exercises: setup
