@@ -12,20 +12,32 @@ Build it with ``bash book/build.sh`` (``make book``). The source folder Sphinx r
 
 Math is typeset by MathJax 3 from the PyPI package ``sphinx-mathjax-offline``, whose files are copied into
 ``_static/mathjax`` (the SVG output needs no web fonts, so it also works from ``file://``).
+
+What the reader sees of code, figures and docstrings is shaped by ``bookext.py`` (hooks connected in
+:func:`setup`) and ``_static/ebm-book.css`` / ``ebm-book.js``: long code and output lines wrap with a hanging
+indent, figures wider than the column use the margin, tool comments (``# noqa``, ``# NBVAL_…``) are hidden,
+and the package's plain-text docstrings become reST with a parameter list.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
-import io
 import os
 import pkgutil
 import re
 import shutil
+import sys
 from pathlib import Path
 
 BOOK = Path(__file__).resolve().parent
 ROOT = BOOK.parent
+sys.path.insert(0, str(BOOK))
+import bookext  # noqa: E402  (book/bookext.py: the hooks below)
+
+# A change to the hooks must re-read every page (they shape docstrings and code cells at read time):
+# registered in setup() as a config value that invalidates the saved environment when it changes.
+ebm_book_hooks = hashlib.sha256(Path(bookext.__file__).read_bytes()).hexdigest()[:16]
 PAGES = ("index.md", "exercises.md", "instructors.md", "api.md")
 LINKED_FOLDERS = {"chapters": ROOT / "notebooks", "exercises": ROOT / "exercises"}
 API_EXCLUDE = re.compile(r"^ebm_teach\.grade\.checks\.|\.__main__$")
@@ -60,8 +72,10 @@ if _mathjax_spec is None or not _mathjax_spec.submodule_search_locations:
         "pip install -e '.[book]' (make book does it)."
     )
 MATHJAX_STATIC = Path(list(_mathjax_spec.submodule_search_locations)[0]) / "static"
-html_static_path = [str(MATHJAX_STATIC)]  # holds the folder mathjax/, copied to _static/mathjax
+html_static_path = [str(MATHJAX_STATIC), str(BOOK / "_static")]  # mathjax/ → _static/mathjax; the book's css/js
 mathjax_path = "mathjax/tex-svg.js"
+html_css_files = ["ebm-book.css"]
+html_js_files = ["ebm-book.js"]
 
 html_theme = "sphinx_book_theme"
 html_theme_options = {
@@ -69,6 +83,9 @@ html_theme_options = {
     "show_toc_level": 2,
     "use_download_button": True,
     "use_fullscreen_button": False,
+    # pydata-sphinx-theme >= 0.16 adds a header bar holding a second search field above the book theme's
+    # layout (the sidebar has one already): leave it empty, and the theme then leaves the bar out.
+    "navbar_persistent": [],
 }
 html_last_updated_fmt = None
 # html_copy_source stays on: the theme's download button serves each page's .ipynb from _sources/.
@@ -126,31 +143,11 @@ def write_api_pages(folder: Path) -> None:
             path.write_text(text)
 
 
-# ------------------------------------------------------------------------------------ docstrings
-def _rst_is_clean(text: str) -> bool:
-    """True when ``text`` parses as reStructuredText without a warning (Sphinx roles counted as fine)."""
-    from docutils.core import publish_doctree
-
-    plain = re.sub(r":[\w.:+-]+:`", "`", text)  # :func:`x` → `x`: docutils alone knows no Sphinx roles
-    stream = io.StringIO()
-    publish_doctree(plain, settings_overrides={
-        "report_level": 2, "halt_level": 5, "warning_stream": stream,
-        "file_insertion_enabled": False, "raw_enabled": False,
-    })
-    return not stream.getvalue()
-
-
-def literal_if_not_rst(app, what, name, obj, options, lines) -> None:
-    """Show a docstring verbatim when it is plain text that reST would misread (|x|², *args, a: (b, d)).
-
-    The package's docstrings are written for the reader of the source, in plain text and light LaTeX;
-    rendering them as reST would turn some into warnings (and -W into a failed build) or garble them.
-    """
-    text = "\n".join(lines)
-    if text.strip() and not _rst_is_clean(text):
-        lines[:] = [".. code-block:: text", ""] + ["    " + line for line in lines]
-
-
 def setup(app):
+    app.add_config_value("ebm_book_hooks", "", "env")
     stage(Path(app.srcdir))
-    app.connect("autodoc-process-docstring", literal_if_not_rst)
+    app.connect("autodoc-process-docstring", bookext.process_docstring)
+    app.connect("object-description-transform", bookext.references_last, priority=900)
+    app.connect("doctree-read", bookext.strip_cell_comments)
+    app.connect("doctree-resolved", bookext.mark_figures)
+    app.connect("html-page-context", bookext.wrap_page_pre)
