@@ -170,9 +170,18 @@ def mark_figures(app, doctree, docname) -> None:
             width = png_width(base / uri)
             if width is not None:
                 break
-        image["classes"] = list(dict.fromkeys(image["classes"] + figure_classes(width)))
+        cell = _ancestor_with(image, "cell_index")
+        where = [f"ebm-cell-{cell['cell_index']}"] if cell is not None else []  # names the cell in test reports
+        image["classes"] = list(dict.fromkeys(image["classes"] + figure_classes(width) + where))
         if image.get("alt", "") in ("", uri) or image.get("alt", "").endswith(".png"):
             image["alt"] = "figure made by the code cell above"
+
+
+def _ancestor_with(node, attribute: str):
+    parent = node.parent
+    while parent is not None and not (hasattr(parent, "get") and parent.get(attribute) is not None):
+        parent = parent.parent
+    return parent
 
 
 def _inside(node, cls: str) -> bool:

@@ -248,6 +248,10 @@ MEASURE_JS = r"""
     }
     return out.join(" ").replace(/\s+/g, " ");
   }
+  function section(el) {
+    var sec = el.closest("section"), heading = sec && sec.querySelector("h1, h2, h3, h4");
+    return heading ? heading.textContent.replace(/[#¶]/g, "").trim().slice(0, 60) : "";
+  }
   function measure(win, doc) {
     var out = {pageOverflow: doc.documentElement.scrollWidth - win.innerWidth, clipped: [], figures: []};
     var root = doc.querySelector("article") || doc.body;
@@ -257,12 +261,14 @@ MEASURE_JS = r"""
       if (style.display.indexOf("inline") === 0 && style.display !== "inline-block") return;
       if (["auto", "scroll", "hidden"].indexOf(style.overflowX) < 0) return;
       if (el.scrollWidth > el.clientWidth + 1) {
-        out.clipped.push({tag: el.tagName.toLowerCase(), scroll: el.scrollWidth, client: el.clientWidth,
+        out.clipped.push({tag: el.tagName.toLowerCase(), scroll: el.scrollWidth, client: el.clientWidth, section: section(el),
                           text: (el.textContent || "").replace(/\s+/g, " ").slice(0, 100)});
       }
     });
     root.querySelectorAll("img").forEach(function (img) {
-      out.figures.push({src: img.getAttribute("src"), natural: img.naturalWidth,
+      var cell = /ebm-cell-(\d+)/.exec(img.className);
+      out.figures.push({src: img.getAttribute("src"), natural: img.naturalWidth, cell: cell ? +cell[1] : null,
+                        section: section(img),
                         shown: Math.round(img.getBoundingClientRect().width)});
     });
     out.mathContainers = doc.querySelectorAll("mjx-container").length;
@@ -310,10 +316,12 @@ MEASURE_JS = r"""
 
 @pytest.fixture(scope="module")
 def measured(book, chromium):
-    """{page path relative to the book: what MEASURE_JS recorded there}, for every chapter, exercise and
-    API page, at DEFAULT_WIDTH. One Chromium run (file:// iframes read with --allow-file-access-from-files)."""
+    """{page path relative to the book: what MEASURE_JS recorded there}, for every chapter, exercise, API
+    and top-level page, at DEFAULT_WIDTH. One Chromium run (file:// iframes read with --allow-file-access-from-files)."""
     pages = sorted(str(p.relative_to(HTML)) for folder in ("chapters", "exercises", "api")
                    for p in (HTML / folder).glob("*.html"))
+    pages += sorted(p.name for p in HTML.glob("*.html")  # index, exercises, instructors, api
+                    if p.stem not in ("genindex", "search", "py-modindex") and not p.name.startswith("_"))
     harness = HTML / "_measure_pages.html"
     harness.write_text(
         '<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>'
@@ -328,19 +336,20 @@ def measured(book, chromium):
     match = re.search(r'<script type="application/json" id="ebm-results">(.*?)</script>', result.stdout, re.S)
     assert match, f"the measuring page did not finish: {result.stderr[-2000:]}"
     records = {r["page"]: r for r in json.loads(match.group(1))}
-    assert sorted(records) == pages
+    assert sorted(records) == sorted(pages)
     errors = {p: r["error"] for p, r in records.items() if "error" in r}
     assert errors == {}, f"measuring failed on {errors}"
     return records
 
 
 def _cut_off(record) -> list:
-    return [f"{c['tag']} {c['scroll']} px wide in {c['client']} px: {c['text'][:80]!r}" for c in record["clipped"]]
+    return [f"{c['tag']} {c['scroll']} px wide in {c['client']} px (section {c['section']!r}): {c['text'][:80]!r}"
+            for c in record["clipped"]]
 
 
 def _too_small(record) -> list:
-    return [f"{Path(f['src']).name[:12]}… {f['natural']} px shown at {f['shown']} px "
-            f"({f['shown'] / f['natural']:.0%}, below {MIN_FIGURE_SCALE:.0%})"
+    return [f"cell {f['cell']} (section {f['section']!r}): {f['natural']} px wide (≈ {f['natural'] / 100:.1f} in at 100 dpi) shown at "
+            f"{f['shown']} px ({f['shown'] / f['natural']:.0%} < {MIN_FIGURE_SCALE:.0%})"
             for f in record["figures"] if f["natural"] and f["shown"] < MIN_FIGURE_SCALE * f["natural"]]
 
 
@@ -393,7 +402,7 @@ def test_chapter_page_cuts_off_no_line_and_shows_every_figure_legibly(measured, 
     assert enlarged == [], f"figures shown larger than they were drawn (blurred): {enlarged}"
 
 
-def test_exercise_and_api_pages_cut_off_no_line(measured):
+def test_exercise_api_and_other_pages_cut_off_no_line(measured):
     problems = {page: _cut_off(r) + _too_small(r) + ([f"page {r['pageOverflow']} px too wide"] if r["pageOverflow"] > 0 else [])
                 for page, r in measured.items() if not page.startswith("chapters/")}
     problems = {page: p for page, p in problems.items() if p}
