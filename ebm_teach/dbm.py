@@ -1,0 +1,883 @@
+"""Deep belief networks and deep Boltzmann machines with two binary hidden layers (chapter 8).
+
+A **deep Boltzmann machine** (DBM) is the Boltzmann machine on three layers v, h1, h2 in {0,1} with couplings
+only between neighbouring layers,
+
+    E(v, h1, h2) = -v^T W1 h1 - h1^T W2 h2 - b^T v - c1^T h1 - c2^T h2,     p(v, h1, h2) = exp(-E) / Z.
+
+Given h1, the layers v and h2 are independent, and given (v, h2) the units of h1 are independent:
+
+    p(v_i = 1 | h1) = sigma(b_i + (W1 h1)_i),      p(h2_k = 1 | h1) = sigma(c2_k + (W2^T h1)_k),
+    p(h1_j = 1 | v, h2) = sigma(c1_j + (W1^T v)_j + (W2 h2)_j),
+
+so block Gibbs sampling alternates the two groups {v, h2} and {h1}, and v and h2 sum out in closed form given
+h1 (and h1 given v and h2): log Z is exact by enumerating the smaller group. The posterior p(h1, h2 | v) does
+not factorise (h1 and h2 are coupled by W2); :meth:`DBM.mean_field` approximates it by a factorial q, which
+gives the lower bound log p(v) >= E_q[-E(v, h)] + H(q) - log Z used for the positive phase of training
+(Salakhutdinov & Hinton, 2009) and for evaluation. :func:`pretrain_dbm` initialises a DBM from two RBMs with
+the doubled-input correction; :func:`ais_log_partition_dbm` estimates log Z by annealed importance sampling
+on h1 with v and h2 summed out.
+
+A **deep belief network** (DBN, Hinton, Osindero & Teh, 2006) stacks RBMs trained greedily: its top two layers
+form an RBM and the layers below are directed, p(v | h1) of the first RBM. :class:`DBN` holds the stack of
+:class:`~ebm_teach.rbm.BernoulliRBM`, samples top-down, and computes the variational lower bound on log p(v)
+of a two-layer DBN exactly (enumerating h1).
+
+References: Hinton, Osindero & Teh (2006) "A fast learning algorithm for deep belief nets"; Salakhutdinov &
+Murray (2008) "On the quantitative analysis of deep belief networks"; Salakhutdinov & Hinton (2009) "Deep
+Boltzmann machines"; Salakhutdinov & Larochelle (2010) "Efficient learning of deep Boltzmann machines";
+Neal (2001) "Annealed importance sampling".
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F_
+
+from .core import (
+    DivergenceError,
+    check_binary,
+    check_int,
+    check_positive,
+    check_tensor,
+    make_generator,
+    progress,
+    single_thread_if_small,
+)
+from .evaluate import AISResult, _ais_base_bias, _ais_betas_list, _ais_result, AIS_STANDARD_N_BETAS
+from .rbm import MAX_ENUMERATED_UNITS, SINGLE_THREAD_BELOW, BernoulliRBM, _bernoulli, _binary_states
+
+__all__ = ["DBM", "DBMState", "DBMGradient", "MeanField", "pretrain_dbm", "PretrainedDBM", "ais_log_partition_dbm",
+           "DBN", "MAX_ENUMERATED_UNITS"]
+
+_BINARY_HINT = "A DBM models binary data: binarize first, e.g. (v > 0.5).float()."
+_STEP_HINT = "Typical values are 0.001 to 0.05."
+_CHUNK = 2**22  # elements per chunk when enumerating states
+
+
+class DBMState(NamedTuple):
+    """The state of a batch of Gibbs chains of a DBM: v (batch, n_v), h1 (batch, n_h1), h2 (batch, n_h2)."""
+
+    v: torch.Tensor
+    h1: torch.Tensor
+    h2: torch.Tensor
+
+
+class MeanField(NamedTuple):
+    """What :meth:`DBM.mean_field` found: q(h1_j = 1) = mu1 (batch, n_h1), q(h2_k = 1) = mu2 (batch, n_h2);
+    n_iter, the number of fixed-point rounds run; change, the largest change of any mu in the last round (a
+    0-d tensor: reading it synchronises with a GPU, so it is only read when asked)."""
+
+    mu1: torch.Tensor
+    mu2: torch.Tensor
+    n_iter: int
+    change: torch.Tensor
+
+
+class DBMGradient(NamedTuple):
+    """An estimate of the gradient of the mean log-likelihood (its variational version) for each parameter."""
+
+    W1: torch.Tensor
+    W2: torch.Tensor
+    b: torch.Tensor
+    c1: torch.Tensor
+    c2: torch.Tensor
+
+
+def _entropy(mu: torch.Tensor) -> torch.Tensor:
+    """H of independent Bernoulli(mu) units, summed over the last axis: -sum mu log mu + (1 - mu) log(1 - mu),
+    with 0 log 0 = 0."""
+    return -(torch.special.xlogy(mu, mu) + torch.special.xlogy(1 - mu, 1 - mu)).sum(-1)
+
+
+def _enumerated_logsumexp(n_bits: int, per_state: Callable[[torch.Tensor], torch.Tensor], width: int, like) -> torch.Tensor:
+    """logsumexp over all 2^n_bits binary states s of per_state(s), in chunks of states.
+
+    per_state maps states (S, n_bits) in float64 to (..., S) log-terms; ``width`` is how many numbers one state
+    costs (to size the chunks). Returns (...) float64.
+    """
+    chunk = max(1, _CHUNK // max(1, width))
+    parts = []
+    for start in range(0, 2**n_bits, chunk):
+        s = _binary_states(start, min(start + chunk, 2**n_bits), n_bits, like.device, torch.float64)
+        parts.append(torch.logsumexp(per_state(s), dim=-1))
+    return torch.logsumexp(torch.stack(parts, -1), dim=-1)
+
+
+class DBM:
+    """A deep Boltzmann machine with binary layers v (n_visible), h1 (n_hidden1) and h2 (n_hidden2).
+
+    E(v, h1, h2) = -v^T W1 h1 - h1^T W2 h2 - b^T v - c1^T h1 - c2^T h2.
+    W1: (n_visible, n_hidden1) and W2: (n_hidden1, n_hidden2) start as N(0, init_std^2) (0.01), the biases
+    b (n_visible,), c1 (n_hidden1,), c2 (n_hidden2,) at zero. Randomness comes from ``generator`` (or a new one
+    made from ``seed``), the default of every sampling method; with neither, torch's global generator.
+    device: where the parameters live (default: the generator's device, else the CPU); dtype: float32 by
+    default (exact log Z and log p(v) are always summed in float64).
+    """
+
+    def __init__(self, n_visible: int, n_hidden1: int, n_hidden2: int, device=None, seed: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None, dtype: torch.dtype = torch.float32,
+                 init_std: float = 0.01):
+        n_visible = check_int(n_visible, "n_visible", minimum=1)
+        n_hidden1 = check_int(n_hidden1, "n_hidden1", minimum=1)
+        n_hidden2 = check_int(n_hidden2, "n_hidden2", minimum=1)
+        if generator is not None and seed is not None:
+            raise ValueError("pass either generator or seed, not both.")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator; got {type(generator).__name__}.")
+        if device is None:
+            device = generator.device if generator is not None else torch.device("cpu")
+        device = torch.device(device)
+        if generator is not None and generator.device.type != device.type:
+            raise ValueError(f"the generator lives on {generator.device} but the DBM on {device}; make the "
+                             "generator with ebm_teach.make_generator(seed, device).")
+        if not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating-point dtype; got {dtype}.")
+        init_std = float(init_std)
+        if not (math.isfinite(init_std) and init_std >= 0):
+            raise ValueError(f"init_std must be a finite number >= 0; got {init_std}.")
+        self.generator = make_generator(seed, device) if seed is not None else generator
+        opts = dict(device=device, dtype=dtype)
+        self.W1 = init_std * torch.randn(n_visible, n_hidden1, generator=self.generator, **opts)
+        self.W2 = init_std * torch.randn(n_hidden1, n_hidden2, generator=self.generator, **opts)
+        self.b = torch.zeros(n_visible, **opts)
+        self.c1 = torch.zeros(n_hidden1, **opts)
+        self.c2 = torch.zeros(n_hidden2, **opts)
+
+    # ----------------------------------------------------------------------------------- parameters
+    @classmethod
+    def from_arrays(cls, W1, W2, b, c1, c2, device=None, dtype: Optional[torch.dtype] = None,
+                    generator: Optional[torch.Generator] = None) -> "DBM":
+        """A DBM with given parameters (NumPy arrays or tensors): W1 (n_v, n_h1), W2 (n_h1, n_h2), b (n_v,),
+        c1 (n_h1,), c2 (n_h2,). dtype defaults to W1's floating dtype (float32 for integer input); device to
+        W1's device. The arrays are copied."""
+        W1 = check_tensor(W1, "W1", ndim=2)
+        dtype = dtype or W1.dtype
+        device = torch.device(device) if device is not None else W1.device
+        like = torch.empty(0, device=device, dtype=dtype)
+        W1 = W1.to(device=device, dtype=dtype)
+        n_v, n_h1 = W1.shape
+        W2 = check_tensor(W2, "W2", ndim=2, like=like)
+        if W2.shape[0] != n_h1:
+            raise ValueError(f"W1 is {tuple(W1.shape)} = (n_visible, n_hidden1), so W2 must have {n_h1} rows "
+                             f"(n_hidden1, n_hidden2); got W2 of shape {tuple(W2.shape)}.")
+        n_h2 = W2.shape[1]
+        for name, value, n, what in [("b", b, n_v, "n_visible"), ("c1", c1, n_h1, "n_hidden1"),
+                                     ("c2", c2, n_h2, "n_hidden2")]:
+            t = check_tensor(value, name, ndim=1, like=like)
+            if t.shape[0] != n:
+                raise ValueError(f"{name} must have {what} = {n} entries (from W1 {tuple(W1.shape)} and W2 "
+                                 f"{tuple(W2.shape)}); got {t.shape[0]}.")
+        dbm = cls(n_v, n_h1, n_h2, device=device, generator=generator, dtype=dtype, init_std=0.0)
+        dbm.W1, dbm.W2 = W1.clone(), W2.clone()
+        dbm.b, dbm.c1, dbm.c2 = (check_tensor(t, n, like=like).clone() for t, n in ((b, "b"), (c1, "c1"), (c2, "c2")))
+        return dbm
+
+    @property
+    def n_visible(self) -> int:
+        return self.W1.shape[0]
+
+    @property
+    def n_hidden1(self) -> int:
+        return self.W1.shape[1]
+
+    @property
+    def n_hidden2(self) -> int:
+        return self.W2.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.W1.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W1.dtype
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of parameters: n_v n_h1 + n_h1 n_h2 + n_v + n_h1 + n_h2."""
+        return self.W1.numel() + self.W2.numel() + self.n_visible + self.n_hidden1 + self.n_hidden2
+
+    def parameters(self) -> Tuple[torch.Tensor, ...]:
+        """(W1, W2, b, c1, c2)."""
+        return self.W1, self.W2, self.b, self.c1, self.c2
+
+    def copy(self) -> "DBM":
+        """An independent copy of the parameters (sharing the generator)."""
+        return DBM.from_arrays(*self.parameters(), generator=self.generator)
+
+    def __repr__(self) -> str:
+        return (f"DBM(n_visible={self.n_visible}, n_hidden1={self.n_hidden1}, n_hidden2={self.n_hidden2}, "
+                f"device={self.device}, dtype={self.dtype})")
+
+    # ----------------------------------------------------------------------------------- validation
+    def _check_layer(self, x, name: str, n: int, hint: str = _BINARY_HINT) -> torch.Tensor:
+        x = check_tensor(x, name, shape=(None, n), like=self.W1)
+        return check_binary(x, name, hint=hint)
+
+    def _check_v(self, v, name: str = "v") -> torch.Tensor:
+        return self._check_layer(v, name, self.n_visible)
+
+    def _gen(self, generator: Optional[torch.Generator]) -> Optional[torch.Generator]:
+        g = generator if generator is not None else self.generator
+        if g is not None and g.device.type != self.device.type:
+            raise ValueError(f"the generator lives on {g.device} but the DBM on {self.device}; use one on {self.device}.")
+        return g
+
+    def _threads(self, rows: int):
+        work = rows * (self.n_visible + self.n_hidden2) * self.n_hidden1
+        return single_thread_if_small(work, SINGLE_THREAD_BELOW, self.device)
+
+    # ----------------------------------------------------------------------------------- energy, conditionals
+    def energy(self, v, h1, h2) -> torch.Tensor:
+        """E(v, h1, h2) = -v^T W1 h1 - h1^T W2 h2 - b^T v - c1^T h1 - c2^T h2, one value per row: (batch,)."""
+        v = self._check_v(v)
+        h1 = self._check_layer(h1, "h1", self.n_hidden1, "hidden units are binary")
+        h2 = self._check_layer(h2, "h2", self.n_hidden2, "hidden units are binary")
+        if not (len(v) == len(h1) == len(h2)):
+            raise ValueError(f"v, h1 and h2 must have the same batch size; got {len(v)}, {len(h1)} and {len(h2)}.")
+        return -((v @ self.W1) * h1).sum(1) - ((h1 @ self.W2) * h2).sum(1) - v @ self.b - h1 @ self.c1 - h2 @ self.c2
+
+    def p_h1_given(self, v, h2) -> torch.Tensor:
+        """p(h1_j = 1 | v, h2) = sigma(c1_j + (W1^T v)_j + (W2 h2)_j): (batch, n_h1). h1 hears both neighbours."""
+        v = self._check_v(v)
+        h2 = self._check_layer(h2, "h2", self.n_hidden2, "hidden units are binary")
+        return torch.sigmoid(v @ self.W1 + h2 @ self.W2.T + self.c1)
+
+    def p_v_given_h1(self, h1) -> torch.Tensor:
+        """p(v_i = 1 | h1) = sigma(b_i + (W1 h1)_i): (batch, n_v)."""
+        h1 = self._check_layer(h1, "h1", self.n_hidden1, "hidden units are binary")
+        return torch.sigmoid(h1 @ self.W1.T + self.b)
+
+    def p_h2_given_h1(self, h1) -> torch.Tensor:
+        """p(h2_k = 1 | h1) = sigma(c2_k + (W2^T h1)_k): (batch, n_h2)."""
+        h1 = self._check_layer(h1, "h1", self.n_hidden1, "hidden units are binary")
+        return torch.sigmoid(h1 @ self.W2 + self.c2)
+
+    # ----------------------------------------------------------------------------------- block Gibbs
+    def _gibbs_step(self, v, h2, g) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One sweep: h1 ~ p(h1 | v, h2), then {v, h2} ~ p(v | h1) p(h2 | h1) (independent given h1)."""
+        h1 = _bernoulli(torch.sigmoid(torch.addmm(torch.addmm(self.c1, v, self.W1), h2, self.W2.T)), g)
+        v = _bernoulli(torch.sigmoid(torch.addmm(self.b, h1, self.W1.T)), g)
+        h2 = _bernoulli(torch.sigmoid(torch.addmm(self.c2, h1, self.W2)), g)
+        return v, h1, h2
+
+    def gibbs(self, state: DBMState, n_steps: int = 1, generator: Optional[torch.Generator] = None) -> DBMState:
+        """``n_steps`` sweeps of block Gibbs sampling over the two groups {h1} and {v, h2}.
+
+        state: a :class:`DBMState` (its h1 is not read: each sweep first draws h1 ~ p(h1 | v, h2), then v and h2
+        given h1). Returns the new DBMState. Each row is an independent chain whose law tends to p(v, h1, h2).
+        """
+        n_steps = check_int(n_steps, "n_steps", minimum=0)
+        if not isinstance(state, tuple) or len(state) != 3:
+            raise TypeError("state must be a DBMState(v, h1, h2), e.g. from DBM.init_chains(n).")
+        v, h1, h2 = state
+        v = self._check_v(v, "state.v")
+        h1 = self._check_layer(h1, "state.h1", self.n_hidden1, "hidden units are binary")
+        h2 = self._check_layer(h2, "state.h2", self.n_hidden2, "hidden units are binary")
+        g = self._gen(generator)
+        with self._threads(len(v)):
+            for _ in range(n_steps):
+                v, h1, h2 = self._gibbs_step(v, h2, g)
+        return DBMState(v, h1, h2)
+
+    def init_chains(self, n: int, generator: Optional[torch.Generator] = None) -> DBMState:
+        """``n`` chains with every unit an independent fair coin: a DBMState of 0/1 floats."""
+        n = check_int(n, "n", minimum=1)
+        g = self._gen(generator)
+        half = lambda m: _bernoulli(torch.full((n, m), 0.5, device=self.device, dtype=self.dtype), g)  # noqa: E731
+        return DBMState(half(self.n_visible), half(self.n_hidden1), half(self.n_hidden2))
+
+    def sample(self, n: int, n_steps: int = 1000, generator: Optional[torch.Generator] = None) -> DBMState:
+        """``n`` independent chains from :meth:`init_chains`, run ``n_steps`` Gibbs sweeps: approximate samples."""
+        g = self._gen(generator)
+        return self.gibbs(self.init_chains(n, g), n_steps, g)
+
+    # ----------------------------------------------------------------------------------- mean field
+    def _mean_field(self, v, n_iter: int, tol: Optional[float]) -> MeanField:
+        bottom_up = torch.addmm(self.c1, v, self.W1)  # c1 + W1^T v, the same in every round
+        mu1 = torch.sigmoid(torch.addmm(bottom_up, v, self.W1))  # doubled bottom-up: stands in for the top-down input
+        mu2 = torch.sigmoid(torch.addmm(self.c2, mu1, self.W2))
+        change = torch.full((), float("nan"), device=v.device, dtype=v.dtype)
+        done = 0
+        for done in range(1, n_iter + 1):
+            new1 = torch.sigmoid(torch.addmm(bottom_up, mu2, self.W2.T))  # the best mu1 given mu2
+            new2 = torch.sigmoid(torch.addmm(self.c2, new1, self.W2))  # the best mu2 given mu1
+            if tol is not None or done == n_iter:
+                change = torch.maximum((new1 - mu1).abs().amax(), (new2 - mu2).abs().amax()) if v.numel() else change
+            mu1, mu2 = new1, new2
+            if tol is not None and float(change) < tol:  # reading change syncs with a GPU: only when tol is set
+                break
+        return MeanField(mu1, mu2, done, change)
+
+    def mean_field(self, v, n_iter: int = 100, tol: Optional[float] = 1e-7) -> MeanField:
+        """The factorial approximation q(h1, h2) = prod_j q(h1_j) prod_k q(h2_k) of p(h1, h2 | v), by fixed point.
+
+        The bound log p*(v) >= E_q[-E(v, h1, h2)] + H(q) (see :meth:`mean_field_bound`) is maximised one layer at a
+        time: with mu2 fixed, the best mu1 is sigma(c1 + W1^T v + W2 mu2), and with mu1 fixed the best mu2 is
+        sigma(c2 + W2^T mu1). Each half-step is the exact maximiser over its layer, so the bound never decreases.
+        Start (Salakhutdinov & Hinton, 2009): mu1 = sigma(c1 + 2 W1^T v) (bottom-up input doubled in place of the
+        top-down input not yet known), mu2 = sigma(c2 + W2^T mu1); then up to ``n_iter`` rounds, stopping early when
+        no mu moved by more than ``tol`` (tol=None: exactly n_iter rounds, no host synchronisation).
+        v: (batch, n_v) in {0, 1}. Returns a :class:`MeanField`.
+        """
+        v = self._check_v(v)
+        n_iter = check_int(n_iter, "n_iter", minimum=0)
+        if tol is not None:
+            tol = check_positive(tol, "tol")
+        with self._threads(len(v)):
+            return self._mean_field(v, n_iter, tol)
+
+    def _bound(self, v, mu1, mu2) -> torch.Tensor:
+        return (v @ self.b + (mu1 * (v @ self.W1 + self.c1)).sum(1) + ((mu1 @ self.W2) * mu2).sum(1) + mu2 @ self.c2
+                + _entropy(mu1) + _entropy(mu2))
+
+    def mean_field_bound(self, v, mu1=None, mu2=None) -> torch.Tensor:
+        """The variational lower bound on log p*(v) = -F(v) for a factorial q with means mu1, mu2, in float64:
+
+            L(v; mu1, mu2) = b^T v + mu1^T (c1 + W1^T v) + mu1^T W2 mu2 + c2^T mu2 + H(mu1) + H(mu2)
+                           = log p*(v) - KL(q || p(h1, h2 | v)) <= log p*(v),
+
+        H(mu) = -sum mu log mu + (1 - mu) log(1 - mu). (E_q[h1^T W2 h2] = mu1^T W2 mu2 because q makes h1 and h2
+        independent.) Subtract log Z for a bound on log p(v). v: (batch, n_v); mu1: (batch, n_h1), mu2:
+        (batch, n_h2) in [0, 1] (default: :meth:`mean_field`'s fixed point). Returns (batch,).
+        """
+        v = self._check_v(v)
+        if (mu1 is None) != (mu2 is None):
+            raise ValueError("pass both mu1 and mu2, or neither (then the mean-field fixed point is used).")
+        if mu1 is None:
+            mu1, mu2, _, _ = self.mean_field(v)
+        mu1 = check_tensor(mu1, "mu1", shape=(len(v), self.n_hidden1), like=self.W1)
+        mu2 = check_tensor(mu2, "mu2", shape=(len(v), self.n_hidden2), like=self.W1)
+        for name, mu in (("mu1", mu1), ("mu2", mu2)):
+            if bool(((mu < 0) | (mu > 1)).any()):
+                raise ValueError(f"{name} holds probabilities q(h = 1) and must lie in [0, 1]; got values in "
+                                 f"[{float(mu.min()):.3g}, {float(mu.max()):.3g}].")
+        d = torch.float64
+        W1, W2, b, c1, c2 = (p.to(d) for p in self.parameters())
+        v, mu1, mu2 = v.to(d), mu1.to(d), mu2.to(d)
+        return (v @ b + (mu1 * (v @ W1 + c1)).sum(1) + ((mu1 @ W2) * mu2).sum(1) + mu2 @ c2
+                + _entropy(mu1) + _entropy(mu2))
+
+    # ----------------------------------------------------------------------------------- exact log Z and log p(v)
+    def _enumeration_limit(self, n_enum: int, what: str, max_units: int) -> None:
+        if n_enum > max_units:
+            raise ValueError(
+                f"{what} enumerates 2^{n_enum} states, more than max_units = {max_units} allows "
+                f"(layers: n_visible = {self.n_visible}, n_hidden1 = {self.n_hidden1}, n_hidden2 = {self.n_hidden2}). "
+                "Estimate log Z with ais_log_partition_dbm and log p(v) with the mean-field bound instead, or raise "
+                "max_units if you can wait."
+            )
+
+    def log_partition_exact(self, max_units: int = MAX_ENUMERATED_UNITS) -> float:
+        """log Z by summing out alternate layers in closed form, in float64; returns a Python float.
+
+        Given h1, v and h2 are independent, so summing them out leaves one sum over h1:
+
+            log Z = logsumexp over h1 of [c1^T h1 + sum_i softplus(b_i + (W1 h1)_i) + sum_k softplus(c2_k + (W2^T h1)_k)],
+
+        2^n_h1 terms. When {v, h2} is the smaller group it is enumerated instead and h1 summed out:
+        log Z = logsumexp over (v, h2) of [b^T v + c2^T h2 + sum_j softplus(c1_j + (W1^T v)_j + (W2 h2)_j)].
+        Refuses when the enumerated group has more than ``max_units`` (25) units: use :func:`ais_log_partition_dbm`.
+        """
+        max_units = check_int(max_units, "max_units", minimum=1)
+        W1, W2, b, c1, c2 = (p.detach().double() for p in self.parameters())
+        n_v, n_h1, n_h2 = self.n_visible, self.n_hidden1, self.n_hidden2
+        if n_h1 <= n_v + n_h2:
+            self._enumeration_limit(n_h1, "exact log Z (summing out v and h2)", max_units)
+
+            def terms(h1):
+                return h1 @ c1 + F_.softplus(h1 @ W1.T + b).sum(1) + F_.softplus(h1 @ W2 + c2).sum(1)
+
+            return float(_enumerated_logsumexp(n_h1, terms, n_v + n_h2, W1))
+        self._enumeration_limit(n_v + n_h2, "exact log Z (summing out h1)", max_units)
+        Wvh = torch.cat([W1, W2.T], 0)  # the group {v, h2} as one layer coupled to h1
+        bias = torch.cat([b, c2])
+
+        def terms(s):
+            return s @ bias + F_.softplus(s @ Wvh + c1).sum(1)
+
+        return float(_enumerated_logsumexp(n_v + n_h2, terms, n_h1, W1))
+
+    def free_energy(self, v, max_units: int = MAX_ENUMERATED_UNITS) -> torch.Tensor:
+        """F(v) = -log p*(v) = -log sum over (h1, h2) of exp(-E(v, h1, h2)), exactly, in float64: (batch,).
+
+        Summing out h2 given h1 (or h1 given v and h2) leaves one enumeration, over the smaller hidden layer:
+          over h1: -F(v) = b^T v + logsumexp_h1 [h1^T (c1 + W1^T v) + sum_k softplus(c2_k + (W2^T h1)_k)],
+          over h2: -F(v) = b^T v + logsumexp_h2 [c2^T h2 + sum_j softplus(c1_j + (W1^T v)_j + (W2 h2)_j)].
+        Refuses above ``max_units`` units in the smaller hidden layer.
+        """
+        v = self._check_v(v)
+        max_units = check_int(max_units, "max_units", minimum=1)
+        W1, W2, b, c1, c2 = (p.detach().double() for p in self.parameters())
+        v = v.double()
+        a1 = v @ W1 + c1  # (batch, n_h1)
+        if self.n_hidden1 <= self.n_hidden2:
+            self._enumeration_limit(self.n_hidden1, "the exact free energy (enumerating h1)", max_units)
+
+            def terms(h1):  # (batch, S)
+                return a1 @ h1.T + F_.softplus(h1 @ W2 + c2).sum(1)
+
+            inner = _enumerated_logsumexp(self.n_hidden1, terms, len(v) + self.n_hidden2, W1)
+        else:
+            self._enumeration_limit(self.n_hidden2, "the exact free energy (enumerating h2)", max_units)
+
+            def terms(h2):  # (batch, S)
+                return h2 @ c2 + F_.softplus(a1[:, None, :] + (h2 @ W2.T)[None]).sum(2)
+
+            inner = _enumerated_logsumexp(self.n_hidden2, terms, max(1, len(v)) * self.n_hidden1, W1)
+        return -(v @ b) - inner
+
+    def log_prob_exact(self, v, log_z: Optional[float] = None, max_units: int = MAX_ENUMERATED_UNITS) -> torch.Tensor:
+        """log p(v) = -F(v) - log Z for each row of v: (batch,) float64 tensor, exact (see :meth:`free_energy`
+        and :meth:`log_partition_exact`). Pass ``log_z`` to reuse it."""
+        free = self.free_energy(v, max_units)
+        if log_z is None:
+            log_z = self.log_partition_exact(max_units)
+        return -free - float(log_z)
+
+    def log_likelihood_exact(self, v, log_z: Optional[float] = None) -> float:
+        """Mean exact log-likelihood (1/n) sum_i log p(v_i), in nats (a float)."""
+        return float(self.log_prob_exact(v, log_z).mean())
+
+    # ----------------------------------------------------------------------------------- training
+    def gradient(self, v_data, chains: DBMState, k: int = 1, n_mean_field: int = 10,
+                 generator: Optional[torch.Generator] = None) -> Tuple[DBMGradient, DBMState]:
+        """The Salakhutdinov-Hinton (2009) estimate of the gradient of the mean variational log-likelihood.
+
+        Positive phase: mean field on the data (``n_mean_field`` rounds from the doubled bottom-up start),
+        statistics v mu1^T, mu1 mu2^T, v, mu1, mu2. Negative phase: ``k`` block Gibbs sweeps of the persistent
+        ``chains`` (M rows), then statistics with h1 replaced by q1 = p(h1 | v, h2) (its expectation given the
+        chains' v and h2: same mean, less noise):
+
+            grad W1 = <v mu1^T>_data - <v q1^T>_chains,   grad W2 = <mu1 mu2^T>_data - <q1 h2^T>_chains,
+            grad b = <v> - <v>,  grad c1 = <mu1> - <q1>,  grad c2 = <mu2> - <h2>.
+
+        With exact model averages this is the gradient of (1/n) sum L(v; mu1, mu2) - log Z, the bound at the
+        mean-field fixed point (the bound's derivative in mu vanishes there). Returns (DBMGradient, new chains).
+        """
+        v0 = self._check_v(v_data, "v_data")
+        k = check_int(k, "k", minimum=1)
+        n_mean_field = check_int(n_mean_field, "n_mean_field", minimum=0)
+        chains = DBMState(self._check_v(chains[0], "chains.v"),
+                          self._check_layer(chains[1], "chains.h1", self.n_hidden1, "hidden units are binary"),
+                          self._check_layer(chains[2], "chains.h2", self.n_hidden2, "hidden units are binary"))
+        with self._threads(max(len(v0), len(chains.v))):
+            return self._gradient(v0, chains, k, n_mean_field, self._gen(generator))
+
+    def _gradient(self, v0, chains: DBMState, k: int, n_mean_field: int, g) -> Tuple[DBMGradient, DBMState]:
+        mu1, mu2, _, _ = self._mean_field(v0, n_mean_field, None)
+        v, h1, h2 = chains
+        for _ in range(k):
+            v, h1, h2 = self._gibbs_step(v, h2, g)
+        q1 = torch.sigmoid(torch.addmm(torch.addmm(self.c1, v, self.W1), h2, self.W2.T))  # E[h1 | v, h2]
+        n, m = len(v0), len(v)
+        grad = DBMGradient(
+            W1=v0.T @ mu1 / n - v.T @ q1 / m,
+            W2=mu1.T @ mu2 / n - q1.T @ h2 / m,
+            b=v0.mean(0) - v.mean(0),
+            c1=mu1.mean(0) - q1.mean(0),
+            c2=mu2.mean(0) - h2.mean(0),
+        )
+        return grad, DBMState(v, h1, h2)
+
+    def update(self, grad: DBMGradient, step_size: float, weight_decay: float = 0.0) -> None:
+        """Gradient ascent in place: theta += step_size (grad - weight_decay theta) for the weights, theta +=
+        step_size grad for the biases."""
+        step_size = check_positive(step_size, "step_size", hint=_STEP_HINT)
+        if not isinstance(grad, tuple) or len(grad) != 5:
+            raise TypeError("grad must be a DBMGradient(W1, W2, b, c1, c2), as returned by DBM.gradient.")
+        weight_decay = float(weight_decay)
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0; got {weight_decay}.")
+        grad = DBMGradient(*(check_tensor(gr, f"grad.{name}", shape=tuple(p.shape), like=p)
+                             for name, p, gr in zip(DBMGradient._fields, self.parameters(), grad)))
+        self._update(grad, step_size, weight_decay)
+
+    def _update(self, grad: DBMGradient, step_size: float, weight_decay: float) -> None:
+        if weight_decay:
+            self.W1.mul_(1 - step_size * weight_decay)
+            self.W2.mul_(1 - step_size * weight_decay)
+        for p, gr in zip(self.parameters(), grad):
+            p.add_(gr, alpha=step_size)
+
+    def fit(self, v, n_epochs: int = 10, batch_size: int = 20,
+            step_size: Union[float, Callable[[int], float]] = 0.01, n_chains: int = 100, k: int = 1,
+            n_mean_field: int = 10, weight_decay: float = 0.0, chains: Optional[DBMState] = None,
+            shuffle: bool = True, generator: Optional[torch.Generator] = None,
+            callback: Optional[Callable[[int, "DBM"], Optional[dict]]] = None) -> dict:
+        """Train by stochastic gradient ascent with mean field for the data and persistent chains for the model.
+
+        The Salakhutdinov-Hinton (2009) recipe: every minibatch of ``batch_size`` rows of v (n, n_v) takes one step
+        of :meth:`gradient` (``n_mean_field`` rounds of mean field, ``k`` Gibbs sweeps of the ``n_chains``
+        persistent chains, which start at ``chains`` or at fair coins) and :meth:`update`. step_size may be a
+        function of the epoch (1, 2, ...). callback(epoch, dbm) may return a dict of numbers, recorded per epoch.
+        Returns a history: "epoch", "seconds" (cumulative, callbacks excluded), the callback's keys and
+        "chains" (the final DBMState). Raises DivergenceError when a parameter stops being finite.
+        """
+        n_epochs = check_int(n_epochs, "n_epochs", minimum=0)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        n_chains = check_int(n_chains, "n_chains", minimum=1)
+        k = check_int(k, "k", minimum=1)
+        n_mean_field = check_int(n_mean_field, "n_mean_field", minimum=0)
+        weight_decay = float(weight_decay)
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0; got {weight_decay}.")
+        schedule = step_size if callable(step_size) else None
+        step_size = check_positive(schedule(1) if schedule else step_size, "step_size", hint=_STEP_HINT)
+        v = self._check_v(v)
+        g = self._gen(generator)
+        if chains is None:
+            chains = self.init_chains(n_chains, g)
+        else:
+            chains = DBMState(self._check_v(chains[0], "chains.v"),
+                              self._check_layer(chains[1], "chains.h1", self.n_hidden1, "hidden units are binary"),
+                              self._check_layer(chains[2], "chains.h2", self.n_hidden2, "hidden units are binary"))
+        history = {"epoch": [], "seconds": []}
+        seconds = 0.0
+        for epoch in progress(range(1, n_epochs + 1), desc="DBM"):
+            if schedule is not None:
+                step_size = check_positive(schedule(epoch), f"step_size({epoch})", hint=_STEP_HINT)
+            start = time.perf_counter()
+            with self._threads(max(batch_size, len(chains.v))):
+                order = torch.randperm(len(v), generator=g, device=self.device) if shuffle else None
+                data = v[order] if shuffle else v
+                for v0 in data.split(batch_size):
+                    grad, chains = self._gradient(v0, chains, k, n_mean_field, g)
+                    self._update(grad, step_size, weight_decay)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            seconds += time.perf_counter() - start
+            if not all(bool(torch.isfinite(p).all()) for p in self.parameters()):
+                raise DivergenceError(f"the DBM's parameters became NaN/inf in epoch {epoch}; lower step_size (now "
+                                      f"{step_size:g}), add weight_decay, or check the data.")
+            history["epoch"].append(epoch)
+            history["seconds"].append(seconds)
+            if callback is not None:
+                for key, value in (callback(epoch, self) or {}).items():
+                    history.setdefault(key, []).append(value)
+        history["chains"] = chains
+        return history
+
+
+# --------------------------------------------------------------------------------------------- pre-training
+class PretrainedDBM(NamedTuple):
+    """What :func:`pretrain_dbm` built: the composed DBM and the two doubled RBMs it came from.
+
+    rbm1: BernoulliRBM(2 n_v, n_h1) whose two visible halves share W1 and b (the doubled input);
+    rbm2: BernoulliRBM(n_h1, 2 n_h2) whose two hidden halves share W2 and c2 (the doubled hidden layer).
+    """
+
+    dbm: DBM
+    rbm1: BernoulliRBM
+    rbm2: BernoulliRBM
+
+
+def _tied_cd_epochs(rbm: BernoulliRBM, batches, axis: int, n_epochs: int, step_size, k: int, g, desc: str) -> None:
+    """CD-k on an RBM whose two halves along ``axis`` (0: visible rows of W, 1: hidden columns) are tied.
+
+    The tied model's parameter is shared by both halves, so its gradient is the sum of the halves' gradients;
+    we step along their mean (the same scale as an untied RBM) and write it to both halves, which therefore stay
+    equal. ``batches(epoch)`` yields the minibatches of the RBM's visible data.
+    """
+    for epoch in progress(range(1, n_epochs + 1), desc=desc):
+        eps = step_size(epoch) if callable(step_size) else step_size
+        for v0 in batches(epoch):
+            grad, _ = rbm.cd_gradient(v0, k=k, generator=g)
+            gW, gb, gc = grad
+            if axis == 0:
+                gW = gW.view(2, -1, gW.shape[1]).mean(0).repeat(2, 1)
+                gb = gb.view(2, -1).mean(0).repeat(2)
+            else:
+                gW = gW.view(gW.shape[0], 2, -1).mean(1).repeat(1, 2)
+                gc = gc.view(2, -1).mean(0).repeat(2)
+            rbm.W.add_(gW, alpha=eps)  # W, b and c are views into rbm.theta: the step lands there
+            rbm.b.add_(gb, alpha=eps)
+            rbm.c.add_(gc, alpha=eps)
+        if not bool(torch.isfinite(rbm.theta).all()):
+            raise DivergenceError(f"pre-training ({desc}) diverged in epoch {epoch}; lower step_size.")
+
+
+def pretrain_dbm(v, n_hidden1: int, n_hidden2: int, n_epochs: int = 20, batch_size: int = 20,
+                 step_size: Union[float, Callable[[int], float]] = 0.05, k: int = 1, init_std: float = 0.01,
+                 generator: Optional[torch.Generator] = None, seed: Optional[int] = None) -> PretrainedDBM:
+    """Greedy layer-wise pre-training of a two-layer DBM from two RBMs (Salakhutdinov & Hinton, 2009, sec. 3.1).
+
+    In the DBM, h1 hears both neighbours: p(h1_j = 1 | v, h2) = sigma(c1_j + (W1^T v)_j + (W2 h2)_j). Each RBM of
+    a plain stack would give h1 its whole input from one side, so the composed model would count it twice.
+    The correction doubles one side of each RBM, with tied weights:
+
+    - RBM 1 sees the data twice: visible units (v, v') with the same W1 and b, trained by CD-k on rows (v, v).
+      So p(h1 | v, v) = sigma(c1' + 2 W1^T v) and p(v_i = 1 | h1) = sigma(b_i + (W1 h1)_i) for each copy.
+    - RBM 2 has visible units h1 and two tied copies (h2, h2') of the top layer, same W2 and c2, trained by
+      CD-k on h1 ~ p(h1 | v, v) of RBM 1 (a fresh sample for every minibatch). So
+      p(h1 | h2, h2') = sigma(c1'' + W2 (h2 + h2')) and p(h2_k = 1 | h1) = sigma(c2_k + (W2^T h1)_k).
+    - The DBM takes W1, b from RBM 1, W2, c2 from RBM 2 and c1 = (c1' + c1'') / 2: with h2' = h2, the DBM's
+      input to h1, c1 + W1^T v + W2 h2, is exactly the average of RBM 1's input c1' + 2 W1^T v and RBM 2's
+      input c1'' + 2 W2 h2. Each module supplies half.
+
+    Both RBMs are :class:`~ebm_teach.rbm.BernoulliRBM`\\s trained with their own ``cd_gradient``; the tied halves
+    share one step, the mean of the halves' gradients, so they stay equal. v: (n, n_v) binary data.
+    Returns a :class:`PretrainedDBM` (dbm, rbm1, rbm2). Each RBM runs ``n_epochs`` epochs of minibatches of
+    ``batch_size``, shuffled each epoch, with ``step_size`` (a number or a function of the epoch).
+    """
+    v = check_binary(check_tensor(v, "v", ndim=2), "v", hint=_BINARY_HINT)
+    n_hidden1 = check_int(n_hidden1, "n_hidden1", minimum=1)
+    n_hidden2 = check_int(n_hidden2, "n_hidden2", minimum=1)
+    n_epochs = check_int(n_epochs, "n_epochs", minimum=0)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    k = check_int(k, "k", minimum=1)
+    if not callable(step_size):
+        check_positive(step_size, "step_size", hint=_STEP_HINT)
+    if generator is not None and seed is not None:
+        raise ValueError("pass either generator or seed, not both.")
+    g = make_generator(seed, v.device) if seed is not None else generator
+    n_v, device, dtype = v.shape[1], v.device, v.dtype
+
+    init = BernoulliRBM(n_v, n_hidden1, device=device, generator=g, dtype=dtype, init_std=init_std)
+    rbm1 = BernoulliRBM.from_arrays(init.W.repeat(2, 1), init.b.repeat(2), init.c, generator=g)
+    doubled = torch.cat([v, v], 1)
+
+    def batches1(epoch):
+        return doubled[torch.randperm(len(v), generator=g, device=device)].split(batch_size)
+
+    with single_thread_if_small(batch_size * 2 * n_v * n_hidden1, SINGLE_THREAD_BELOW, device):
+        _tied_cd_epochs(rbm1, batches1, 0, n_epochs, step_size, k, g, "RBM 1 (doubled input)")
+
+    init = BernoulliRBM(n_hidden1, n_hidden2, device=device, generator=g, dtype=dtype, init_std=init_std)
+    rbm2 = BernoulliRBM.from_arrays(init.W.repeat(1, 2), init.b, init.c.repeat(2), generator=g)
+
+    def batches2(epoch):
+        for v0 in batches1(epoch):
+            yield rbm1.sample_h_given_v(v0, generator=g)
+
+    with single_thread_if_small(batch_size * n_hidden1 * 2 * n_hidden2, SINGLE_THREAD_BELOW, device):
+        _tied_cd_epochs(rbm2, batches2, 1, n_epochs, step_size, k, g, "RBM 2 (doubled top)")
+
+    dbm = DBM.from_arrays(rbm1.W[:n_v], rbm2.W[:, :n_hidden2], rbm1.b[:n_v], (rbm1.c + rbm2.b) / 2,
+                          rbm2.c[:n_hidden2], generator=g)
+    return PretrainedDBM(dbm, rbm1, rbm2)
+
+
+# --------------------------------------------------------------------------------------------- AIS
+def _ais_log_p_star(h1, beta: float, W1, W2, b, b_A, c1, c2) -> torch.Tensor:
+    """log p*_beta(h1) with v and h2 summed out, float64: (M,).
+
+    p_beta is the DBM with couplings beta W1, beta W2 and biases (1 - beta) b_A + beta b, beta c1, beta c2, so
+    log p*_beta(h1) = beta c1^T h1 + sum_i softplus((1 - beta) b_A,i + beta (b + W1 h1)_i)
+                      + sum_k softplus(beta (c2 + W2^T h1)_k).
+    """
+    return (beta * (h1 @ c1) + F_.softplus((1 - beta) * b_A + beta * (h1 @ W1.T + b)).sum(1)
+            + F_.softplus(beta * (h1 @ W2 + c2)).sum(1))
+
+
+def _ais_transition(h1, beta: float, W1, W2, b, b_A, c1, c2, g) -> torch.Tensor:
+    """One move h1 -> h1' that leaves p_beta(h1) invariant: {v, h2} ~ p_beta(v, h2 | h1), then h1' ~ p_beta(h1 | v, h2).
+
+    It is a block Gibbs sweep of the joint p_beta(v, h1, h2), which leaves the joint, and so its h1-marginal,
+    invariant: v_i ~ sigma((1 - beta) b_A,i + beta (b + W1 h1)_i), h2_k ~ sigma(beta (c2 + W2^T h1)_k),
+    h1_j ~ sigma(beta (c1 + W1^T v + W2 h2)_j).
+    """
+    v = _bernoulli(torch.sigmoid((1 - beta) * b_A + beta * (h1 @ W1.T + b)), g)
+    h2 = _bernoulli(torch.sigmoid(beta * (h1 @ W2 + c2)), g)
+    return _bernoulli(torch.sigmoid(beta * (v @ W1 + h2 @ W2.T + c1)), g)
+
+
+def ais_log_partition_dbm(dbm: DBM, n_chains: int = 100, n_betas: int = AIS_STANDARD_N_BETAS, betas=None,
+                          base: Union[str, torch.Tensor] = "uniform", generator: Optional[torch.Generator] = None,
+                          seed: Optional[int] = None) -> AISResult:
+    """Estimate log Z of a two-layer DBM by annealed importance sampling on h1, with v and h2 summed out.
+
+    Salakhutdinov & Hinton (2009), sec. 3.3: because v and h2 sum out in closed form given h1, AIS runs on the
+    state space of h1 alone. The path mixes energies, E_beta = beta E + (1 - beta) E_A, from the base DBM E_A with
+    no couplings and visible biases b_A (beta = 0: v ~ Bernoulli(sigma(b_A)), h1 and h2 fair coins,
+    log Z_A = sum_i softplus(b_A,i) + (n_h1 + n_h2) log 2) to the DBM (beta = 1). Each p_beta is itself a DBM, with
+
+        log p*_beta(h1) = beta c1^T h1 + sum_i softplus((1 - beta) b_A,i + beta (b + W1 h1)_i)
+                          + sum_k softplus(beta (c2 + W2^T h1)_k),
+
+    and its block Gibbs sweep h1 -> {v, h2} -> h1' leaves p_beta(h1) invariant. Each of the M chains draws h1
+    from the base, then for k = 1..K: log w += log p*_beta_k(h1) - log p*_beta_(k-1)(h1), then one sweep at
+    beta_k. E[w] = Z / Z_A, so log Z^ = log Z_A + log mean(w) is a stochastic lower bound on log Z.
+
+    dbm: a :class:`DBM` (runs on its device, vectorised over the chains). n_chains: M. n_betas: K (the
+    Salakhutdinov-Murray schedule scaled to K, see ebm_teach.evaluate.ais_betas) unless ``betas`` (0 = beta_0 < ...
+    < beta_K = 1) is given. base: "uniform" (b_A = 0), a (n_v,) vector b_A, or binary training data (n, n_v)
+    whose base rates give b_A. generator (on the DBM's device) or seed: the randomness.
+    Returns an :class:`~ebm_teach.evaluate.AISResult` (log_z, std_error, ESS, log_weights ...).
+    """
+    if not isinstance(dbm, DBM):
+        raise TypeError(f"dbm must be a DBM; got {type(dbm).__name__}.")
+    M = check_int(n_chains, "n_chains", minimum=1)
+    beta = _ais_betas_list(n_betas, betas)
+    if generator is not None and seed is not None:
+        raise ValueError("pass either generator or seed, not both.")
+    g = make_generator(seed, dbm.device) if seed is not None else dbm._gen(generator)
+    W1, W2, b, c1, c2 = (p.detach() for p in dbm.parameters())
+    b_A = _ais_base_bias(base, dbm.n_visible, W1)
+    log_z_base = float(F_.softplus(b_A.double()).sum()) + (dbm.n_hidden1 + dbm.n_hidden2) * math.log(2.0)
+    params = (W1, W2, b, b_A, c1, c2)
+    params64 = tuple(p.double() for p in params)
+    with torch.no_grad(), dbm._threads(M):
+        h1 = _bernoulli(torch.full((M, dbm.n_hidden1), 0.5, device=dbm.device, dtype=dbm.dtype), g)
+        log_w = torch.zeros(M, device=dbm.device, dtype=torch.float64)
+        for k in range(1, len(beta)):
+            h64 = h1.double()
+            log_w += _ais_log_p_star(h64, beta[k], *params64) - _ais_log_p_star(h64, beta[k - 1], *params64)
+            if k < len(beta) - 1:
+                h1 = _ais_transition(h1, beta[k], *params, g)
+    if not bool(torch.isfinite(log_w).all()):
+        raise ValueError("AIS produced NaN/inf log-weights; check that the DBM's parameters are finite and moderate.")
+    return _ais_result(log_w, log_z_base)
+
+
+# --------------------------------------------------------------------------------------------- DBN
+class DBN:
+    """A deep belief network: a stack of :class:`~ebm_teach.rbm.BernoulliRBM`\\s, rbms[0] at the bottom.
+
+    Generative model (Hinton, Osindero & Teh, 2006): the top RBM (rbms[-1]) is an undirected model of the top
+    two layers, and every lower RBM contributes only its directed conditional p(h_(l-1) | h_l). For two layers,
+
+        p(v, h1) = p1(v | h1) p_top(h1),   p1(v_i = 1 | h1) = sigma(b_i + (W1 h1)_i),   p_top(h1) = exp(-F_top(h1)) / Z_top.
+
+    Inference uses the first RBM's factorial posterior q(h1 | v) = p1(h1 | v), exact for the RBM but only an
+    approximation of the DBN's posterior p(h1 | v) ~ p1(v | h1) p_top(h1).
+    rbms: a list of BernoulliRBMs with rbms[l].n_hidden == rbms[l+1].n_visible.
+    """
+
+    def __init__(self, rbms: Sequence[BernoulliRBM]):
+        rbms = list(rbms)
+        if not rbms or not all(isinstance(r, BernoulliRBM) for r in rbms):
+            raise TypeError("rbms must be a non-empty list of BernoulliRBMs, the bottom one first.")
+        for i, (lower, upper) in enumerate(zip(rbms, rbms[1:])):
+            if lower.n_hidden != upper.n_visible:
+                raise ValueError(f"rbms[{i}] has {lower.n_hidden} hidden units but rbms[{i + 1}] has "
+                                 f"{upper.n_visible} visible units; each RBM's visible layer is the hidden layer below.")
+            if lower.device != upper.device:
+                raise ValueError(f"rbms[{i}] is on {lower.device} but rbms[{i + 1}] on {upper.device}; put them on one device.")
+        self.rbms = rbms
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.rbms)
+
+    @property
+    def n_visible(self) -> int:
+        return self.rbms[0].n_visible
+
+    @property
+    def n_parameters(self) -> int:
+        """Parameters of the generative model: every W, the visible bias of each directed layer, and the top
+        RBM's two biases (the hidden biases of the lower RBMs only serve inference)."""
+        lower = sum(r.W.numel() + r.n_visible for r in self.rbms[:-1])
+        top = self.rbms[-1]
+        return lower + top.W.numel() + top.n_visible + top.n_hidden
+
+    def __repr__(self) -> str:
+        sizes = [self.rbms[0].n_visible] + [r.n_hidden for r in self.rbms]
+        return f"DBN(layers={sizes}, device={self.rbms[0].device})"
+
+    @classmethod
+    def greedy(cls, v, hidden_sizes: Sequence[int], n_epochs: int = 20, batch_size: int = 20,
+               step_size: Union[float, Callable[[int], float]] = 0.05, k: int = 1, persistent: bool = False,
+               samples_per_example: int = 1, init_std: float = 0.01, generator: Optional[torch.Generator] = None,
+               seed: Optional[int] = None, callback: Optional[Callable] = None) -> "DBN":
+        """Greedy layer-wise training (Hinton, Osindero & Teh, 2006): fit an RBM to v, then an RBM to samples of
+        its hidden layer h1 ~ p1(h1 | v), and so on up the stack.
+
+        v: (n, n_v) binary data. hidden_sizes: the width of each hidden layer, bottom first. Each RBM is trained
+        with :meth:`BernoulliRBM.fit` (``n_epochs``, ``batch_size``, ``step_size``, ``k``, ``persistent``); the
+        layer above sees ``samples_per_example`` samples of h per data row. callback(layer, epoch, rbm) is passed
+        to fit as fit's callback for each layer.
+        """
+        v = check_binary(check_tensor(v, "v", ndim=2), "v", hint=_BINARY_HINT)
+        if isinstance(hidden_sizes, int) or not hidden_sizes:
+            raise ValueError(f"hidden_sizes must be a non-empty list of layer widths, e.g. [16, 16]; got {hidden_sizes!r}.")
+        sizes = [check_int(n, f"hidden_sizes[{i}]", minimum=1) for i, n in enumerate(hidden_sizes)]
+        samples_per_example = check_int(samples_per_example, "samples_per_example", minimum=1)
+        if generator is not None and seed is not None:
+            raise ValueError("pass either generator or seed, not both.")
+        g = make_generator(seed, v.device) if seed is not None else generator
+        rbms, data = [], v
+        for layer, n_hidden in enumerate(sizes):
+            rbm = BernoulliRBM(data.shape[1], n_hidden, device=v.device, generator=g, dtype=v.dtype, init_std=init_std)
+            cb = None if callback is None else (lambda epoch, model, layer=layer: callback(layer, epoch, model))
+            rbm.fit(data, n_epochs=n_epochs, batch_size=batch_size, step_size=step_size, k=k, persistent=persistent,
+                    generator=g, callback=cb)
+            rbms.append(rbm)
+            if layer < len(sizes) - 1:
+                data = rbm.sample_h_given_v(data.repeat(samples_per_example, 1), generator=g)
+        return cls(rbms)
+
+    def sample(self, n: int, n_gibbs: int = 1000, generator: Optional[torch.Generator] = None,
+               probabilities: bool = False) -> torch.Tensor:
+        """Ancestral sampling: ``n_gibbs`` block Gibbs steps in the top RBM (from fair coins), then one directed pass
+        down, h_(l-1) ~ p_l(h_(l-1) | h_l), to v. Returns v: (n, n_v), 0/1 samples, or with ``probabilities`` the
+        last layer's p(v = 1 | h1) (less noisy to look at)."""
+        n = check_int(n, "n", minimum=1)
+        n_gibbs = check_int(n_gibbs, "n_gibbs", minimum=0)
+        top = self.rbms[-1]
+        g = generator if generator is not None else top.generator
+        start = _bernoulli(torch.full((n, top.n_visible), 0.5, device=top.device, dtype=top.dtype), g)
+        h = top.gibbs(start, n_gibbs, generator=g)  # the top RBM's visible layer: h_(L-1), or v for one layer
+        if self.n_layers == 1:
+            return top.p_v_given_h(top.sample_h_given_v(h, generator=g)) if probabilities else h
+        for rbm in reversed(self.rbms[1:-1]):
+            h = rbm.sample_v_given_h(h, generator=g)
+        bottom = self.rbms[0]
+        return bottom.p_v_given_h(h) if probabilities else bottom.sample_v_given_h(h, generator=g)
+
+    # ----------------------------------------------------------------------------------- exact quantities (2 layers)
+    def _two_layers(self, what: str, max_units: int) -> Tuple[BernoulliRBM, BernoulliRBM]:
+        if self.n_layers != 2:
+            raise ValueError(f"{what} is implemented for a two-layer DBN (two RBMs); this one has {self.n_layers}.")
+        rbm1, top = self.rbms
+        if rbm1.n_hidden > max_units:
+            raise ValueError(f"{what} enumerates the 2^{rbm1.n_hidden} states of h1, more than max_units = {max_units} "
+                             "allows; use fewer units in the first hidden layer or raise max_units if you can wait.")
+        return rbm1, top
+
+    def _log_joint_terms(self, v, rbm1, top, log_z_top):
+        """For each v and every h1 (enumerated in chunks): log p1(v | h1) + log p_top(h1) and q(h1 | v) terms."""
+        W, b, c = rbm1.W.double(), rbm1.b.double(), rbm1.c.double()
+        tW, tb, tc = top.W.double(), top.b.double(), top.c.double()
+        a = v @ W + c  # q's logits (batch, n_h1)
+
+        def log_joint(h1):  # (batch, S)
+            log_p_v_given_h = v @ (h1 @ W.T + b).T - F_.softplus(h1 @ W.T + b).sum(1)
+            log_prior = h1 @ tb + F_.softplus(h1 @ tW + tc).sum(1) - log_z_top
+            return log_p_v_given_h + log_prior
+
+        return a, log_joint
+
+    def log_prob_exact(self, v, max_units: int = 20) -> torch.Tensor:
+        """log p(v) = log sum_h1 p1(v | h1) p_top(h1) of a two-layer DBN, exactly (enumerating h1), float64: (batch,)."""
+        rbm1, top = self._two_layers("the exact log p(v) of a DBN", max_units)
+        v = rbm1._check_v(v).double()
+        _, log_joint = self._log_joint_terms(v, rbm1, top, top.log_partition_exact())
+        return _enumerated_logsumexp(rbm1.n_hidden, log_joint, max(1, len(v)) + rbm1.n_visible, v)
+
+    def variational_bound(self, v, max_units: int = 20) -> torch.Tensor:
+        """The lower bound on log p(v) of a two-layer DBN with q(h1 | v) = p1(h1 | v), exactly, float64: (batch,).
+
+            B(v) = sum_h1 q(h1 | v) [log p1(v | h1) + log p_top(h1)] + H(q) = log p(v) - KL(q || p(h1 | v)).
+
+        The expectation is a sum over all 2^n_h1 states of h1, weighted by q(h1 | v) = prod_j
+        sigma(a_j)^h_j (1 - sigma(a_j))^(1 - h_j), a = c + W^T v. The bound equals log p(v) exactly when q is the
+        DBN's posterior for this v, which for every v happens when the top RBM's marginal over h1 equals the first
+        RBM's, p_top(h1) = p1(h1) (e.g. the top RBM is the first one turned upside down); Hinton et al. (2006).
+        """
+        rbm1, top = self._two_layers("the variational bound of a DBN", max_units)
+        v = rbm1._check_v(v).double()
+        a, log_joint = self._log_joint_terms(v, rbm1, top, top.log_partition_exact())
+        log_norm = F_.softplus(a).sum(1, keepdim=True)
+        chunk = max(1, _CHUNK // (max(1, len(v)) + rbm1.n_visible))
+        total = torch.zeros(len(v), dtype=torch.float64, device=v.device)
+        for start in range(0, 2**rbm1.n_hidden, chunk):
+            h1 = _binary_states(start, min(start + chunk, 2**rbm1.n_hidden), rbm1.n_hidden, v.device, torch.float64)
+            q = torch.exp(a @ h1.T - log_norm)  # (batch, S)
+            total += (q * log_joint(h1)).sum(1)
+        return total + _entropy(torch.sigmoid(a))

@@ -1,0 +1,462 @@
+"""Tests of ebm_teach.dbm against brute-force enumeration over every (v, h1, h2) of tiny DBMs and every (v, h1, h2)
+of tiny DBNs, autograd of the exactly computed bound, exact laws of the AIS transitions, and the KL identities
+that make the variational bounds lower bounds."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from ebm_teach.core import DivergenceError
+from ebm_teach.dbm import (DBM, DBN, DBMState, _ais_log_p_star, _ais_transition, ais_log_partition_dbm,
+                           pretrain_dbm)
+from ebm_teach.rbm import BernoulliRBM
+
+D = torch.float64
+
+
+# --------------------------------------------------------------------------------------------- brute force
+def _states(n, device="cpu"):
+    """All 2^n binary vectors as rows (2^n, n), in itertools.product order (first unit most significant)."""
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=D, device=device)
+
+
+def _index_of(x):
+    n = x.shape[1]
+    return (x.double().cpu() @ (2.0 ** torch.arange(n - 1, -1, -1, dtype=D))).long()
+
+
+def _random_dbm(n_v, n1, n2, seed, scale=1.0, device="cpu", dtype=D):
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(n_v, n1), (n1, n2), (n_v,), (n1,), (n2,)]
+    return DBM.from_arrays(*(scale * torch.randn(s, generator=g, dtype=D) for s in shapes), device=device, dtype=dtype)
+
+
+def _neg_energy(dbm):
+    """-E(v, h1, h2) for every triple, written out from the definition: (2^n_v, 2^n_h1, 2^n_h2), float64, CPU."""
+    W1, W2, b, c1, c2 = (p.double().cpu() for p in dbm.parameters())
+    vs, h1s, h2s = _states(dbm.n_visible), _states(dbm.n_hidden1), _states(dbm.n_hidden2)
+    return ((vs @ W1 @ h1s.T)[:, :, None] + (h1s @ W2 @ h2s.T)[None] + (vs @ b)[:, None, None]
+            + (h1s @ c1)[None, :, None] + (h2s @ c2)[None, None, :])
+
+
+def _brute_log_z_and_log_pv(dbm):
+    ne = _neg_energy(dbm)
+    log_z = torch.logsumexp(ne.reshape(-1), 0)
+    return float(log_z), torch.logsumexp(ne.reshape(len(ne), -1), 1) - log_z
+
+
+def _chi_square(counts, probs, p_value=1e-6):
+    """Pearson's chi-square of counts against probs; bins with expected count < 5 are merged into one."""
+    n = counts.sum()
+    expected = n * probs
+    small = expected < 5
+    obs = np.append(counts[~small], counts[small].sum())
+    exp = np.append(expected[~small], expected[small].sum())
+    if exp[-1] == 0:
+        obs, exp = obs[:-1], exp[:-1]
+    chi2 = float(((obs - exp) ** 2 / exp).sum())
+    return chi2, float(stats.chi2.ppf(1 - p_value, len(exp) - 1))
+
+
+# --------------------------------------------------------------------------------------------- exact log Z, log p(v)
+@pytest.mark.parametrize("shape", [(3, 4, 2), (4, 2, 5), (2, 6, 1), (5, 3, 3), (1, 1, 1)])
+def test_log_partition_exact_matches_brute_force_over_all_three_layers(shape, device):
+    """(2, 6, 1) has h1 larger than {v, h2}, so it enumerates {v, h2} and sums out h1 instead."""
+    for seed in range(3):
+        dbm = _random_dbm(*shape, seed, scale=1.5, device=device)
+        log_z, _ = _brute_log_z_and_log_pv(dbm)
+        got = dbm.log_partition_exact()
+        assert isinstance(got, float)
+        assert abs(got - log_z) < 1e-10
+
+
+def test_log_partition_exact_in_float64_for_a_float32_model():
+    dbm = _random_dbm(5, 4, 3, 0, scale=2.0, dtype=torch.float32)
+    log_z, _ = _brute_log_z_and_log_pv(dbm)  # the same float32 parameters, summed in float64
+    assert abs(dbm.log_partition_exact() - log_z) < 1e-10
+
+
+def test_log_partition_and_free_energy_in_chunks_match_independent_units():
+    """With W1 = W2 = 0 every unit is independent: log Z = sum softplus over all biases, and
+    -F(v) = b^T v + sum softplus(c1) + sum softplus(c2). 2^14 states times 600 units run through many chunks."""
+    g = torch.Generator().manual_seed(0)
+    b, c1, c2 = (torch.randn(n, generator=g, dtype=D) for n in (600, 14, 16))
+    dbm = DBM.from_arrays(torch.zeros(600, 14, dtype=D), torch.zeros(14, 16, dtype=D), b, c1, c2)
+    sp = torch.nn.functional.softplus
+    assert abs(dbm.log_partition_exact() - float(sp(b).sum() + sp(c1).sum() + sp(c2).sum())) < 1e-9
+    v = (torch.rand(7, 600, generator=g, dtype=D) < 0.5).to(D)
+    expected = -(v @ b) - float(sp(c1).sum() + sp(c2).sum())
+    assert torch.allclose(dbm.free_energy(v), expected, atol=1e-9)
+    wide = DBM.from_arrays(torch.zeros(600, 16, dtype=D), torch.zeros(16, 14, dtype=D), b, c2, c1)  # enumerates h2
+    assert torch.allclose(wide.free_energy(v), expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5), (4, 5, 3)])  # enumerates h1, then h2
+def test_log_prob_exact_is_the_enumerated_marginal(shape, device):
+    dbm = _random_dbm(*shape, 1, scale=1.5, device=device)
+    _, log_pv = _brute_log_z_and_log_pv(dbm)
+    got = dbm.log_prob_exact(_states(shape[0], device))
+    assert got.dtype == D and got.device.type == device.type
+    assert torch.allclose(got.cpu(), log_pv, atol=1e-10)
+    assert abs(float(torch.logsumexp(got, 0))) < 1e-12  # p(v) sums to one
+    assert abs(dbm.log_likelihood_exact(_states(shape[0], device)[[1, 7]]) - float(log_pv[[1, 7]].mean())) < 1e-10
+
+
+def test_energy_is_the_definition():
+    dbm = _random_dbm(3, 4, 2, 2)
+    ne = _neg_energy(dbm)
+    g = torch.Generator().manual_seed(0)
+    i, j, k = (torch.randint(0, n, (20,), generator=g) for n in ne.shape)
+    e = dbm.energy(_states(3)[i], _states(4)[j], _states(2)[k])
+    assert torch.allclose(e, -ne[i, j, k], atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------- conditionals, Gibbs
+def test_conditionals_match_the_enumerated_joint(device):
+    dbm = _random_dbm(3, 4, 2, 3, scale=1.5, device=device)
+    p = torch.softmax(_neg_energy(dbm).reshape(-1), 0).reshape(8, 16, 4)
+    vs, h1s, h2s = _states(3), _states(4), _states(2)
+    p_h1 = (p / p.sum(1, keepdim=True)).permute(0, 2, 1)  # p(h1 | v, h2): (v, h2, h1)
+    expected = p_h1 @ h1s  # E[h1 | v, h2]: (v, h2, n_h1)
+    v_grid, h2_grid = vs.repeat_interleave(4, 0), h2s.repeat(8, 1)
+    got = dbm.p_h1_given(v_grid.to(device), h2_grid.to(device)).cpu().reshape(8, 4, 4)
+    assert torch.allclose(got, expected, atol=1e-12)
+    p_vh2_given_h1 = p / p.sum((0, 2), keepdim=True)  # (v, h1, h2)
+    assert torch.allclose(dbm.p_v_given_h1(h1s.to(device)).cpu(), torch.einsum("vjk,vi->ji", p_vh2_given_h1, vs), atol=1e-12)
+    assert torch.allclose(dbm.p_h2_given_h1(h1s.to(device)).cpu(), torch.einsum("vjk,ki->ji", p_vh2_given_h1, h2s), atol=1e-12)
+
+
+def test_gibbs_chains_reach_the_exact_joint_law(device):
+    """20,000 chains, 40 sweeps of {h1} | {v, h2} from fair coins: their (v, h1, h2) are draws from p(v, h1, h2)."""
+    dbm = _random_dbm(3, 3, 2, 4, scale=1.0, device=device)
+    state = dbm.sample(20_000, n_steps=40, generator=torch.Generator(device=device).manual_seed(0))
+    assert isinstance(state, DBMState)
+    index = (_index_of(state.v) * 8 + _index_of(state.h1)) * 4 + _index_of(state.h2)
+    counts = np.bincount(index.numpy(), minlength=256)
+    chi2, critical = _chi_square(counts, torch.softmax(_neg_energy(dbm).reshape(-1), 0).numpy())
+    assert chi2 < critical, f"chi-square {chi2:.1f} above the 1e-6 critical value {critical:.1f}"
+
+
+# --------------------------------------------------------------------------------------------- mean field
+def _brute_bound(dbm, v, mu1, mu2):
+    """sum over (h1, h2) of q(h) [-E(v, h) - log q(h)], q factorial with means mu1, mu2: (batch,)."""
+    h1s, h2s = _states(dbm.n_hidden1), _states(dbm.n_hidden2)
+    ne = _neg_energy(dbm)[_index_of(v)]  # (batch, 2^n1, 2^n2)
+    log_q1 = torch.special.xlogy(h1s, mu1[:, None]) + torch.special.xlogy(1 - h1s, 1 - mu1[:, None])
+    log_q2 = torch.special.xlogy(h2s, mu2[:, None]) + torch.special.xlogy(1 - h2s, 1 - mu2[:, None])
+    log_q = log_q1.sum(2)[:, :, None] + log_q2.sum(2)[:, None, :]
+    q = log_q.exp()
+    return (q * (ne - torch.where(q > 0, log_q, torch.zeros_like(log_q)))).sum((1, 2))
+
+
+def test_mean_field_bound_is_the_enumerated_expectation_at_any_q():
+    dbm = _random_dbm(4, 3, 3, 5, scale=1.5)
+    g = torch.Generator().manual_seed(1)
+    v = _states(4)[[0, 3, 9, 15]]
+    mu1, mu2 = torch.rand(4, 3, generator=g, dtype=D), torch.rand(4, 3, generator=g, dtype=D)
+    mu1[0, 0], mu2[1, 2], mu2[2, 0] = 0.0, 1.0, 0.0  # 0 log 0 = 0
+    assert torch.allclose(dbm.mean_field_bound(v, mu1, mu2), _brute_bound(dbm, v, mu1, mu2), atol=1e-12)
+
+
+def test_mean_field_reaches_a_fixed_point_and_the_gap_is_the_kl(device):
+    dbm = _random_dbm(5, 4, 3, 6, scale=1.0, device=device)
+    vs = _states(5, device)
+    mf = dbm.mean_field(vs, n_iter=500, tol=1e-13)
+    mu1, mu2 = mf.mu1, mf.mu2
+    assert mf.n_iter < 500
+    assert torch.allclose(mu1, torch.sigmoid(dbm.c1 + vs @ dbm.W1 + mu2 @ dbm.W2.T), atol=1e-11)
+    assert torch.allclose(mu2, torch.sigmoid(dbm.c2 + mu1 @ dbm.W2), atol=1e-11)
+    bound = dbm.mean_field_bound(vs, mu1, mu2).cpu()
+    log_p_star = -dbm.free_energy(vs).cpu()
+    # gap = KL(q || p(h1, h2 | v)), computed by enumeration
+    ne = _neg_energy(dbm)
+    log_post = ne - torch.logsumexp(ne.reshape(32, -1), 1)[:, None, None]
+    q1 = torch.exp(_states(4) @ torch.log(mu1.cpu()).T + (1 - _states(4)) @ torch.log1p(-mu1.cpu()).T).T
+    q2 = torch.exp(_states(3) @ torch.log(mu2.cpu()).T + (1 - _states(3)) @ torch.log1p(-mu2.cpu()).T).T
+    q = q1[:, :, None] * q2[:, None, :]
+    kl = (q * (q.log() - log_post)).sum((1, 2))
+    assert torch.allclose(log_p_star - bound, kl, atol=1e-10)
+    assert bool((kl > 1e-6).all())  # W2 couples h1 and h2: a factorial q is not the posterior
+
+
+def test_mean_field_rounds_never_lower_the_bound():
+    dbm = _random_dbm(6, 5, 4, 7, scale=2.0)
+    v = _states(6)[::5]
+    bounds = [dbm.mean_field_bound(v, *dbm._mean_field(v, n, None)[:2]) for n in range(1, 30)]
+    for before, after in zip(bounds, bounds[1:]):
+        assert bool((after >= before - 1e-12).all())
+
+
+def test_mean_field_is_exact_without_the_top_coupling():
+    """With W2 = 0 the posterior factorises: mean field gives the exact marginals and the bound equals log p*(v)."""
+    dbm = _random_dbm(4, 3, 2, 8, scale=1.5)
+    dbm.W2.zero_()
+    vs = _states(4)
+    mf = dbm.mean_field(vs)
+    p = torch.softmax(_neg_energy(dbm).reshape(16, -1), 1).reshape(16, 8, 4)
+    assert torch.allclose(mf.mu1, p.sum(2) @ _states(3), atol=1e-12)
+    assert torch.allclose(mf.mu2, p.sum(1) @ _states(2), atol=1e-12)
+    assert torch.allclose(dbm.mean_field_bound(vs, mf.mu1, mf.mu2), -dbm.free_energy(vs), atol=1e-10)
+
+
+# --------------------------------------------------------------------------------------------- gradient, training
+def test_gradient_with_long_chains_is_the_gradient_of_the_mean_field_bound():
+    """Positive phase at the mean-field fixed point, negative phase from 20,000 chains run 50 sweeps: the estimate
+    matches autograd of (1/n) sum_v L(v; mu1, mu2) - log Z with mu held at the fixed point and log Z enumerated.
+    Each per-chain statistic lies in [0, 1] (sd <= 1/2), so 5 sd / sqrt(M) bounds the Monte Carlo error."""
+    dbm = _random_dbm(4, 3, 3, 9, scale=1.2)
+    data = _states(4)[[1, 6, 11, 14, 15]]
+    g = torch.Generator().manual_seed(0)
+    grad, chains = dbm.gradient(data, dbm.init_chains(20_000, g), k=50, n_mean_field=300, generator=g)
+    mf = dbm.mean_field(data, n_iter=1000, tol=1e-14)
+    params = [p.clone().requires_grad_(True) for p in dbm.parameters()]
+    W1, W2, b, c1, c2 = params
+    mu1, mu2 = mf.mu1, mf.mu2
+    bound = data @ b + (mu1 * (data @ W1 + c1)).sum(1) + ((mu1 @ W2) * mu2).sum(1) + mu2 @ c2
+    vs, h1s, h2s = _states(4), _states(3), _states(3)
+    ne = ((vs @ W1 @ h1s.T)[:, :, None] + (h1s @ W2 @ h2s.T)[None] + (vs @ b)[:, None, None]
+          + (h1s @ c1)[None, :, None] + (h2s @ c2)[None, None, :])
+    objective = bound.mean() - torch.logsumexp(ne.reshape(-1), 0)
+    exact = torch.autograd.grad(objective, params)
+    tol = 5 * 0.5 / math.sqrt(20_000)
+    for name, est, ex in zip("W1 W2 b c1 c2".split(), grad, exact):
+        assert (est - ex).abs().max() < tol, f"{name}: {est} vs {ex}"
+    assert chains.v.shape == (20_000, 4)
+
+
+def test_fit_raises_the_exact_log_likelihood_of_four_patterns():
+    """Seeded: from small random weights (log p(v) ~ -6 log 2, the best model with independent pixels here)
+    training on four 6-bit patterns moves the exact log-likelihood more than halfway to its maximum, -log 4."""
+    patterns = torch.tensor([[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1], [1, 0, 1, 0, 1, 0], [0, 1, 0, 1, 0, 1]], dtype=D)
+    data = patterns.repeat(25, 1)
+    dbm = DBM(6, 4, 3, seed=0, dtype=D)
+    before = dbm.log_likelihood_exact(data)
+    history = dbm.fit(data, n_epochs=60, batch_size=10, step_size=0.1, n_chains=50, generator=torch.Generator().manual_seed(1))
+    after = dbm.log_likelihood_exact(data)
+    assert before < -4.1 and after > (before - math.log(4)) / 2, (before, after)
+    assert len(history["seconds"]) == 60 and isinstance(history["chains"], DBMState)
+
+
+def test_fit_stops_on_divergence_with_advice():
+    dbm = DBM(4, 3, 2, seed=0, init_std=1.0)
+    with pytest.raises(DivergenceError, match="lower step_size"):
+        dbm.fit(torch.ones(10, 4), n_epochs=5, step_size=1e30, generator=torch.Generator().manual_seed(0))
+
+
+# --------------------------------------------------------------------------------------------- pre-training
+def test_pretraining_keeps_the_halves_tied_and_each_module_supplies_half_of_h1s_input():
+    g = torch.Generator().manual_seed(0)
+    data = (torch.rand(60, 5, generator=g) < 0.4).float()
+    dbm, rbm1, rbm2 = pretrain_dbm(data, 4, 3, n_epochs=3, batch_size=10, step_size=0.1, seed=0)
+    assert torch.equal(rbm1.W[:5], rbm1.W[5:]) and torch.equal(rbm1.b[:5], rbm1.b[5:])
+    assert torch.equal(rbm2.W[:, :3], rbm2.W[:, 3:]) and torch.equal(rbm2.c[:3], rbm2.c[3:])
+    assert float(rbm1.W.abs().max()) > 0.05  # it trained
+    v = (torch.rand(8, 5, generator=g) < 0.5).float()
+    h2 = (torch.rand(8, 3, generator=g) < 0.5).float()
+    input1 = torch.logit(rbm1.p_h_given_v(torch.cat([v, v], 1)).double())  # c1' + 2 W1^T v
+    input2 = torch.logit(rbm2.p_v_given_h(torch.cat([h2, h2], 1)).double())  # c1'' + 2 W2 h2
+    dbm_input = torch.logit(dbm.p_h1_given(v, h2).double())
+    assert torch.allclose(dbm_input, (input1 + input2) / 2, atol=1e-4)
+    assert torch.allclose(dbm.p_v_given_h1(h2[:, :1].expand(8, 4).contiguous()),
+                          rbm1.p_v_given_h(h2[:, :1].expand(8, 4).contiguous())[:, :5])
+    assert torch.allclose(dbm.p_h2_given_h1(v[:, :4]), rbm2.p_h_given_v(v[:, :4])[:, :3])
+
+
+# --------------------------------------------------------------------------------------------- DBN
+def _random_rbm(n_v, n_h, seed, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return BernoulliRBM.from_arrays(scale * torch.randn(n_v, n_h, generator=g, dtype=D),
+                                    scale * torch.randn(n_v, generator=g, dtype=D),
+                                    scale * torch.randn(n_h, generator=g, dtype=D))
+
+
+def _dbn_brute(dbn):
+    """log p(v) of a two-layer DBN and log p(h1 | v), from the definition p(v, h1) = p1(v | h1) sum_h2 p_top(h1, h2)."""
+    rbm1, top = dbn.rbms
+    vs, h1s = _states(rbm1.n_visible), _states(rbm1.n_hidden)
+    pv = torch.sigmoid(h1s @ rbm1.W.T + rbm1.b)  # (2^n1, n_v)
+    log_p_v_given_h1 = vs @ torch.log(pv).T + (1 - vs) @ torch.log1p(-pv).T  # (2^nv, 2^n1)
+    h2s = _states(top.n_hidden)
+    ne_top = h1s @ top.W @ h2s.T + (h1s @ top.b)[:, None] + (h2s @ top.c)[None]
+    log_prior = torch.logsumexp(ne_top, 1) - torch.logsumexp(ne_top.reshape(-1), 0)
+    log_joint = log_p_v_given_h1 + log_prior[None]
+    log_pv = torch.logsumexp(log_joint, 1)
+    return log_pv, log_joint - log_pv[:, None]
+
+
+def test_dbn_log_prob_exact_matches_brute_force():
+    dbn = DBN([_random_rbm(4, 3, 0, 1.5), _random_rbm(3, 5, 1, 1.5)])
+    log_pv, _ = _dbn_brute(dbn)
+    assert torch.allclose(dbn.log_prob_exact(_states(4)), log_pv, atol=1e-10)
+    assert abs(float(torch.logsumexp(log_pv, 0))) < 1e-12
+
+
+def test_dbn_bound_is_below_log_p_and_its_gap_is_the_kl_to_the_posterior():
+    for seed in range(3):
+        dbn = DBN([_random_rbm(4, 3, 10 + seed, 1.5), _random_rbm(3, 2, 20 + seed, 1.5)])
+        vs = _states(4)
+        log_pv, log_post = _dbn_brute(dbn)
+        q = torch.exp(_states(3) @ torch.log(dbn.rbms[0].p_h_given_v(vs)).T
+                      + (1 - _states(3)) @ torch.log1p(-dbn.rbms[0].p_h_given_v(vs)).T).T  # (2^nv, 2^n1)
+        kl = (q * (q.log() - log_post)).sum(1)
+        bound = dbn.variational_bound(vs)
+        assert torch.allclose(log_pv - bound, kl, atol=1e-10)
+        assert bool((kl > 1e-6).all())
+
+
+def test_dbn_bound_is_tight_exactly_when_the_top_marginal_is_the_first_rbms():
+    """Tight for every v iff p_top(h1) = p1(h1): the first RBM turned upside down (top W = W1^T, visible bias c1,
+    hidden bias b), and also that RBM with an extra top unit that has no weights (same marginal over h1)."""
+    rbm1 = _random_rbm(4, 3, 30, 1.5)
+    flipped = BernoulliRBM.from_arrays(rbm1.W.T, rbm1.c, rbm1.b)
+    extra = BernoulliRBM.from_arrays(torch.cat([rbm1.W.T, torch.zeros(3, 1, dtype=D)], 1), rbm1.c,
+                                     torch.cat([rbm1.b, torch.tensor([0.7], dtype=D)]))
+    vs = _states(4)
+    rbm1_log_pv = -rbm1.free_energy(vs) - rbm1.log_partition_exact()
+    for top in (flipped, extra):
+        dbn = DBN([rbm1, top])
+        assert torch.allclose(dbn.variational_bound(vs), rbm1_log_pv, atol=1e-10)
+        assert torch.allclose(dbn.log_prob_exact(vs), rbm1_log_pv, atol=1e-10)
+    other = BernoulliRBM.from_arrays(rbm1.W.T * 1.1, rbm1.c, rbm1.b)  # a different marginal over h1
+    gap = DBN([rbm1, other]).log_prob_exact(vs) - DBN([rbm1, other]).variational_bound(vs)
+    assert bool((gap > 1e-6).all())
+
+
+def test_dbn_samples_follow_the_exact_marginal():
+    dbn = DBN([_random_rbm(4, 3, 40, 1.2), _random_rbm(3, 3, 41, 1.2)])
+    v = dbn.sample(20_000, n_gibbs=60, generator=torch.Generator().manual_seed(0))
+    counts = np.bincount(_index_of(v).numpy(), minlength=16)
+    chi2, critical = _chi_square(counts, dbn.log_prob_exact(_states(4)).exp().numpy())
+    assert chi2 < critical, f"chi-square {chi2:.1f} above the 1e-6 critical value {critical:.1f}"
+    p = dbn.sample(5, n_gibbs=3, generator=torch.Generator().manual_seed(1), probabilities=True)
+    assert bool(((p > 0) & (p < 1)).all()) and p.shape == (5, 4)
+
+
+def test_dbn_greedy_trains_each_layer_on_the_layer_below(device):
+    g = torch.Generator(device=device).manual_seed(0)
+    data = (torch.rand(40, 6, generator=g, device=device) < 0.3).float()
+    dbn = DBN.greedy(data, [4, 3], n_epochs=2, batch_size=10, step_size=0.1, generator=g, samples_per_example=2)
+    assert [(r.n_visible, r.n_hidden) for r in dbn.rbms] == [(6, 4), (4, 3)]
+    assert all(r.device.type == device.type for r in dbn.rbms)
+    assert dbn.n_parameters == 6 * 4 + 6 + 4 * 3 + 4 + 3
+    v = dbn.sample(7, n_gibbs=5, generator=g)
+    assert v.shape == (7, 6) and set(v.unique().tolist()) <= {0.0, 1.0}
+    assert dbn.variational_bound(data).shape == (40,)
+
+
+# --------------------------------------------------------------------------------------------- AIS
+def _exact_p_beta(dbm, b_A, beta):
+    h1s = _states(dbm.n_hidden1)
+    params = tuple(p.double() for p in (dbm.W1, dbm.W2, dbm.b, b_A, dbm.c1, dbm.c2))
+    return torch.softmax(_ais_log_p_star(h1s, beta, *params), 0)
+
+
+def test_ais_path_marginals_are_the_annealed_joint_summed_out():
+    """log p*_beta(h1) is the log of sum over (v, h2) of exp(-(beta E + (1 - beta) E_A)), E_A = -b_A^T v."""
+    dbm = _random_dbm(3, 3, 2, 50, scale=1.5)
+    b_A = torch.tensor([0.3, -1.0, 0.5], dtype=D)
+    for beta in (0.0, 0.4, 1.0):
+        ne = beta * _neg_energy(dbm) + (1 - beta) * (_states(3) @ b_A)[:, None, None]
+        expected = torch.logsumexp(ne.permute(1, 0, 2).reshape(8, -1), 1)
+        got = _ais_log_p_star(_states(3), beta, dbm.W1, dbm.W2, dbm.b, b_A, dbm.c1, dbm.c2)
+        assert torch.allclose(got, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("beta", [0.3, 0.7, 1.0])
+def test_ais_transition_leaves_its_intermediate_distribution_invariant(beta):
+    """40,000 exact draws from p_beta(h1), one transition at beta: still p_beta (chi-square). The same draws moved
+    by the transition at another beta are not (the test can tell)."""
+    dbm = _random_dbm(4, 3, 2, 51, scale=1.5)
+    b_A = torch.tensor([0.5, -0.5, 1.0, 0.0], dtype=D)
+    p = _exact_p_beta(dbm, b_A, beta)
+    g = torch.Generator().manual_seed(int(beta * 10))
+    h1 = _states(3)[torch.multinomial(p, 40_000, replacement=True, generator=g)]
+    params = (dbm.W1, dbm.W2, dbm.b, b_A, dbm.c1, dbm.c2)
+    moved = _ais_transition(h1, beta, *params, g)
+    chi2, critical = _chi_square(np.bincount(_index_of(moved).numpy(), minlength=8), p.numpy())
+    assert chi2 < critical, f"chi-square {chi2:.1f} above {critical:.1f}"
+    wrong = _ais_transition(h1, 0.0 if beta > 0.5 else 1.0, *params, g)
+    chi2, critical = _chi_square(np.bincount(_index_of(wrong).numpy(), minlength=8), p.numpy())
+    assert chi2 > critical
+
+
+@pytest.mark.parametrize("betas", [[0.0, 1.0], [0.0, 0.3, 0.6, 1.0]])
+def test_ais_weights_are_unbiased_for_z_over_z_base(betas):
+    """E[w] = Z / Z_A exactly, for any path: the mean of 200,000 weights is within 5 standard errors of it."""
+    dbm = _random_dbm(4, 3, 2, 52, scale=0.8)
+    result = ais_log_partition_dbm(dbm, n_chains=200_000, betas=torch.tensor(betas, dtype=D), seed=0)
+    w = torch.exp(result.log_weights)
+    ratio = math.exp(dbm.log_partition_exact() - result.log_z_base)
+    assert abs(float(w.mean()) - ratio) < 5 * float(w.std()) / math.sqrt(len(w))
+    assert abs(result.log_z_base - (4 * math.log(2) + 5 * math.log(2))) < 1e-12  # uniform base: 2^(n_v + n1 + n2)
+
+
+@pytest.mark.parametrize("base", ["uniform", "data"])
+def test_ais_matches_exact_log_z_within_a_few_standard_errors(base, device):
+    g = torch.Generator().manual_seed(3)
+    data = (torch.rand(200, 10, generator=g) < 0.3).float().to(device)
+    for seed in range(3):
+        dbm = _random_dbm(10, 6, 5, 60 + seed, scale=0.7, device=device, dtype=torch.float32)
+        result = ais_log_partition_dbm(dbm, n_chains=300, n_betas=1000, base=data if base == "data" else "uniform",
+                                       generator=torch.Generator(device=device).manual_seed(seed))
+        exact = dbm.log_partition_exact()
+        assert abs(result.log_z - exact) < 4 * result.std_error + 1e-3, (result.log_z, exact, result.std_error)
+        assert result.log_weights.device.type == device.type
+
+
+# --------------------------------------------------------------------------------------------- device contract
+def test_device_contract(device):
+    dbm = DBM(6, 4, 3, device=device, seed=0, init_std=0.5)
+    assert all(p.device.type == device.type and p.dtype == torch.float32 for p in dbm.parameters())
+    g = torch.Generator(device=device).manual_seed(0)
+    state = dbm.sample(5, n_steps=3, generator=g)
+    assert all(x.device.type == device.type and x.dtype == torch.float32 for x in state)
+    assert [x.shape for x in state] == [(5, 6), (5, 4), (5, 3)]
+    mf = dbm.mean_field(state.v, n_iter=20, tol=None)
+    assert mf.mu1.device.type == device.type and mf.mu1.shape == (5, 4) and mf.n_iter == 20
+    assert dbm.mean_field_bound(state.v).dtype == D
+    assert isinstance(dbm.log_partition_exact(), float)
+    assert dbm.log_prob_exact(state.v).device.type == device.type
+    grad, chains = dbm.gradient(state.v, state, generator=g)
+    assert all(gr.device.type == device.type for gr in grad)
+    copy = dbm.copy()
+    copy.W1.add_(1.0)
+    assert not torch.equal(copy.W1, dbm.W1)
+    assert dbm.n_parameters == 6 * 4 + 4 * 3 + 6 + 4 + 3
+
+
+# --------------------------------------------------------------------------------------------- bad input
+def test_bad_input_is_refused_with_a_message_naming_the_problem():
+    dbm = _random_dbm(3, 4, 2, 0)
+    with pytest.raises(ValueError, match="W2 must have 4 rows"):
+        DBM.from_arrays(torch.zeros(3, 4), torch.zeros(5, 2), torch.zeros(3), torch.zeros(4), torch.zeros(2))
+    with pytest.raises(ValueError, match="c1 must have n_hidden1 = 4 entries"):
+        DBM.from_arrays(torch.zeros(3, 4), torch.zeros(4, 2), torch.zeros(3), torch.zeros(3), torch.zeros(2))
+    with pytest.raises(ValueError, match=r"must be binary \(0/1\)"):
+        dbm.log_prob_exact(torch.full((2, 3), 0.5))
+    with pytest.raises(ValueError, match=r"must have shape \(batch, 3\)"):
+        dbm.mean_field(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="mu1 holds probabilities"):
+        dbm.mean_field_bound(torch.zeros(1, 3), torch.full((1, 4), 1.5), torch.zeros(1, 2))
+    big = DBM(30, 30, 30)
+    with pytest.raises(ValueError, match=r"enumerates 2\^30 states, more than max_units = 25"):
+        big.log_partition_exact()
+    with pytest.raises(ValueError, match=r"enumerates 2\^30 states, more than max_units = 25"):
+        big.free_energy(torch.zeros(1, 30))
+    with pytest.raises(TypeError, match="DBMState"):
+        dbm.gibbs(torch.zeros(2, 3))
+    with pytest.raises(TypeError, match="dbm must be a DBM"):
+        ais_log_partition_dbm(BernoulliRBM(3, 2))
+    with pytest.raises(ValueError, match="must be binary"):
+        pretrain_dbm(torch.full((4, 3), 0.3), 2, 2)
+    with pytest.raises(ValueError, match=r"rbms\[0\] has 4 hidden units but rbms\[1\] has 3 visible units"):
+        DBN([BernoulliRBM(5, 4), BernoulliRBM(3, 2)])
+    with pytest.raises(ValueError, match="two-layer DBN"):
+        DBN([BernoulliRBM(5, 4), BernoulliRBM(4, 2), BernoulliRBM(2, 2)]).variational_bound(torch.zeros(1, 5))
+    with pytest.raises(ValueError, match=r"enumerates the 2\^22 states of h1"):
+        DBN([BernoulliRBM(5, 22), BernoulliRBM(22, 2)]).log_prob_exact(torch.zeros(1, 5))
+    with pytest.raises(ValueError, match="hidden_sizes must be a non-empty list"):
+        DBN.greedy(torch.zeros(4, 3), [])
