@@ -241,9 +241,11 @@ def test_fit_raises_the_exact_log_likelihood_of_four_patterns():
 
 
 def test_fit_stops_on_divergence_with_advice():
+    """A parameter that is already inf (as after an overflow) turns the update into NaN: fit stops after the epoch."""
     dbm = DBM(4, 3, 2, seed=0, init_std=1.0)
+    dbm.W2[0, 0] = float("inf")
     with pytest.raises(DivergenceError, match="lower step_size"):
-        dbm.fit(torch.ones(10, 4), n_epochs=5, step_size=1e30, generator=torch.Generator().manual_seed(0))
+        dbm.fit(torch.ones(10, 4), n_epochs=5, step_size=0.1, generator=torch.Generator().manual_seed(0))
 
 
 # --------------------------------------------------------------------------------------------- pre-training
