@@ -14,6 +14,7 @@ from ebm_teach.crf import (
     accuracies,
     chain_log_partition,
     chain_marginals,
+    chain_sample,
     counting_grammar,
     crf_nll,
     digit_sequences,
@@ -21,6 +22,7 @@ from ebm_teach.crf import (
     fit_crf,
     grid_as_chain,
     grid_gibbs,
+    grid_log_partition,
     grid_pseudo_log_likelihood,
     grid_row_states,
     grid_score,
@@ -141,6 +143,24 @@ def test_gradient_of_log_partition_is_the_marginals():
     node, edge = chain_marginals(u.detach(), P.detach())
     assert torch.allclose(g_u, node, atol=1e-13)
     assert torch.allclose(g_P, edge.sum(0), atol=1e-13)
+
+
+def test_chain_sample_draws_from_the_enumerated_distribution(device):
+    """100,000 exact samples of a 3-position, 3-label chain: each sequence's frequency is within 5 standard
+    errors sqrt(p (1 - p) / n) of its enumerated probability (27 sequences: a false alarm has probability < 1e-5)."""
+    u, P = _random_chain(3, 3, 14)
+    ys = _sequences(3, 3)
+    p = torch.softmax(_brute_scores(u, P, ys), 0)
+    n = 100_000
+    samples = chain_sample(u.to(device), P.to(device), n, generator=torch.Generator(device=device).manual_seed(0))
+    assert samples.shape == (n, 3) and samples.dtype == torch.long
+    freq = torch.bincount((samples.cpu() * torch.tensor([9, 3, 1])).sum(1), minlength=27).double() / n
+    assert bool(((freq - p).abs() < 5 * torch.sqrt(p * (1 - p) / n) + 1e-12).all())
+    batch = chain_sample(torch.stack([u, -u]), P, 7, generator=torch.Generator().manual_seed(1))
+    assert batch.shape == (2, 7, 3)
+    certain = torch.full((4, 3), -50.0, dtype=D)
+    certain[torch.arange(4), torch.tensor([2, 0, 1, 1])] = 50.0  # one sequence holds all the mass
+    assert chain_sample(certain, torch.zeros(3, 3, dtype=D), 5).tolist() == [[2, 0, 1, 1]] * 5
 
 
 # --------------------------------------------------------------------------------------------- Viterbi
@@ -377,6 +397,7 @@ def test_grid_as_chain_is_exact(H, W):
     node, _ = chain_marginals(unary, pairwise)
     p = torch.softmax(scores, 0)
     assert torch.allclose(node @ grid_row_states(W), (p[:, None, None] * ys).sum(0), atol=1e-12)
+    assert float(grid_log_partition(field, J)) == pytest.approx(float(torch.logsumexp(scores, 0)), abs=1e-11)
     rows, best = viterbi(unary, pairwise)
     assert torch.equal(grid_row_states(W)[rows], ys[scores.argmax()])
     assert float(best) == pytest.approx(float(scores.max()), abs=1e-12)
@@ -484,3 +505,75 @@ def test_other_bad_arguments_are_refused():
         grid_gibbs(torch.zeros(2, 2), torch.ones(2), 3)
     with pytest.raises(ValueError, match=r"probs must give one probability per step and sum to 1"):
         counting_grammar(10, steps=(1, 2), probs=(0.5, 0.6))
+
+
+# --------------------------------------------------------------------------------------------- exercise checks
+def test_chapter9_hidden_checks_reject_typical_mistakes():
+    from ebm_teach.grade.checks import ch09_structured_prediction as ch09
+
+    def fails(check, wrong):
+        with pytest.raises(AssertionError):
+            check(wrong)
+
+    def forward(unary, pairwise, transpose=False, naive=False, transitions=True):
+        P = pairwise.T if transpose else pairwise
+        if not transitions:
+            P = torch.zeros_like(P)
+        if naive:
+            alpha = torch.exp(unary[0])
+            for t in range(1, len(unary)):
+                alpha = torch.exp(unary[t]) * (alpha @ torch.exp(P))
+            return torch.log(alpha.sum())
+        return chain_log_partition(unary, P)
+
+    for check in (ch09.check_forward_brute_force, ch09.check_forward_one_position, ch09.check_forward_extreme_scores):
+        check(forward)
+    fails(ch09.check_forward_brute_force, lambda u, P: forward(u, P, transpose=True))
+    fails(ch09.check_forward_brute_force, lambda u, P: forward(u, P, transitions=False))
+    ch09.check_forward_brute_force(lambda u, P: forward(u, P, naive=True))  # right where exp does not overflow ...
+    fails(ch09.check_forward_extreme_scores, lambda u, P: forward(u, P, naive=True))  # ... and wrong at 1e3
+
+    def greedy(unary, pairwise):  # the best label at each position, ignoring how they connect
+        labels = unary.argmax(1)
+        return labels, float(sequence_score(unary, pairwise, labels))
+
+    for check in (ch09.check_viterbi_brute_force, ch09.check_viterbi_edge_cases, ch09.check_viterbi_extreme_scores):
+        check(viterbi)
+    fails(ch09.check_viterbi_brute_force, greedy)
+    fails(ch09.check_viterbi_brute_force, lambda u, P: viterbi(u, P.T))
+    fails(ch09.check_viterbi_edge_cases, lambda u, P: viterbi(u, P.T))
+
+    def hinge(unary, pairwise, y, cost, mistake=None):
+        aug = unary + cost * (1 - F.one_hot(y, unary.shape[1]).to(unary.dtype))
+        if mistake == "no Hamming":
+            aug = unary
+        if mistake == "augments the truth":
+            aug = unary + cost * F.one_hot(y, unary.shape[1]).to(unary.dtype)
+        y_star, best = viterbi(aug, pairwise)
+        true = sequence_score(unary, pairwise, y)
+        if mistake == "forgets s(y)":
+            true = 0.0
+        return best - true, y_star
+
+    for check in (ch09.check_hinge_brute_force, ch09.check_hinge_margin):
+        check(hinge)
+        for mistake in ("no Hamming", "augments the truth", "forgets s(y)"):
+            fails(check, lambda u, P, y, c: hinge(u, P, y, c, mistake))
+
+    def sticky(K, T, c, mistake=None):
+        c = torch.tensor(float(c), dtype=D)
+        step = torch.logaddexp(c, torch.tensor(math.log(K - 1), dtype=D))
+        log_k = 0.0 if mistake == "no log K" else math.log(K)
+        if mistake == "naive":
+            step = torch.log(torch.exp(c) + K - 1)
+        if mistake == "sign":
+            step = torch.logaddexp(-c, torch.tensor(math.log(K - 1), dtype=D))
+        return log_k + (T - 1) * float(step), (T - 1) * float(torch.exp(c - step))
+
+    for check in (ch09.check_sticky_enumeration, ch09.check_sticky_long_chain, ch09.check_sticky_extreme_c):
+        check(sticky)
+    fails(ch09.check_sticky_enumeration, lambda K, T, c: sticky(K, T, c, "no log K"))
+    fails(ch09.check_sticky_enumeration, lambda K, T, c: sticky(K, T, c, "sign"))
+    fails(ch09.check_sticky_long_chain, lambda K, T, c: sticky(K, T, c, "sign"))
+    ch09.check_sticky_enumeration(lambda K, T, c: sticky(K, T, c, "naive"))
+    fails(ch09.check_sticky_extreme_c, lambda K, T, c: sticky(K, T, c, "naive"))
