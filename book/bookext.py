@@ -228,6 +228,7 @@ _KEEP = re.compile(
 _DEFAULT_ROLE = re.compile(r"(?<![\w`:])`([^`]+)`(?![`_\w])")
 _LATEX = re.compile(r"(?<![\w$\\])\$(?=\S)([^$]*?[\\^_{][^$]*?)(?<=\S)\$(?![\w$])")
 _ESCAPE = re.compile(r"([\\*`|_])")
+_PRIME = re.compile(r"(?<=[\w)\]])'(?![A-Za-z])")
 _LINE_START = re.compile(
     r"([-*+•]|#\.|\d+[.)]|[a-zA-Z][.)]|[ivxlcdmIVXLCDM]+[.)]|\(\w+\)|>>>|\.\.|:|\|)(\s|$)"
     r"|([=\-~^\"'`#*+<>:._]{2,})\s*$"
@@ -237,6 +238,7 @@ _LINE_START = re.compile(
 def _escape_plain(text: str) -> str:
     """Escape the characters reST would read as markup in ``text`` (which holds no markup)."""
     text = _ESCAPE.sub(r"\\\1", text)
+    text = _PRIME.sub(r"\\'", text)  # x', eps': a prime, not a closing quote for Sphinx's smart quotes
     return text.replace("::", r":\:")
 
 
@@ -451,8 +453,8 @@ def docstring_to_rst(lines: list, params=(), what: str = "function") -> list:
         fields["last"] = None
     tail = []
     for names, text, extra in fields["param"]:
-        label = ", ".join(_escape_plain(n) for n in names)
-        tail += [f":param {label}: {rst_inline(text)}"] + _field_extra(extra)
+        for name in names:  # "x, x_prop: (batch, d)" describes each (Sphinx reads ":param a, b:" as a type)
+            tail += [f":param {_escape_plain(name)}: {rst_inline(text)}"] + _field_extra(extra)
     for _, text, extra in fields["returns"]:
         tail += [f":returns: {rst_inline(text.strip())}"] + _field_extra(extra)
     for _, text, extra in fields["raises"]:

@@ -532,9 +532,10 @@ Reference: Welling & Teh (2011).""")
     assert ".. code-block:: text\n   :class: ebm-display\n\n   E(x) = |x|^2 / 2" in rst
     assert r":param x: (batch, \*event) in {0,1}" in rst
     assert ":param energy: callable x -> (batch,)" in rst
+    assert ":param x: a\n:param generator: a" in convert("x, generator: a")  # one field per name
     assert ":param step\\_size: eps > 0." in rst
     assert ":param generator: a torch.Generator." in rst
-    assert ":returns: (x', E(x)) detached." in rst
+    assert ":returns: (x\\', E(x)) detached." in rst  # a prime, kept from Sphinx's smart quotes
     assert ":raises DivergenceError: when E is not finite." in rst
     assert ":Reference: Welling & Teh (2011)." in rst
     assert _rst_warnings(rst)[0] == ""
