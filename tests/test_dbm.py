@@ -462,3 +462,60 @@ def test_bad_input_is_refused_with_a_message_naming_the_problem():
         DBN([BernoulliRBM(5, 22), BernoulliRBM(22, 2)]).log_prob_exact(torch.zeros(1, 5))
     with pytest.raises(ValueError, match="hidden_sizes must be a non-empty list"):
         DBN.greedy(torch.zeros(4, 3), [])
+
+
+# --------------------------------------------------------------------------------------------- chapter 8's hidden checks
+def _fails(check, wrong):
+    with pytest.raises(AssertionError):
+        check(wrong)
+
+
+def test_ch08_checks_accept_the_answer_and_reject_typical_mistakes(one_thread):
+    from ebm_teach.grade.checks import ch08_dbn_dbm as ch08
+
+    def mean_field(sign=1.0, top=1.0, double=2.0, sequential=True):
+        def answer(v, W1, W2, c1, c2, n_iter):
+            up = c1 + v @ W1
+            mu1 = torch.sigmoid(sign * (c1 + double * v @ W1))
+            mu2 = torch.sigmoid(c2 + mu1 @ W2)
+            for _ in range(n_iter):
+                new1 = torch.sigmoid(sign * (up + top * mu2 @ W2.T))
+                mu2 = torch.sigmoid(c2 + (new1 if sequential else mu1) @ W2)
+                mu1 = new1
+            return mu1, mu2
+        return answer
+
+    for check in (ch08.check_mean_field_exact_without_top_coupling, ch08.check_mean_field_fixed_point,
+                  ch08.check_mean_field_start_and_order):
+        check(mean_field())
+    _fails(ch08.check_mean_field_exact_without_top_coupling, mean_field(sign=-1.0))  # a flipped sign
+    _fails(ch08.check_mean_field_fixed_point, mean_field(top=0.0))  # mu1 deaf to the layer above
+    _fails(ch08.check_mean_field_start_and_order, mean_field(double=1.0))  # the start not doubled
+    _fails(ch08.check_mean_field_start_and_order, mean_field(sequential=False))  # mu2 from the old mu1
+
+    def log_z(top=True, stable=True):
+        def answer(W1, W2, b, c1, c2):
+            h1 = torch.tensor(list(itertools.product([0.0, 1.0], repeat=W1.shape[1])), dtype=D)
+            sp = torch.nn.functional.softplus if stable else (lambda a: torch.log(1 + torch.exp(a)))
+            terms = h1 @ c1 + sp(h1 @ W1.T + b).sum(1) + (sp(h1 @ W2 + c2).sum(1) if top else 0)
+            return float(torch.logsumexp(terms, 0))
+        return answer
+
+    for check in (ch08.check_log_z_brute_force, ch08.check_log_z_wide_layers, ch08.check_log_z_large_weights):
+        check(log_z())
+    _fails(ch08.check_log_z_brute_force, log_z(top=False))  # h2 forgotten
+    _fails(ch08.check_log_z_large_weights, log_z(stable=False))  # log(1 + exp) overflows
+
+    def bound(cross=True, entropy=True, safe=True):
+        def answer(v, mu1, mu2, W1, W2, b, c1, c2):
+            xlx = torch.special.xlogy if safe else (lambda x, y: x * torch.log(y))
+            h = -(xlx(mu1, mu1) + xlx(1 - mu1, 1 - mu1)).sum(1) - (xlx(mu2, mu2) + xlx(1 - mu2, 1 - mu2)).sum(1)
+            e = v @ b + (mu1 * (c1 + v @ W1)).sum(1) + mu2 @ c2 + (((mu1 @ W2) * mu2).sum(1) if cross else 0)
+            return e + (h if entropy else 0)
+        return answer
+
+    for check in (ch08.check_bound_enumeration, ch08.check_bound_at_the_edges, ch08.check_bound_wide_layers):
+        check(bound())
+    _fails(ch08.check_bound_enumeration, bound(cross=False))  # E_q[h1^T W2 h2] dropped
+    _fails(ch08.check_bound_enumeration, bound(entropy=False))  # H(q) dropped
+    _fails(ch08.check_bound_at_the_edges, bound(safe=False))  # 0 log 0 gives nan
