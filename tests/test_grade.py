@@ -1,35 +1,54 @@
 """The grader: `python -m ebm_teach.grade` on good, untouched, broken and hostile submissions.
 
-The slow part (a child Python process per file) runs once: `graded_folder` grades a folder holding one file
-per failure mode through the command line, and the tests below read its JSON report and CSV gradebook.
-Each scenario file is the chapter-1 solution or exercise file with one edit, made by `_edit`, which fails
-loudly if the text it edits has changed.
+The slow part (a jailed child process per file) runs once: `graded_folder` grades, through the command line,
+a folder holding the chapter-1 solution (the "victim" that other files try to harm) and one file per failure
+mode or exploit, and the tests below read its JSON report, CSV gradebook and feedback files. Each scenario
+file is the chapter-1 solution or exercise file with one edit, made by `_edit`, which fails loudly if the
+text it edits has changed. The proxy (arguments in, plain data out, side effects and gradients back) is
+tested without a child process, against a server thread.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import math
+import os
+import pickle
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+import types
+import uuid
 from pathlib import Path
 
 import pytest
 import torch
 
-from ebm_teach.grade import runner
+from ebm_teach.grade import builder, cli, runner, sandbox, spec
 from ebm_teach.grade.asserts import as_float64, assert_close, assert_raises, assert_shape
-from ebm_teach.grade.checking import run_exercise
+from ebm_teach.grade.checking import format_exception, run_checks, run_exercise, validate_result
+from ebm_teach.grade.child import _Server
 from ebm_teach.grade.notebook import SubmissionError, find_chapter, read_cells
-from ebm_teach.grade.report import summary
-from ebm_teach.grade.spec import Check, Exercise, checks_module_name, load_exercises
+from ebm_teach.grade.proxy import (Abort, LearnerError, LearnerObject, RemoteFunction, Session, _Malformed,
+                                   load_plain, tensor_from_raw, tensor_to_raw)
+from ebm_teach.grade.report import feedback_markdown, summary
+from ebm_teach.grade.spec import Check, Exercise, check_seed, checks_module_name, load_exercises
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.py"))
 CH1_SOLUTION = ROOT / "solutions" / "01_gaussian_ebm.py"
 CH1_EXERCISE = ROOT / "exercises" / "01_gaussian_ebm"
-TIMEOUT = 8  # seconds per step in the folder run; the looping exercise costs exactly this
+CHECKS_DIR = ROOT / "ebm_teach" / "grade" / "checks"
+TIMEOUT = 8  # seconds per step in the folder run; each looping exercise costs exactly this
 MAX_OUTPUT = 5000
+CANARY = f"ebm-canary-{uuid.uuid4().hex[:12]}"  # in the command line of every process a submission starts
+SECRET = f"secret-{uuid.uuid4().hex[:12]}"  # in the grader's environment, never in a submission's
+STUB = "    # YOUR CODE HERE\n    raise NotImplementedError()"
 
 
 def _edit(text: str, old: str, new: str) -> str:
@@ -37,18 +56,42 @@ def _edit(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-def _scenarios() -> dict:
-    """File name → contents: one submission per thing the grader must survive."""
+def _with_cell(text: str, code: str) -> str:
+    """The file with one more code cell at the end (after the function definitions)."""
+    return text.rstrip("\n") + "\n\n# %%\n" + code.strip("\n") + "\n"
+
+
+def _replace_function(text: str, name: str, body: str) -> str:
+    """The exercise file with the stub of `name` replaced by `body` (indented code)."""
+    head = text.index(f"def {name}(")
+    stub = text.index(STUB, head)
+    return text[:stub] + body.rstrip("\n") + text[stub + len(STUB):]
+
+
+def _scenarios(victim: Path, poison: dict) -> dict:
+    """File name -> contents: one submission per thing the grader must survive."""
     solution = CH1_SOLUTION.read_text()
-    exercise_py = CH1_EXERCISE.with_suffix(".py").read_text()
-    stub = "    # YOUR CODE HERE\n    raise NotImplementedError()"
+    exercise = CH1_EXERCISE.with_suffix(".py").read_text()
     flood = _edit(solution, "import math\n", "import math\nfor _ in range(3):\n    print('#' * 1_000_000)\n")
     flood = _edit(flood, "    return 0.5 * torch.log(math.pi / a)",
-                  "    print('log Z! ' * 20_000)\n    return 0.5 * torch.log(math.pi / a)")
+                  "    print('log Z! ' * 20_000)\n    import sys\n    print('a warning on stderr', file=sys.stderr)\n"
+                  "    return 0.5 * torch.log(math.pi / a)")
+    liar = '''
+class Liar(torch.Tensor):
+    """Answers every comparison in its own favour."""
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in ("allclose", "equal", "eq", "__eq__", "isclose", "le", "lt", "ge", "gt", "__le__", "__gt__",
+                    "isfinite", "all", "any", "__bool__"):
+            return True
+        return super().__torch_function__(func, types, args, kwargs or {})
+'''
     return {
+        "victim.py": solution,
         "untouched.ipynb": CH1_EXERCISE.with_suffix(".ipynb").read_text(),
-        "syntax_error.py": _edit(exercise_py, "dtype=torch.float64)\n" + stub,
-                                 "dtype=torch.float64)\n    return 0.5 * torch.log(math.pi / a) +\n" + stub),
+        "syntax_error.py": _edit(exercise, "dtype=torch.float64)\n" + STUB,
+                                 "dtype=torch.float64)\n    return 0.5 * torch.log(math.pi / a) +\n" + STUB),
         "infinite_loop.py": _edit(solution, "    if bool((a <= 0).any()):", "    while True:\n        pass\n"
                                   "    if bool((a <= 0).any()):"),
         "import_error.py": _edit(solution, "import math\n", "import math\nimport ebm_teach_no_such_module\n"),
@@ -58,41 +101,216 @@ def _scenarios() -> dict:
         "wrong.py": _edit(
             _edit(solution, '        raise ValueError(f"a must be > 0 for Z to be finite; got a = {a.tolist()}.")\n', "        pass\n"),
             "    grad = (x_data**2 - x1**2).mean()", "    grad = (x_data**2 - x1**2).sum()"),
+        # ---- exploits: each an untouched stub that tries to reach full marks another way
+        "patcher.py": _with_cell(exercise, '''
+import __main__
+import ebm_teach.grade.checking as checking
+from ebm_teach.grade import asserts, child
+from ebm_teach.grade.checks import ch01_gaussian_ebm as hidden
+from ebm_teach.grade.spec import load_exercises
+
+def full_marks(check, function, is_learner_file=None):
+    return {"description": check.description, "status": "passed", "points": 500, "max_points": 1, "message": ""}
+checking._run_check = full_marks
+__main__.run_exercise = lambda exercise, *a, **k: {"id": exercise.id, "status": "passed", "points": 500}
+for e in load_exercises("01_gaussian_ebm"):
+    e.checks.clear()
+for module in (hidden, asserts):
+    module.assert_close = module.assert_shape = module.as_float64 = lambda *a, **k: None
+child._Server.call = lambda self, *a: self.reply(("return", {"__dict__": [["points", 500], ["status", "passed"]]}, [], None))
+'''),
+        "frames.py": _replace_function(exercise, "log_partition_quadratic", '''
+    import sys
+    frame = sys._getframe(1)
+    while frame is not None:  # disarm whatever compares the answer, in every caller's module
+        for key in ("assert_close", "assert_shape", "as_float64", "assert_raises"):
+            if key in frame.f_globals:
+                frame.f_globals[key] = lambda *a, **k: None
+        frame = frame.f_back
+    return 0.0
+'''),
+        "forged.py": _with_cell(exercise, '''
+import os, pickle, struct
+
+def _forge(payload):
+    for fd in range(3, 64):
+        try:
+            os.write(fd, payload)
+        except OSError:
+            pass
+
+def log_partition_quadratic(a, b):
+    _forge(struct.pack("<Q", 5) + b"junk!")  # not a reply at all
+    return 0.0
+
+def loglik_grad_mu(x_data, mu, precision, n_samples, generator):
+    event = pickle.dumps(("return", {"event": "result", "id": "1.2", "status": "passed", "points": 500}, [], None))
+    _forge(struct.pack("<Q", len(event)) + event)  # a "result" with 500 points
+    return 0.0
+
+def cd1_step(theta, x_data, step_size, noise):
+    _forge(struct.pack("<Q", 2**40))  # announces a terabyte
+    return 0.0
+'''),
+        "poison.py": _with_cell(exercise, f'''
+import os
+for path, text in [({str(poison["canary"])!r}, "POISON"), ({str(poison["checks"])!r}, ""),
+                   ({str(poison["new"])!r}, "EXERCISES = []")]:
+    try:
+        with open(path, "a") as f:
+            f.write(text)
+        print("POISON-WROTE", path)
+    except OSError as err:
+        print("POISON-BLOCKED", path, type(err).__name__)
+'''),
+        "vandal.py": _with_cell(exercise, f'''
+import glob, os, tempfile
+done = []
+for path in [{str(victim)!r}] + glob.glob(os.path.join({tempfile.gettempdir()!r}, "ebm-grade-*", "**", "*"), recursive=True):
+    if os.path.isfile(path) and not os.path.samefile(os.path.dirname(path), os.getcwd()):
+        for attempt in (lambda p: open(p, "w").write("vandalised"), os.remove):
+            try:
+                attempt(path)
+                done.append(path)
+            except OSError:
+                pass
+print("VANDAL-DONE", len(done))
+'''),
+        "processes.py": _with_cell(exercise, f'''
+import os, subprocess, sys
+sleeper = [sys.executable, "-c", "import time; time.sleep(60)", {CANARY!r}]
+started = []
+try:
+    for _ in range(300):
+        started.append(subprocess.Popen(sleeper))
+    print("FORK-ALL", len(started))
+except OSError as err:
+    print("FORK-STOPPED", len(started), type(err).__name__)
+for proc in started:
+    proc.kill()
+    proc.wait()
+subprocess.Popen(sleeper, start_new_session=True)  # a new session: not in the child's process group
+if os.fork() == 0:  # a double fork: the daemon's parent exits at once
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, sleeper)
+    os._exit(0)
+'''),
+        "limits.py": _with_cell(_replace_function(exercise, "log_partition_quadratic",
+                                                  "    return torch.empty(2**31, dtype=torch.float64)  # 16 GB"), '''
+with open("big.bin", "wb") as f:
+    f.write(b"0" * (100 * 2**20))  # 100 MB
+'''),
+        "spy.py": _with_cell(exercise, '''
+import os, socket
+print("ENV-NAMES", sorted(os.environ))
+try:
+    print("PARENT-ENV", open(f"/proc/{os.getppid()}/environ", "rb").read().decode(errors="replace"))
+except OSError as err:
+    print("PARENT-ENV-BLOCKED", type(err).__name__)
+try:
+    socket.create_connection(("127.0.0.1", 9), timeout=2)
+    print("NET-CONNECTED")
+except OSError as err:
+    print("NET-BLOCKED", type(err).__name__)
+'''),
+        "odd_values.py": _replace_function(_replace_function(_replace_function(
+            exercise.replace("import torch\n", "import torch\n" + liar, 1),
+            "log_partition_quadratic", '    raise ValueError("x" * 2_000_000)'),
+            "loglik_grad_mu", '    return torch.empty(mu.shape[0], device="meta")'),
+            "cd1_step", '    return torch.zeros(len(x_data)).as_subclass(Liar), torch.zeros(()).as_subclass(Liar)'),
+        "imports_package.py": _with_cell(exercise, '''
+from ebm_teach.evaluate import log_mean_exp as cd1_step
+from ebm_teach.grade.checks import ch01_gaussian_ebm
+'''),
     }
+
+
+def _canary_processes() -> list:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if CANARY.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
 
 
 @pytest.fixture(scope="module")
 def graded_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("submissions")
-    for name, text in _scenarios().items():
+    tag = uuid.uuid4().hex[:12]
+    poison = {"canary": CHECKS_DIR / f"_poison_canary_{tag}.txt", "checks": CHECKS_DIR / "ch01_gaussian_ebm.py",
+              "new": CHECKS_DIR / f"_poison_new_{tag}.py"}
+    poison["canary"].write_text("canary\n")
+    checks_before = poison["checks"].read_bytes()
+    scenarios = _scenarios(folder / "victim.py", poison)
+    for name, text in scenarios.items():
         (folder / name).write_text(text)
+    victim_before = (folder / "victim.py").read_bytes()
     out = tmp_path_factory.mktemp("reports")
     cmd = [sys.executable, "-m", "ebm_teach.grade", str(folder), "--json", str(out / "report.json"),
-           "--csv", str(out / "gradebook.csv"), "--timeout", str(TIMEOUT), "--max-output", str(MAX_OUTPUT),
-           "--jobs", "2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+           "--csv", str(out / "gradebook.csv"), "--feedback", str(out / "feedback"), "--timeout", str(TIMEOUT),
+           "--max-output", str(MAX_OUTPUT), "--jobs", "2"]
+    env = dict(os.environ, EBM_TEACH_GRADING_SEED="12345", EBM_TEST_SECRET=SECRET)
+    try:
+        start = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
+        seconds = time.monotonic() - start
+        canary_after = poison["canary"].read_text()
+        new_file_exists = poison["new"].exists()
+    finally:
+        poison["canary"].unlink()
+        with contextlib.suppress(FileNotFoundError):
+            poison["new"].unlink()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((out / "report.json").read_text())
-    reports = {Path(r["file"]).name: r for r in data["submissions"]}
     with open(out / "gradebook.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    return {"reports": reports, "rows": rows, "stdout": proc.stdout, "stderr": proc.stderr}
+    return {"data": data, "reports": {r["file"]: r for r in data["submissions"]}, "rows": rows,
+            "stdout": proc.stdout, "stderr": proc.stderr, "feedback": out / "feedback", "seconds": seconds,
+            "scenarios": scenarios, "canary_after": canary_after, "new_file_exists": new_file_exists,
+            "checks_unchanged": poison["checks"].read_bytes() == checks_before,
+            "victim_unchanged": (folder / "victim.py").read_bytes() == victim_before,
+            "leftover_processes": _canary_processes()}
 
 
 def _by_id(report):
     return {ex["id"]: ex for ex in report["exercises"]}
 
 
+def _landlock_on(report) -> bool:
+    return report["sandbox"].get("landlock", "").startswith("on")
+
+
 # ------------------------------------------------------------------------------------ full marks for solutions
+@pytest.fixture(scope="module")
+def graded_solutions(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("solutions")
+    for path in SOLUTIONS:
+        shutil.copy(path, folder / path.name)
+    return {r["file"]: r for r in runner.grade_path(folder, timeout=60, jobs=2)}
+
+
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
-def test_solutions_get_full_marks(solution):
-    report = runner.grade_file(solution, timeout=60)
-    assert report["error"] is None and report["cell_errors"] == []
+def test_solutions_get_full_marks(graded_solutions, solution):
+    report = graded_solutions[solution.name]
+    assert report["error"] is None and report["cell_errors"] == [] and report["flags"] == []
     assert [ex["status"] for ex in report["exercises"]] == ["passed"] * len(report["exercises"]), summary([report])
     assert report["points"] == report["max_points"] == sum(e.max_points for e in load_exercises(solution.stem))
 
 
 # ------------------------------------------------------------------------------------ what the grader survives
+def test_the_victim_keeps_full_marks_and_the_run_completes(graded_folder):
+    assert set(graded_folder["reports"]) == set(graded_folder["scenarios"])
+    assert len(graded_folder["rows"]) == len(graded_folder["scenarios"])
+    victim = graded_folder["reports"]["victim.py"]
+    assert (victim["points"], victim["max_points"]) == (13, 13), summary([victim])
+    assert graded_folder["data"]["secret_seed"] is True and str(12345) not in json.dumps(graded_folder["data"])
+
+
 def test_untouched_file_scores_zero_without_tracebacks(graded_folder):
     report = graded_folder["reports"]["untouched.ipynb"]
     assert report["chapter"] == "01_gaussian_ebm"  # from the marker line: the file name says nothing
@@ -119,6 +337,7 @@ def test_infinite_loop_times_out_and_the_rest_is_still_graded(graded_folder):
     ex = _by_id(graded_folder["reports"]["infinite_loop.py"])
     assert ex["1.1"]["status"] == "timeout" and ex["1.1"]["points"] == 0
     assert f"did not finish within {TIMEOUT} s" in ex["1.1"]["message"]
+    assert [c["status"] for c in ex["1.1"]["checks"]] == ["timeout"] * 4  # the first one ran out, the rest not run
     assert (ex["1.2"]["status"], ex["1.2"]["points"]) == ("passed", 5)
     assert (ex["1.3"]["status"], ex["1.3"]["points"]) == ("passed", 3)
 
@@ -148,9 +367,9 @@ def test_a_process_exit_fails_that_exercise_only(graded_folder):
     assert [ex["1.1"]["status"], ex["1.3"]["status"]] == ["passed", "passed"]
 
 
-def test_megabytes_of_printing_are_capped(graded_folder):
+def test_megabytes_of_printing_and_stderr_cost_nothing(graded_folder):
     report = graded_folder["reports"]["flood.py"]
-    assert report["points"] == 13  # printing does not hurt the grade ...
+    assert report["points"] == 13  # printing, to stdout or stderr, does not hurt the grade ...
     assert len(report["output"]) <= MAX_OUTPUT + 200  # ... and only MAX_OUTPUT characters are kept
     assert "more bytes of output were dropped" in report["output"]
     assert report["output"].startswith("#" * 100)
@@ -166,9 +385,102 @@ def test_wrong_answers_get_partial_credit(graded_folder):
     assert (ex["1.2"]["status"], report["points"]) == ("passed", 10)
 
 
-def test_csv_gradebook_has_one_row_per_file(graded_folder):
-    rows = {Path(r["file"]).name: r for r in graded_folder["rows"]}
-    assert set(rows) == set(_scenarios())
+# ------------------------------------------------------------------------------------ exploits earn nothing
+def test_patching_the_grader_in_the_submission_earns_nothing(graded_folder):
+    # _run_check, run_exercise on __main__, the exercises' check lists, the assert helpers, the child's replies:
+    # all live in the child, which holds no check and no point.
+    report = graded_folder["reports"]["patcher.py"]
+    assert report["points"] == 0 and report["cell_errors"] == []
+    assert {ex["status"] for ex in report["exercises"]} <= {"failed", "error", "not_implemented"}
+
+
+def test_rewriting_the_callers_globals_through_frames_earns_nothing(graded_folder):
+    ex = _by_id(graded_folder["reports"]["frames.py"])
+    assert ex["1.1"]["points"] == 0 and ex["1.1"]["status"] == "failed"
+
+
+def test_a_tensor_subclass_that_wins_every_comparison_earns_nothing(graded_folder):
+    ex = _by_id(graded_folder["reports"]["odd_values.py"])
+    assert ex["1.3"]["points"] == 0 and ex["1.3"]["status"] == "failed"
+
+
+def test_forged_replies_are_that_submissions_error_only(graded_folder):
+    report = graded_folder["reports"]["forged.py"]
+    ex = _by_id(report)
+    assert report["points"] == 0
+    assert [ex[i]["status"] for i in ("1.1", "1.2", "1.3")] == ["error"] * 3
+    assert "cannot be read safely" in ex["1.1"]["message"]
+    assert "malformed reply" in ex["1.2"]["message"]  # the "result" with 500 points is not a value at all
+    assert "a reply of 1,099,511,627,776 bytes" in ex["1.3"]["message"]
+
+
+def test_the_installed_checks_cannot_be_poisoned(graded_folder):
+    report = graded_folder["reports"]["poison.py"]
+    assert graded_folder["checks_unchanged"] and graded_folder["canary_after"] == "canary\n"
+    assert not graded_folder["new_file_exists"]
+    assert report["output"].count("POISON-BLOCKED") == 3 and "POISON-WROTE" not in report["output"]
+
+
+def test_other_students_files_cannot_be_changed_or_deleted(graded_folder):
+    report = graded_folder["reports"]["vandal.py"]
+    assert "VANDAL-DONE 0" in report["output"]
+    assert graded_folder["victim_unchanged"]
+    assert graded_folder["reports"]["victim.py"]["points"] == 13
+
+
+def test_every_process_a_submission_starts_is_killed_and_their_number_is_limited(graded_folder):
+    report = graded_folder["reports"]["processes.py"]
+    assert "FORK-STOPPED" in report["output"] and "FORK-ALL" not in report["output"]
+    stopped_after = int(report["output"].split("FORK-STOPPED")[1].split()[0])
+    assert stopped_after < sandbox.Limits().max_processes  # the child's own threads count too
+    assert graded_folder["leftover_processes"] == []  # the setsid and double-forked daemons too
+
+
+def test_memory_and_file_size_are_limited(graded_folder):
+    report = graded_folder["reports"]["limits.py"]
+    ex = _by_id(report)
+    assert "File too large" in report["cell_errors"][0]["message"]
+    assert ex["1.1"]["status"] == "error" and "allocate" in ex["1.1"]["message"]
+    assert [ex["1.2"]["status"], ex["1.3"]["status"]] == ["not_implemented"] * 2  # the same child goes on
+
+
+def test_the_environment_is_scrubbed_and_the_grader_out_of_reach(graded_folder):
+    report = graded_folder["reports"]["spy.py"]
+    output = report["output"]
+    names = output.split("ENV-NAMES")[1].splitlines()[0]
+    assert "EBM_TEST_SECRET" not in names and "EBM_TEACH_GRADING_SEED" not in names
+    assert SECRET not in output and "12345" not in output
+    if _landlock_on(report) or os.geteuid() == 0:
+        assert "PARENT-ENV-BLOCKED" in output
+    if "no TCP" in report["sandbox"].get("landlock", ""):
+        assert "NET-BLOCKED PermissionError" in output
+
+
+def test_odd_values_are_failed_answers_not_crashes(graded_folder):
+    report = graded_folder["reports"]["odd_values.py"]
+    ex = _by_id(report)
+    big = ex["1.1"]["checks"][0]  # a 2 MB exception message, cut
+    assert big["status"] == "error" and len(big["message"]) < 25_000 and big["message"].startswith("ValueError: xxx")
+    meta = ex["1.2"]["checks"][0]  # a tensor on the meta device is a wrong answer, not "not attempted"
+    assert meta["status"] == "failed" and "meta device" in meta["message"] and ex["1.2"]["status"] == "failed"
+
+
+def test_imports_of_the_graded_function_are_flagged_not_failed(graded_folder):
+    report = graded_folder["reports"]["imports_package.py"]
+    ex = _by_id(report)
+    assert any("log_mean_exp" in f and "ebm_teach.evaluate" in f for f in ex["1.3"]["flags"])
+    assert any("it comes from ebm_teach.evaluate" in f for f in ex["1.3"]["flags"])
+    assert all(any("ebm_teach.grade.checks" in f for f in ex[i]["flags"]) for i in ex)
+    row = next(r for r in graded_folder["rows"] if r["file"] == "imports_package.py")
+    assert "ebm_teach.evaluate" in row["flags"]
+    assert graded_folder["reports"]["victim.py"]["flags"] == []
+
+
+# ------------------------------------------------------------------------------------ reports
+def test_csv_gradebook_has_one_row_per_file_with_the_student(graded_folder):
+    rows = {r["file"]: r for r in graded_folder["rows"]}
+    assert set(rows) == set(graded_folder["scenarios"])
+    assert rows["wrong.py"]["student"] == "wrong" and rows["wrong.py"]["file"] == "wrong.py"  # no full path
     assert rows["wrong.py"]["points"] == "10" and rows["wrong.py"]["max_points"] == "13"
     assert (rows["wrong.py"]["1.3 points"], rows["wrong.py"]["1.3 status"]) == ("1", "failed")
     assert rows["infinite_loop.py"]["1.1 status"] == "timeout"
@@ -177,19 +489,133 @@ def test_csv_gradebook_has_one_row_per_file(graded_folder):
 def test_printed_summary_has_points_and_feedback(graded_folder):
     out = graded_folder["stdout"]
     assert "wrong.py (chapter 01_gaussian_ebm): 10/13 points" in out
-    line = next(l for l in out.splitlines() if "1.3" in l and "cd1_step" in l and "failed" in l)
-    assert "batch sum" in line
-    assert f"{len(_scenarios())} files graded" in out
+    block = out.split("wrong.py (chapter 01_gaussian_ebm): 10/13 points")[1]
+    line = next(l for l in block.splitlines() if "1.3" in l and "cd1_step" in l)
+    assert "failed" in line and "batch sum" in line
+    assert f"{len(graded_folder['scenarios'])} files graded" in out
+    assert f"[{len(graded_folder['scenarios'])}/{len(graded_folder['scenarios'])}]" in out  # progress, file by file
+
+
+def test_feedback_files_hold_every_checks_message(graded_folder):
+    report = graded_folder["reports"]["wrong.py"]
+    text = (graded_folder["feedback"] / "wrong" / "01_gaussian_ebm.md").read_text()
+    assert "**10 / 13 points**" in text
+    for ex in report["exercises"]:
+        for check in ex["checks"]:
+            assert check["description"] in text
+            if check["message"]:
+                assert check["message"].splitlines()[0] in text  # whole, not cut at 160 characters
+    assert len(list(graded_folder["feedback"].iterdir())) == len(graded_folder["scenarios"])
+
+
+# ------------------------------------------------------------------------------------ limits set on the command line
+def test_end_child_kills_detached_descendants_without_a_cgroup():
+    script = (f"import os, subprocess, sys, time\n"
+              f"sleeper = [sys.executable, '-c', 'import time; time.sleep(60)', {CANARY!r}]\n"
+              "subprocess.Popen(sleeper, start_new_session=True)\n"
+              "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        os.execv(sys.executable, sleeper)\n"
+              "    os._exit(0)\nprint('started', flush=True)\ntime.sleep(60)\n")
+    sandbox._set_subreaper()
+    keep = set(sandbox._children_of(os.getpid()))
+    process = subprocess.Popen([sys.executable, "-c", script, CANARY], stdout=subprocess.PIPE, start_new_session=True)
+    assert process.stdout.readline().strip() == b"started"
+    deadline = time.monotonic() + 10
+    while len(_canary_processes()) < 3 and time.monotonic() < deadline:  # itself and two daemons
+        time.sleep(0.05)
+    assert len(_canary_processes()) == 3
+    sandbox.end_child(sandbox.Child(process, -1, -1, keep, None))
+    assert _canary_processes() == [] and process.returncode is not None
+
+
+def test_limits_validate_their_values():
+    with pytest.raises(ValueError, match="memory_mb must be at least 1024"):
+        sandbox.Limits(memory_mb=512)
+    with pytest.raises(ValueError, match="max_processes must be an int >= 1"):
+        sandbox.Limits(max_processes=0)
+    with pytest.raises(TypeError, match="limits must be an ebm_teach.grade.sandbox.Limits"):
+        runner.grade_file(CH1_SOLUTION, limits={"memory_mb": 2048})
+
+
+# ------------------------------------------------------------------------------------ the secret seed
+SEED_CHAPTER = "99_secret_seed"
+
+
+def _doubles_its_input(double):
+    g = torch.Generator().manual_seed(check_seed(0))
+    x = torch.rand(3, generator=g, dtype=torch.float64)
+    assert_close(double(x), 2 * x, "double(x)")
+
+
+@pytest.fixture
+def seed_chapter(monkeypatch):
+    module = types.ModuleType(checks_module_name(SEED_CHAPTER))
+    module.EXERCISES = [Exercise("99.1", "double", [Check("doubles a random input", _doubles_its_input, 1)])]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    yield
+    spec.set_grading_seed(None)
+
+
+def test_a_secret_seed_changes_the_inputs_the_learner_sees(tmp_path, seed_chapter):
+    path = tmp_path / "double.py"
+    path.write_text(f"# %%\n# ebm-teach exercises: {SEED_CHAPTER}\nimport torch\n\n"
+                    "def double(x):\n    print('INPUT', repr(x.tolist()))\n    return 2 * x\n")
+    spec.set_grading_seed(2024)
+    report = runner.grade_file(path)
+    seen = eval(report["output"].split("INPUT")[1].splitlines()[0])
+    secret_input = torch.rand(3, generator=torch.Generator().manual_seed(check_seed(0)), dtype=torch.float64)
+    spec.set_grading_seed(None)
+    public_input = torch.rand(3, generator=torch.Generator().manual_seed(check_seed(0)), dtype=torch.float64)
+    assert report["points"] == 1
+    assert seen == secret_input.tolist() and seen != public_input.tolist()
+
+
+def test_cpu_time_is_limited(tmp_path, seed_chapter):
+    path = tmp_path / "burner.py"
+    path.write_text(f"# %%\n# ebm-teach exercises: {SEED_CHAPTER}\n\ndef double(x):\n    while True:\n        pass\n")
+    report = runner.grade_file(path, timeout=120, limits=sandbox.Limits(cpu_seconds=5))
+    assert report["exercises"][0]["status"] == "error"
+    assert "more than its 5 s of CPU time" in report["exercises"][0]["message"]
+
+
+def test_cli_takes_the_seed_from_the_option_or_the_environment(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "01_gaussian_ebm.ipynb"
+    path.write_text('{"cells": [')  # graded without a child: it cannot be read
+    assert cli.main([str(path), "--seed", "7", "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["secret_seed"] is True
+    assert spec.check_seed(3) == 3  # the seed is cleared after the run
+    monkeypatch.setenv(cli.SEED_VARIABLE, "not a number")
+    with pytest.raises(SystemExit):
+        cli.main([str(path)])
+    assert "EBM_TEACH_GRADING_SEED" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main([str(path), "--seed", "-1"])
 
 
 # ------------------------------------------------------------------------------------ files the grader cannot run
-def test_corrupt_notebook_is_an_error_for_every_exercise(tmp_path):
+def test_corrupt_notebook_is_zero_of_the_chapters_points(tmp_path):
     path = tmp_path / "01_gaussian_ebm.ipynb"
     path.write_text('{"cells": [')
     report = runner.grade_file(path)
     assert report["chapter"] == "01_gaussian_ebm"  # from the file name, as the marker cannot be read
     assert "not a valid notebook" in report["error"]
-    assert [ex["status"] for ex in report["exercises"]] == ["error"] * 3 and report["points"] == 0
+    assert [ex["status"] for ex in report["exercises"]] == ["error"] * 3
+    assert (report["points"], report["max_points"]) == (0, 13)
+    renamed = tmp_path / "alice.ipynb"  # the marker line is found in the broken file's text
+    renamed.write_text('{"cells": [{"source": ["# ebm-teach exercises: 01_gaussian_ebm\\n"], ')
+    assert (runner.grade_file(renamed)["max_points"], runner.grade_file(renamed)["chapter"]) == (13, "01_gaussian_ebm")
+    unnamed = tmp_path / "bob.ipynb"  # nothing says which chapter: --chapter does
+    unnamed.write_text("{")
+    assert runner.grade_file(unnamed)["max_points"] == 0
+    assert runner.grade_file(unnamed, chapter="1")["max_points"] == 13
+
+
+def test_a_file_of_another_chapter_earns_nothing_under_chapter(tmp_path):
+    report = runner.grade_file(ROOT / "solutions" / "02_rbm_cd.py", chapter="01")
+    assert (report["chapter"], report["points"], report["max_points"]) == ("02_rbm_cd", 0, 13)
+    assert "this run grades chapter 01_gaussian_ebm only" in report["error"]
+    assert [ex["id"] for ex in report["exercises"]] == ["1.1", "1.2", "1.3"]  # no columns of chapter 2
+    with pytest.raises(ValueError, match="no chapter '42'"):
+        runner.grade_file(CH1_SOLUTION, chapter="42")
 
 
 def test_file_of_unknown_chapter_is_a_file_level_error(tmp_path):
@@ -214,19 +640,95 @@ def test_grade_file_validates_its_arguments(tmp_path):
         runner.grade_path(CH1_SOLUTION, jobs=0)
 
 
-def test_folder_skips_the_py_twin_of_a_notebook(tmp_path):
-    for name in ("01_a.ipynb", "01_a.py", "02_b.py", "notes.txt"):
-        (tmp_path / name).write_text("")
-    assert [p.name for p in runner.submissions_in(tmp_path)] == ["01_a.ipynb", "02_b.py"]
+def test_cli_rejects_bad_options_without_a_traceback(tmp_path, capsys):
+    for argv, message in [([str(CH1_SOLUTION), "--timeout", "-1"], "must be > 0"),
+                          ([str(CH1_SOLUTION), "--memory", "100"], "at least 1024"),
+                          ([str(CH1_SOLUTION), "--chapter", "42"], "no chapter '42'")]:
+        with pytest.raises(SystemExit) as exit_code:
+            cli.main(argv)
+        err = capsys.readouterr().err
+        assert exit_code.value.code == 2 and message in err and "Traceback" not in err
+    assert cli.main([str(tmp_path / "nope")]) == 1
+    assert "neither an exercise file nor a folder" in capsys.readouterr().err
 
 
-def test_cli_rejects_bad_options_without_a_traceback(tmp_path):
-    cmd = [sys.executable, "-m", "ebm_teach.grade"]
-    bad_timeout = subprocess.run(cmd + [str(CH1_SOLUTION), "--timeout", "-1"], capture_output=True, text=True, cwd=ROOT)
-    assert bad_timeout.returncode == 2 and "must be > 0" in bad_timeout.stderr
-    missing = subprocess.run(cmd + [str(tmp_path / "nope")], capture_output=True, text=True, cwd=ROOT)
-    assert missing.returncode == 1 and "neither an exercise file nor a folder" in missing.stderr
-    assert "Traceback" not in bad_timeout.stderr + missing.stderr
+# ------------------------------------------------------------------------------------ course logistics
+def _touch(root: Path, *names):
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("")
+
+
+def test_folder_layouts_name_the_students(tmp_path):
+    flat = tmp_path / "flat"
+    _touch(flat, "alice.ipynb", "alice.py", "bob.py", "notes.txt", ".ipynb_checkpoints/alice-checkpoint.ipynb")
+    assert [(s.file, s.student) for s in runner.submissions_in(flat)] == [("alice.ipynb", "alice"), ("bob.py", "bob")]
+    per_student = tmp_path / "per_student"
+    _touch(per_student, "alice/01_gaussian_ebm.ipynb", "bob/01_gaussian_ebm.py", "bob/02_rbm_cd.py")
+    assert [(s.student, s.file) for s in runner.submissions_in(per_student)] == [
+        ("alice", "alice/01_gaussian_ebm.ipynb"), ("bob", "bob/01_gaussian_ebm.py"), ("bob", "bob/02_rbm_cd.py")]
+    course = tmp_path / "course"  # nbgrader: submitted/<student>/<assignment>/
+    _touch(course, "submitted/alice/ch01/01_gaussian_ebm.ipynb", "submitted/alice/ch01/timestamp.txt",
+           "submitted/bob/ch01/01_gaussian_ebm.ipynb", "submitted/bob/ch02/02_rbm_cd.ipynb",
+           "source/ch01/01_gaussian_ebm.ipynb", "release/ch01/01_gaussian_ebm.ipynb")
+    found = runner.submissions_in(course)
+    assert [(s.student, s.assignment) for s in found] == [("alice", "ch01"), ("bob", "ch01"), ("bob", "ch02")]
+    assert [s.student for s in runner.submissions_in(course, assignment="ch01")] == ["alice", "bob"]
+    assert runner.submissions_in(course / "submitted") == found
+
+
+def test_results_are_reported_as_each_file_finishes(tmp_path):
+    for name in ("alice.ipynb", "bob.ipynb"):
+        (tmp_path / name).write_text("{")  # unreadable: graded without a child
+    seen = []
+    reports = runner.grade_path(tmp_path, chapter="1", on_report=lambda one, so_far: seen.append(
+        (one["student"], [r and r["student"] for r in so_far])))
+    assert seen == [("alice", ["alice", None]), ("bob", ["alice", "bob"])]
+    assert [r["max_points"] for r in reports] == [13, 13]
+
+
+def test_feedback_markdown_lists_every_check():
+    report = {"file": "alice/01_gaussian_ebm.ipynb", "student": "alice", "assignment": "ch01",
+              "chapter": "01_gaussian_ebm", "points": 1, "max_points": 3, "error": None,
+              "cell_errors": [{"cell": 4, "first_line": "import foo", "message": "ModuleNotFoundError: foo"}],
+              "exercises": [{"id": "1.1", "name": "f", "status": "failed", "points": 1, "max_points": 3,
+                             "message": "...", "checks": [
+                                 {"description": "first", "status": "passed", "points": 1, "max_points": 1, "message": ""},
+                                 {"description": "second", "status": "failed", "points": 0, "max_points": 2,
+                                  "message": "f(2) should be 4;\ngot 5 " + "x" * 500}]}]}
+    text = feedback_markdown(report)
+    assert "**1 / 3 points**" in text and "ModuleNotFoundError: foo" in text
+    assert "✔ first (1 / 1)" in text and "✘ second (0 / 2):\n  f(2) should be 4;\n  got 5 " + "x" * 500 in text
+    from ebm_teach.grade.report import feedback_path
+    assert feedback_path(report, "fb") == Path("fb/alice/ch01-01_gaussian_ebm.md")
+
+
+def test_build_writes_one_nbgrader_assignment_per_chapter(tmp_path):
+    written = builder.nbgrader_sources(ROOT / "solutions", tmp_path / "ch02", chapter="02_rbm_cd")
+    assert [p.name for p in written] == ["02_rbm_cd.ipynb"]
+    cells = json.loads(written[0].read_text())["cells"]
+    points = sum(c["metadata"]["nbgrader"].get("points", 0) for c in cells if "nbgrader" in c["metadata"])
+    assert points == sum(e.max_points for e in load_exercises("02_rbm_cd"))
+    assert cli.main(["build", "--solutions", str(ROOT / "solutions"), "--nbgrader", str(tmp_path / "c1"),
+                     "--chapter", "1"]) == 0
+    assert [p.name for p in (tmp_path / "c1").iterdir()] == ["01_gaussian_ebm.ipynb"]
+    with pytest.raises(SystemExit):
+        cli.main(["build", "--chapter", "1"])
+
+
+def test_run_checks_sends_stderr_to_stdout_for_nbgrader(capfd):
+    def loud_log_partition_quadratic(a, b):
+        print("python stderr", file=sys.stderr)
+        os.write(2, b"C-level stderr\n")
+        a = torch.as_tensor(a, dtype=torch.float64)
+        b = torch.as_tensor(b, dtype=torch.float64)
+        if bool((a <= 0).any()):
+            raise ValueError("a must be > 0")
+        return 0.5 * torch.log(math.pi / a) + b**2 / (4 * a)
+
+    assert run_checks("01_gaussian_ebm", "1.1", loud_log_partition_quadratic) == 5
+    out, err = capfd.readouterr()
+    assert err == "" and "python stderr" in out and "C-level stderr" in out
 
 
 # ------------------------------------------------------------------------------------ reading submissions
@@ -254,6 +756,235 @@ def test_read_cells_rejects_other_files(tmp_path):
         read_cells(tmp_path / "x.ipynb")
 
 
+def test_import_flags_read_the_code_not_the_names(tmp_path):
+    source = ("# %%\nimport ebm_teach.evaluate as ev\nfrom ebm_teach.jem import auroc\nimport solutions\n"
+              "def log_mean_exp(x, dim=0):\n    return ev.log_mean_exp(x, dim)\n")
+    (tmp_path / "f.py").write_text(source)
+    exercises = load_exercises("03_pcd_ais")
+    flags = runner.import_flags(read_cells(tmp_path / "f.py"), exercises)
+    assert any("ebm_teach.evaluate….log_mean_exp" in f for f in flags["3.3"])
+    assert all(any("imports solutions" in f for f in flags[e.id]) for e in exercises)
+    honest = runner.import_flags(read_cells(ROOT / "solutions" / "03_pcd_ais.py"), exercises)
+    assert honest == {}
+
+
+# ------------------------------------------------------------------------------------ the proxy, against a server thread
+class _Alive:
+    def poll(self):
+        return None
+
+
+@pytest.fixture
+def remote():
+    """(call, session): call(function, *args) runs `function` through the proxy in a server thread."""
+    command_r, command_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    server = _Server(command_r, reply_w)
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    session = Session(_Alive(), command_w, reply_r)
+
+    def call(function, *args, **kwargs):
+        server.functions[function.__name__] = function
+        session.budget = 30
+        return RemoteFunction(session, function.__name__)(*args, **kwargs)
+
+    call.server = server
+    yield call, session
+    os.close(command_w)  # the server sees the end of its input and returns
+    thread.join(timeout=5)
+    for fd in (command_r, reply_r, reply_w):
+        os.close(fd)
+
+
+def test_a_generator_comes_back_advanced_as_in_one_process(remote):
+    call, _ = remote
+
+    def draw(n, generator):
+        return torch.randn(n, generator=generator, dtype=torch.float64)
+
+    here, there = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(call(draw, 4, there), draw(4, here))
+    assert torch.equal(torch.rand(3, generator=there), torch.rand(3, generator=here))  # the same stream after
+
+
+def test_side_effects_come_back_to_the_callers_objects(remote):
+    call, _ = remote
+    seen = []
+
+    def noise_fn(n):  # a closure over a list, as a check's recorder
+        rows = torch.full((n, 2), -1.0)
+        seen.append(rows)
+        return rows
+
+    def learner(x, noise, store):
+        x.add_(1.0)  # in place, against the rules: the check must see it
+        store["calls"] = store.get("calls", 0) + 1
+        return noise(3)
+
+    x, store = torch.zeros(2), {}
+    out = call(learner, x, noise_fn, store)
+    assert torch.equal(x, torch.ones(2)) and store == {"calls": 1}
+    assert len(seen) == 1 and torch.equal(seen[0], out)
+
+
+def test_gradients_flow_back_through_the_result(remote):
+    call, _ = remote
+    theta = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def loss(score, x):
+        y = x.detach().requires_grad_(True)
+        s = score(y)
+        (div,) = torch.autograd.grad(s.sum(), y, create_graph=True)  # needs the graph inside, as sliced SM does
+        return (div.sum(1) + 0.5 * (s**2).sum(1)).mean()
+
+    remote_out = call(loss, lambda y: -theta * y, x)
+    local_out = loss(lambda y: -theta * y, x)
+    assert remote_out.requires_grad
+    (g_remote,), (g_local,) = torch.autograd.grad(remote_out, theta), torch.autograd.grad(local_out, theta)
+    assert torch.allclose(remote_out.detach(), local_out.detach()) and torch.allclose(g_remote, g_local)
+
+    def scale(x, theta):
+        return theta * x
+
+    with torch.no_grad():
+        assert not call(scale, x, theta).requires_grad  # torch.no_grad() reaches the learner's code
+    assert call(scale, x, theta).requires_grad
+
+
+def test_a_modules_gradient_and_detached_results_are_seen_by_the_caller(remote):
+    call, _ = remote
+    net = torch.nn.Linear(2, 1).double()
+
+    def backward_inside(x, energy):
+        energy(x).sum().backward()  # writes the parameters' .grad, which a check may forbid
+        return x
+
+    call(backward_inside, torch.ones(3, 2, dtype=torch.float64), net)
+    assert net.weight.grad is not None and torch.allclose(net.weight.grad, torch.full((1, 2), 3.0, dtype=torch.float64))
+
+    def not_detached(x):
+        return x.detach().requires_grad_(True) * 2
+
+    assert call(not_detached, torch.ones(2)).requires_grad
+
+
+def test_exceptions_keep_their_meaning(remote):
+    call, _ = remote
+
+    def raises(kind):
+        if kind == "value":
+            raise ValueError("a must be > 0")
+        if kind == "stub":
+            raise NotImplementedError()
+        if kind == "torch":
+            return torch.empty(2, device="meta").cpu()  # torch's own NotImplementedError
+        if kind == "custom":
+            class Oops(Exception):
+                pass
+            raise Oops("mine")
+        raise SystemExit(3)
+
+    namespace = {}  # the stub as the child sees it: a `raise` line in a cell of the submission
+    exec(compile("def stub():\n    raise NotImplementedError()\n", "submission, cell 3", "exec"), namespace)
+    with pytest.raises(ValueError, match="a must be > 0"):
+        call(raises, "value")
+    with pytest.raises(NotImplementedError):
+        call(namespace["stub"])
+    with pytest.raises(LearnerError):
+        call(raises, "stub")  # not in the submission's file: some library's NotImplementedError
+    with pytest.raises(Exception) as custom:  # the nearest built-in type, named as the learner named it
+        call(raises, "custom")
+    assert type(custom.value) is Exception and format_exception(custom.value) == "Oops: mine"
+    with pytest.raises(LearnerError) as torch_error:
+        call(raises, "torch")
+    assert torch_error.value.learner_type == "NotImplementedError"  # not the stub: not "not attempted"
+    with pytest.raises(LearnerError) as exit_error:
+        call(raises, "exit")
+    assert exit_error.value.learner_type == "SystemExit"
+
+
+def test_values_that_are_not_plain_data_arrive_as_placeholders(remote):
+    call, _ = remote
+
+    def odd(kind):
+        return {"meta": torch.empty(2, device="meta"), "object": threading.Lock(), "tuple": (1, 2.5, "x", None),
+                "complex": 1 + 2j, "bool": torch.tensor([True, False])}[kind]
+
+    meta = call(odd, "meta")
+    assert isinstance(meta, LearnerObject)
+    with pytest.raises(AssertionError, match="got Tensor on the meta device"):
+        as_float64(meta, "f()")
+    assert isinstance(call(odd, "object"), LearnerObject)
+    assert call(odd, "tuple") == (1, 2.5, "x", None) and call(odd, "complex") == 1 + 2j
+    assert torch.equal(call(odd, "bool"), torch.tensor([True, False]))
+
+
+def test_a_timeout_is_an_abort_that_checks_cannot_swallow(remote):
+    call, session = remote
+
+    def slow():
+        time.sleep(1)
+
+    call.server.functions["slow"] = slow
+
+    def swallowing_check(f):
+        try:
+            f()
+        except Exception:  # a check that catches everything still loses the timeout
+            pass
+
+    session.budget = 0.2
+    with pytest.raises(Abort) as abort:
+        swallowing_check(RemoteFunction(session, "slow"))
+    assert abort.value.status == "timeout"
+    with pytest.raises(Abort):
+        session.request(("probe", []), ("probe",))  # a session that failed stays failed
+
+
+def test_run_exercise_keeps_the_points_before_an_abort():
+    class Stops:
+        aborted = None
+
+        def __call__(self, x):
+            if x == 3:
+                raise Abort("died", "x")
+            return x * x
+
+    ex = _exercise((_passes, 2), (_fails, 3), (_passes, 1))
+    result = run_exercise(ex, Stops(), describe_abort=lambda a: ("error", "the process stopped"))
+    assert [c["status"] for c in result["checks"]] == ["passed", "error", "error"]
+    assert (result["status"], result["points"], result["message"]) == ("error", 2, "the process stopped")
+    assert result["checks"][2]["message"].startswith("not run")
+
+
+def test_replies_are_read_without_running_code():
+    evil = pickle.dumps(types.SimpleNamespace())  # names a class
+    with pytest.raises(_Malformed, match="names types.SimpleNamespace"):
+        load_plain(evil)
+    reduce_os = b"cos\nsystem\n(S'echo hacked'\ntR."  # the classic: os.system by protocol 0
+    with pytest.raises(_Malformed, match="names os.system"):
+        load_plain(reduce_os)
+    with pytest.raises(_Malformed):
+        load_plain(b"\x80\x05junk")
+    assert load_plain(pickle.dumps(("return", [1, 2.5, "x", b"y", None, True], {"a": (1,)}))) == (
+        "return", [1, 2.5, "x", b"y", None, True], {"a": (1,)})
+
+
+def test_tensors_cross_as_checked_bytes():
+    t = torch.randn(3, 4, dtype=torch.float64)
+    assert torch.equal(tensor_from_raw(tensor_to_raw(t)), t)
+    assert torch.equal(tensor_from_raw(tensor_to_raw(t.T)), t.T)  # any layout arrives contiguous
+    name, shape, data = tensor_to_raw(t)
+    with pytest.raises(_Malformed, match="with 96 bytes"):
+        tensor_from_raw([name, [3, 5], data])  # the shape does not match the bytes
+    with pytest.raises(_Malformed, match="dtype or shape"):
+        tensor_from_raw(["object", shape, data])
+    with pytest.raises(_Malformed):
+        tensor_from_raw([name, [2**40, 2**40], data], limit=2**26)  # no tensor bigger than the limit
+
+
 # ------------------------------------------------------------------------------------ spec and checking, in process
 def _exercise(*checks):
     return Exercise(id="9.1", name="f", checks=[Check(f"check {i}", fn, points) for i, (fn, points) in enumerate(checks)])
@@ -274,6 +1005,9 @@ def test_run_exercise_sums_the_points_of_passed_checks():
     assert (result["status"], result["points"], result["max_points"]) == ("failed", 2, 5)
     assert result["message"] == "check 1: f(3) should be 9"
     assert run_exercise(ex, lambda x: x * x)["status"] == "passed"
+    assert validate_result(result, ex) is result
+    with pytest.raises(ValueError, match="impossible result"):
+        validate_result(dict(result, points=500), ex)
 
 
 def test_run_exercise_tells_stub_from_crash():
@@ -285,9 +1019,13 @@ def test_run_exercise_tells_stub_from_crash():
     def crashes(x):
         return x.no_such_attribute
 
+    def meta(x):  # torch raises NotImplementedError here, not the learner: an error, not "not attempted"
+        return torch.empty(2, device="meta").cpu()
+
     assert run_exercise(ex, stub)["status"] == "not_implemented"
     crashed = run_exercise(ex, crashes)
     assert crashed["status"] == "error" and "AttributeError" in crashed["message"]
+    assert run_exercise(ex, meta)["status"] == "error"
 
 
 def test_spec_validates_exercises_and_checks():
@@ -305,11 +1043,14 @@ def test_spec_validates_exercises_and_checks():
         checks_module_name("gaussian")
     with pytest.raises(LookupError, match="no hidden checks for chapter '99_none'"):
         load_exercises("99_none")
+    assert spec.resolve_chapter("1") == spec.resolve_chapter("01") == "01_gaussian_ebm"
 
 
 def test_assert_helpers_write_messages_for_the_learner():
     with pytest.raises(AssertionError, match="forget the `return`"):
         as_float64(None, "f(1)")
+    with pytest.raises(AssertionError, match="meta device"):
+        as_float64(torch.empty(2, device="meta"), "f(1)")
     with pytest.raises(AssertionError, match=r"should have shape \(3,\); got shape \(2,\)"):
         assert_shape(torch.zeros(2), (3,), "x")
     with pytest.raises(AssertionError, match="should be 1; got 1.1"):

@@ -9,6 +9,8 @@ from typing import Sequence
 
 import torch
 
+from .proxy import LearnerObject
+
 __all__ = ["as_float64", "assert_shape", "assert_close", "assert_raises"]
 
 
@@ -19,7 +21,12 @@ def as_float64(value, what: str) -> torch.Tensor:
     """
     if value is None:
         raise AssertionError(f"{what} returned None; did you forget the `return` statement?")
+    if isinstance(value, LearnerObject):  # what the grader receives for a value that is not plain data
+        raise AssertionError(f"{what} should return a number or a tensor; got {value.type_name} ({value.text:.120}).")
     if isinstance(value, torch.Tensor):
+        if value.device.type == "meta":
+            raise AssertionError(f"{what} returned a tensor on the meta device, which holds no numbers; "
+                                 "compute the answer on the CPU (or the device of the inputs).")
         return value.detach().to(device="cpu", dtype=torch.float64)
     try:
         return torch.as_tensor(value, dtype=torch.float64)

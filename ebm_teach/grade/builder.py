@@ -174,12 +174,20 @@ def nbgrader_notebook(solution_path) -> str:
     return jupytext.writes(notebook, fmt="ipynb")
 
 
-def nbgrader_sources(solutions_dir="solutions", out_dir="nbgrader_source") -> List[Path]:
-    """Write ``out_dir/NN_slug.ipynb`` (see :func:`nbgrader_notebook`) for every solutions file."""
+def nbgrader_sources(solutions_dir="solutions", out_dir="nbgrader_source", chapter=None) -> List[Path]:
+    """Write ``out_dir/NN_slug.ipynb`` (see :func:`nbgrader_notebook`) for every solutions file.
+
+    chapter: only this one (``NN_slug``), so that ``out_dir`` is one nbgrader assignment.
+    """
     out_dir = Path(out_dir)
+    solutions = _solutions(solutions_dir)
+    if chapter is not None:
+        solutions = [s for s in solutions if s.stem == chapter]
+        if not solutions:
+            raise ValueError(f"no solutions file {chapter}.py in {solutions_dir}.")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for solution in _solutions(solutions_dir):
+    for solution in solutions:
         target = out_dir / f"{solution.stem}.ipynb"
         target.write_text(nbgrader_notebook(solution), encoding="utf-8")
         written.append(target)

@@ -51,10 +51,20 @@ def read_cells(path) -> List[Cell]:
 
 
 def find_chapter(path, cells: Optional[List[Cell]] = None) -> str:
-    """The chapter ``NN_slug`` of an exercise file: from its marker line, else from its file name."""
+    """The chapter ``NN_slug`` of an exercise file: from its marker line, else from its file name.
+
+    cells: the file's cells, or None when it could not be parsed (the marker is then searched in its text).
+    """
     path = Path(path)
     for cell in cells or []:
         match = MARKER.search(cell.source)
+        if match:
+            return match.group(1)
+    if cells is None:  # the file could not be parsed: the marker line may still be in its text
+        try:
+            match = MARKER.search(path.read_bytes()[:1_000_000].decode("utf-8", errors="replace"))
+        except OSError:
+            match = None
         if match:
             return match.group(1)
     if CHAPTER_PATTERN.match(path.stem):

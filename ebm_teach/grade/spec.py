@@ -22,17 +22,26 @@ Random inputs come from :func:`check_seed`: ``torch.Generator().manual_seed(chec
 secret grading seed it returns its argument (the checks are reproducible and match the self-checks); an
 instructor who grades with a secret seed (:func:`set_grading_seed`) changes every such input, so expected
 numbers read off a message or the package do not help. A check therefore computes its expected answer from
-its inputs (quadrature, enumeration, a closed form), never from a stored number.
+its inputs (quadrature, enumeration, a closed form), never from a stored number. Call :func:`check_seed`
+inside the check functions, not at import time: the grader sets the seed after importing the checks.
+
+The grader runs the checks in its own process and the learner's function in a jailed child
+(:mod:`~ebm_teach.grade.proxy`). What a check passes to the learner's function is copied there: keep it to
+tensors, numbers, strings, lists, tuples, dicts, ``torch.Generator``, ``nn.Module`` instances of classes
+defined at module level, and functions (module-level ones, or closures over such values). Changes the call
+makes to them (in-place tensor updates, ``.grad``, a generator's state, items appended to a list) are copied
+back, and first-order gradients flow back through the result.
 """
 from __future__ import annotations
 
 import importlib
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, List
 
 __all__ = ["Check", "Exercise", "STATUSES", "checks_module_name", "load_exercises", "CHAPTER_PATTERN",
-           "check_seed", "set_grading_seed"]
+           "check_seed", "set_grading_seed", "available_chapters", "resolve_chapter"]
 
 _GRADING_SEED = None
 
@@ -127,6 +136,25 @@ def load_exercises(chapter: str) -> List[Exercise]:
         if duplicates:
             raise ValueError(f"{name}.EXERCISES repeats the {attr} {duplicates}; each exercise needs its own.")
     return list(exercises)
+
+
+def available_chapters() -> List[str]:
+    """The chapters that have hidden checks (``ebm_teach/grade/checks/chNN_slug.py``), sorted."""
+    folder = Path(__file__).with_name("checks")
+    return sorted(p.stem[2:] for p in folder.glob("ch[0-9][0-9]_*.py") if CHAPTER_PATTERN.match(p.stem[2:]))
+
+
+def resolve_chapter(text: str) -> str:
+    """The chapter named by ``text``: its number (``1``, ``01``) or its stem (``01_gaussian_ebm``)."""
+    chapters = available_chapters()
+    text = str(text).strip()
+    if text in chapters:
+        return text
+    if text.isdigit():
+        matches = [c for c in chapters if int(c[:2]) == int(text)]
+        if len(matches) == 1:
+            return matches[0]
+    raise ValueError(f"no chapter {text!r} with hidden checks; give its number or name, one of {chapters}.")
 
 
 def set_grading_seed(seed) -> None:
