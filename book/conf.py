@@ -38,6 +38,7 @@ import bookext  # noqa: E402  (book/bookext.py: the hooks below)
 # A change to the hooks must re-read every page (they shape docstrings and code cells at read time):
 # registered in setup() as a config value that invalidates the saved environment when it changes.
 ebm_book_hooks = hashlib.sha256(Path(bookext.__file__).read_bytes()).hexdigest()[:16]
+
 PAGES = ("index.md", "exercises.md", "instructors.md", "api.md")
 LINKED_FOLDERS = {"chapters": ROOT / "notebooks", "exercises": ROOT / "exercises"}
 API_EXCLUDE = re.compile(r"^ebm_teach\.grade\.checks\.|\.__main__$")
