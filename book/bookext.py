@@ -274,7 +274,7 @@ def _is_formula(segment: str) -> bool:
 
 
 def _as_code(segment: str) -> str:
-    core, punct = re.match(r"(.*?)([,.;:]?)$", segment, re.S).groups()
+    core, punct = re.match(r"(.*?)([,.;:]?)$", segment, re.DOTALL).groups()
     return f"``{core.strip()}``{punct}" if core.strip() else segment
 
 
@@ -458,7 +458,7 @@ def docstring_to_rst(lines: list, params=(), what: str = "function") -> list:
     for _, text, extra in fields["returns"]:
         tail += [f":returns: {rst_inline(text.strip())}"] + _field_extra(extra)
     for _, text, extra in fields["raises"]:
-        match = re.match(r"(?::\w+:`~?)?([A-Z]\w*(?:Error|Exception|Warning|Interrupt))`?\s*(.*)", text, re.S)
+        match = re.match(r"(?::\w+:`~?)?([A-Z]\w*(?:Error|Exception|Warning|Interrupt))`?\s*(.*)", text, re.DOTALL)
         if match:
             tail += [f":raises {match.group(1)}: {rst_inline(match.group(2).strip() or match.group(1))}"]
         else:
