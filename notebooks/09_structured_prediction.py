@@ -302,6 +302,7 @@ for seed in SEEDS:
             repaired.append(float((pred == y_te)[wrong_alone].float().mean()))
             allowed = grammar.to(device)[pred[:, :-1], pred[:, 1:]] > 0  # (n, T - 1): is each predicted step allowed?
             grammatical.append((float(allowed.all(1).float().mean()), float(allowed.float().mean())))
+print(f"trained {len(METHODS)} models on each of {len(SEEDS)} seeds, {N_EPOCHS} epochs each")
 
 
 def mean_sd(values):
@@ -474,6 +475,7 @@ for seed in SEEDS:
         collapse[kind]["accuracy"].append(float((energies.argmin(1) == lab_test).float().mean()))
         if seed == SEEDS[0]:
             embeddings[kind] = (z, params[2])
+print(f"trained the embedding model with {len(LOSS_NAMES)} losses on each of {len(SEEDS)} seeds")
 
 # %% tags=["nbval-ignore-output"]
 print(f"{'loss':11s} {'energy spread':>22s} {'test accuracy':>20s}   (mean ± sd over {len(SEEDS)} seeds)")
@@ -624,6 +626,7 @@ for seed in SEEDS:
         fits[name].append(fit_grid(lambda th: objective(th, clean, noisy)))
         fit_seconds[name].append(time.perf_counter() - start)
 theta_ml, theta_pl = fits["exact likelihood"][0], fits["pseudo-likelihood"][0]
+print(f"fitted (alpha, b, J) by both objectives on {len(SEEDS)} training sets of 100 images")
 
 # %% tags=["nbval-ignore-output"]
 print(f"truth:             alpha = {ALPHA_TRUE:.3f}, b = 0, J = {J_TRUE}")
