@@ -353,6 +353,8 @@ for name, model in digits.items():
             scores[name][kind][set_name] = ood_score(model, x_ood, kind)
 aurocs = {(name, kind, s): auroc(scores[name][kind]["digits (in)"], scores[name][kind][s])
           for name in digits for kind in OOD_SCORES for s in ood_sets}
+print(f"{len(x_test)} test digits and {len(x_test)} inputs in each of {len(ood_sets)} OOD sets, "
+      f"scored {len(OOD_SCORES)} ways by {len(digits)} models")
 
 # %% tags=["nbval-ignore-output"]
 AUROC_EXPECTED = {  # mean and 4 sd over 8 seeds, in the order noise, inverted, pixel-independent
