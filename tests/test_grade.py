@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import json
-import math
 import os
 import pickle
 import shutil
@@ -29,7 +27,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ebm_teach.grade import builder, cli, runner, sandbox, spec
+from ebm_teach.grade import builder, cli, mutants, runner, sandbox, spec
 from ebm_teach.grade.asserts import as_float64, assert_close, assert_raises, assert_shape
 from ebm_teach.grade.checking import format_exception, run_checks, run_exercise, validate_result
 from ebm_teach.grade.child import _Server
@@ -43,6 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.py"))
 CH1_SOLUTION = ROOT / "solutions" / "01_gaussian_ebm.py"
 CH1_EXERCISE = ROOT / "exercises" / "01_gaussian_ebm"
+CH1 = load_exercises("01_gaussian_ebm")  # the scenarios below follow whatever chapter 1's exercises are
+CH1_MAX = sum(e.max_points for e in CH1)
+E1, E2, E3 = CH1[0], CH1[1], CH1[2]
 CHECKS_DIR = ROOT / "ebm_teach" / "grade" / "checks"
 TIMEOUT = 8  # seconds per step in the folder run; each looping exercise costs exactly this
 MAX_OUTPUT = 5000
@@ -51,14 +52,13 @@ SECRET = f"secret-{uuid.uuid4().hex[:12]}"  # in the grader's environment, never
 STUB = "    # YOUR CODE HERE\n    raise NotImplementedError()"
 
 
-def _edit(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, f"the scenario edit expects exactly one {old!r} in the source file"
-    return text.replace(old, new)
-
-
-def _with_cell(text: str, code: str) -> str:
-    """The file with one more code cell at the end (after the function definitions)."""
-    return text.rstrip("\n") + "\n\n# %%\n" + code.strip("\n") + "\n"
+def _with_cell(text: str, code: str, first: bool = False) -> str:
+    """The py:percent file with one more code cell, at the end (after the functions) or before all others."""
+    cell = "# %%\n" + code.strip("\n") + "\n"
+    if first:
+        at = text.index("# %%")
+        return text[:at] + cell + "\n" + text[at:]
+    return text.rstrip("\n") + "\n\n" + cell
 
 
 def _replace_function(text: str, name: str, body: str) -> str:
@@ -68,15 +68,17 @@ def _replace_function(text: str, name: str, body: str) -> str:
     return text[:stub] + body.rstrip("\n") + text[stub + len(STUB):]
 
 
-def _scenarios(victim: Path, poison: dict) -> dict:
-    """File name -> contents: one submission per thing the grader must survive."""
-    solution = CH1_SOLUTION.read_text()
-    exercise = CH1_EXERCISE.with_suffix(".py").read_text()
-    flood = _edit(solution, "import math\n", "import math\nfor _ in range(3):\n    print('#' * 1_000_000)\n")
-    flood = _edit(flood, "    return 0.5 * torch.log(math.pi / a)",
-                  "    print('log Z! ' * 20_000)\n    import sys\n    print('a warning on stderr', file=sys.stderr)\n"
-                  "    return 0.5 * torch.log(math.pi / a)")
-    liar = '''
+def _inject(text: str, name: str, code: str) -> str:
+    """The solutions file with `code` run first in the answer of `name` (just after its BEGIN SOLUTION)."""
+    head = text.index(f"def {name}(")
+    marker = text.index("### BEGIN SOLUTION\n", head)
+    indent = text[text.rindex("\n", 0, marker) + 1:marker]
+    lines = "".join(indent + line + "\n" for line in code.strip("\n").splitlines())
+    at = marker + len("### BEGIN SOLUTION\n")
+    return text[:at] + lines + text[at:]
+
+
+LIAR = '''
 class Liar(torch.Tensor):
     """Answers every comparison in its own favour."""
     @classmethod
@@ -87,20 +89,32 @@ class Liar(torch.Tensor):
             return True
         return super().__torch_function__(func, types, args, kwargs or {})
 '''
+
+
+def _scenarios(victim: Path, poison: dict) -> dict:
+    """File name -> contents: one submission per thing the grader must survive, made from chapter 1's
+    solutions and exercise files by edits that do not depend on what the answers are."""
+    solution = CH1_SOLUTION.read_text()
+    exercise = CH1_EXERCISE.with_suffix(".py").read_text()
+    flood = _with_cell(_inject(solution, E1.name, "print('log Z! ' * 20_000)\nimport sys\n"
+                                                 "print('a warning on stderr', file=sys.stderr)"),
+                       "for _ in range(3):\n    print('#' * 1_000_000)", first=True)
+    counter = "global _calls\n_calls = globals().get('_calls', 0) + 1\nif _calls > 1:\n    return None"
+    forged = "".join(f"\ndef {e.name}(*args, **kwargs):\n    _forge({how})\n    return 0.0\n" for e, how in zip(CH1, (
+        'struct.pack("<Q", 5) + b"junk!"',  # not a reply at all
+        '_framed(pickle.dumps(("return", {"event": "result", "status": "passed", "points": 500}, [], None)))',
+        'struct.pack("<Q", 2**40)',  # announces a terabyte
+    )))
     return {
         "victim.py": solution,
         "untouched.ipynb": CH1_EXERCISE.with_suffix(".ipynb").read_text(),
-        "syntax_error.py": _edit(exercise, "dtype=torch.float64)\n" + STUB,
-                                 "dtype=torch.float64)\n    return 0.5 * torch.log(math.pi / a) +\n" + STUB),
-        "infinite_loop.py": _edit(solution, "    if bool((a <= 0).any()):", "    while True:\n        pass\n"
-                                  "    if bool((a <= 0).any()):"),
-        "import_error.py": _edit(solution, "import math\n", "import math\nimport ebm_teach_no_such_module\n"),
-        "top_level_loop.py": _edit(solution, "import torch\n", "import torch\n\nwhile True:\n    pass\n"),
-        "exits.py": _edit(solution, "    d = mu.shape[0]\n", "    import os\n    os._exit(3)\n    d = mu.shape[0]\n"),
+        "syntax_error.py": _replace_function(exercise, E1.name, "    return 1 +\n" + STUB),
+        "infinite_loop.py": _inject(solution, E1.name, "while True:\n    pass"),
+        "import_error.py": _with_cell(solution, "import ebm_teach_no_such_module", first=True),
+        "top_level_loop.py": _with_cell(solution, "while True:\n    pass"),
+        "exits.py": _inject(solution, E2.name, "import os\nos._exit(3)"),
         "flood.py": flood,
-        "wrong.py": _edit(
-            _edit(solution, '        raise ValueError(f"a must be > 0 for Z to be finite; got a = {a.tolist()}.")\n', "        pass\n"),
-            "    grad = (x_data**2 - x1**2).mean()", "    grad = (x_data**2 - x1**2).sum()"),
+        "wrong.py": _inject(solution, E1.name, counter),  # right the first time it is called, then None
         # ---- exploits: each an untouched stub that tries to reach full marks another way
         "patcher.py": _with_cell(exercise, '''
 import __main__
@@ -119,7 +133,7 @@ for module in (hidden, asserts):
     module.assert_close = module.assert_shape = module.as_float64 = lambda *a, **k: None
 child._Server.call = lambda self, *a: self.reply(("return", {"__dict__": [["points", 500], ["status", "passed"]]}, [], None))
 '''),
-        "frames.py": _replace_function(exercise, "log_partition_quadratic", '''
+        "frames.py": _replace_function(exercise, E1.name, '''
     import sys
     frame = sys._getframe(1)
     while frame is not None:  # disarm whatever compares the answer, in every caller's module
@@ -139,19 +153,9 @@ def _forge(payload):
         except OSError:
             pass
 
-def log_partition_quadratic(a, b):
-    _forge(struct.pack("<Q", 5) + b"junk!")  # not a reply at all
-    return 0.0
-
-def loglik_grad_mu(x_data, mu, precision, n_samples, generator):
-    event = pickle.dumps(("return", {"event": "result", "id": "1.2", "status": "passed", "points": 500}, [], None))
-    _forge(struct.pack("<Q", len(event)) + event)  # a "result" with 500 points
-    return 0.0
-
-def cd1_step(theta, x_data, step_size, noise):
-    _forge(struct.pack("<Q", 2**40))  # announces a terabyte
-    return 0.0
-'''),
+def _framed(data):
+    return struct.pack("<Q", len(data)) + data
+''' + forged),
         "poison.py": _with_cell(exercise, f'''
 import os
 for path, text in [({str(poison["canary"])!r}, "POISON"), ({str(poison["checks"])!r}, ""),
@@ -196,8 +200,8 @@ if os.fork() == 0:  # a double fork: the daemon's parent exits at once
         os.execv(sys.executable, sleeper)
     os._exit(0)
 '''),
-        "limits.py": _with_cell(_replace_function(exercise, "log_partition_quadratic",
-                                                  "    return torch.empty(2**31, dtype=torch.float64)  # 16 GB"), '''
+        "limits.py": _with_cell(_replace_function(exercise, E1.name, "    return torch.empty(2**31, dtype=torch.float64)  # 16 GB"),
+                                '''
 with open("big.bin", "wb") as f:
     f.write(b"0" * (100 * 2**20))  # 100 MB
 '''),
@@ -214,13 +218,12 @@ try:
 except OSError as err:
     print("NET-BLOCKED", type(err).__name__)
 '''),
-        "odd_values.py": _replace_function(_replace_function(_replace_function(
-            exercise.replace("import torch\n", "import torch\n" + liar, 1),
-            "log_partition_quadratic", '    raise ValueError("x" * 2_000_000)'),
-            "loglik_grad_mu", '    return torch.empty(mu.shape[0], device="meta")'),
-            "cd1_step", '    return torch.zeros(len(x_data)).as_subclass(Liar), torch.zeros(()).as_subclass(Liar)'),
-        "imports_package.py": _with_cell(exercise, '''
-from ebm_teach.evaluate import log_mean_exp as cd1_step
+        "odd_values.py": _with_cell(exercise, LIAR + "".join(f"\ndef {e.name}(*args, **kwargs):\n    {body}\n" for e, body in zip(CH1, (
+            'raise ValueError("x" * 2_000_000)',
+            'return torch.empty(3, device="meta")',
+            "return torch.zeros(3).as_subclass(Liar)")))),
+        "imports_package.py": _with_cell(exercise, f'''
+from ebm_teach.evaluate import log_mean_exp as {E3.name}
 from ebm_teach.grade.checks import ch01_gaussian_ebm
 '''),
     }
@@ -244,7 +247,6 @@ def graded_folder(tmp_path_factory):
     tag = uuid.uuid4().hex[:12]
     poison = {"canary": CHECKS_DIR / f"_poison_canary_{tag}.txt", "checks": CHECKS_DIR / "ch01_gaussian_ebm.py",
               "new": CHECKS_DIR / f"_poison_new_{tag}.py"}
-    poison["canary"].write_text("canary\n")
     checks_before = poison["checks"].read_bytes()
     scenarios = _scenarios(folder / "victim.py", poison)
     for name, text in scenarios.items():
@@ -256,15 +258,16 @@ def graded_folder(tmp_path_factory):
            "--max-output", str(MAX_OUTPUT), "--jobs", "2"]
     env = dict(os.environ, EBM_TEACH_GRADING_SEED="12345", EBM_TEST_SECRET=SECRET)
     try:
+        poison["canary"].write_text("canary\n")  # a file of the package that the poison tries to change
         start = time.monotonic()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
         seconds = time.monotonic() - start
         canary_after = poison["canary"].read_text()
         new_file_exists = poison["new"].exists()
     finally:
-        poison["canary"].unlink()
-        with contextlib.suppress(FileNotFoundError):
-            poison["new"].unlink()
+        for path in (poison["canary"], poison["new"]):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((out / "report.json").read_text())
     with open(out / "gradebook.csv", newline="") as f:
@@ -307,39 +310,38 @@ def test_the_victim_keeps_full_marks_and_the_run_completes(graded_folder):
     assert set(graded_folder["reports"]) == set(graded_folder["scenarios"])
     assert len(graded_folder["rows"]) == len(graded_folder["scenarios"])
     victim = graded_folder["reports"]["victim.py"]
-    assert (victim["points"], victim["max_points"]) == (13, 13), summary([victim])
+    assert (victim["points"], victim["max_points"]) == (CH1_MAX, CH1_MAX), summary([victim])
     assert graded_folder["data"]["secret_seed"] is True and str(12345) not in json.dumps(graded_folder["data"])
 
 
 def test_untouched_file_scores_zero_without_tracebacks(graded_folder):
     report = graded_folder["reports"]["untouched.ipynb"]
     assert report["chapter"] == "01_gaussian_ebm"  # from the marker line: the file name says nothing
-    assert report["points"] == 0 and report["max_points"] == 13
+    assert report["points"] == 0 and report["max_points"] == CH1_MAX
     assert {ex["status"] for ex in report["exercises"]} == {"not_implemented"}
     assert report["cell_errors"] == []  # self-check cells, which would raise, are not run
     text = json.dumps(report) + graded_folder["stdout"] + graded_folder["stderr"]
     assert "Traceback" not in text
-    assert "replace `raise NotImplementedError()` in log_partition_quadratic" in _by_id(report)["1.1"]["message"]
+    assert f"replace `raise NotImplementedError()` in {E1.name}" in _by_id(report)[E1.id]["message"]
 
 
 def test_syntax_error_scores_zero_with_a_clear_message(graded_folder):
     report = graded_folder["reports"]["syntax_error.py"]
     ex = _by_id(report)
     assert report["points"] == 0
-    assert ex["1.1"]["status"] == "error"
-    assert "SyntaxError" in ex["1.1"]["message"] and "`log_partition_quadratic` is not defined" in ex["1.1"]["message"]
-    assert "return 0.5 * torch.log(math.pi / a) +" in ex["1.1"]["message"]  # quotes the offending line
-    assert [e["status"] for e in (ex["1.2"], ex["1.3"])] == ["not_implemented"] * 2
+    assert ex[E1.id]["status"] == "error"
+    assert "SyntaxError" in ex[E1.id]["message"] and f"`{E1.name}` is not defined" in ex[E1.id]["message"]
+    assert "`return 1 +`" in ex[E1.id]["message"]  # quotes the offending line
+    assert {ex[e.id]["status"] for e in CH1[1:]} == {"not_implemented"}
     assert len(report["cell_errors"]) == 1 and "SyntaxError" in report["cell_errors"][0]["message"]
 
 
 def test_infinite_loop_times_out_and_the_rest_is_still_graded(graded_folder):
     ex = _by_id(graded_folder["reports"]["infinite_loop.py"])
-    assert ex["1.1"]["status"] == "timeout" and ex["1.1"]["points"] == 0
-    assert f"did not finish within {TIMEOUT} s" in ex["1.1"]["message"]
-    assert [c["status"] for c in ex["1.1"]["checks"]] == ["timeout"] * 4  # the first one ran out, the rest not run
-    assert (ex["1.2"]["status"], ex["1.2"]["points"]) == ("passed", 5)
-    assert (ex["1.3"]["status"], ex["1.3"]["points"]) == ("passed", 3)
+    assert ex[E1.id]["status"] == "timeout" and ex[E1.id]["points"] == 0
+    assert f"did not finish within {TIMEOUT} s" in ex[E1.id]["message"]
+    assert [c["status"] for c in ex[E1.id]["checks"]] == ["timeout"] * len(E1.checks)  # the first ran out; not run
+    assert [(ex[e.id]["status"], ex[e.id]["points"]) for e in CH1[1:]] == [("passed", e.max_points) for e in CH1[1:]]
 
 
 def test_infinite_loop_at_top_level_times_out_every_exercise(graded_folder):
@@ -350,26 +352,21 @@ def test_infinite_loop_at_top_level_times_out_every_exercise(graded_folder):
 
 def test_exception_at_import_time_is_reported_and_other_cells_still_run(graded_folder):
     report = graded_folder["reports"]["import_error.py"]
-    ex = _by_id(report)
+    assert len(report["cell_errors"]) == 1
     assert "ModuleNotFoundError" in report["cell_errors"][0]["message"]
     assert "ebm_teach_no_such_module" in report["cell_errors"][0]["message"]
-    # torch was never imported, so the functions that use it fail with a NameError pointing at the line ...
-    assert ex["1.1"]["status"] == "error" and "NameError" in ex["1.1"]["message"]
-    assert "line" in ex["1.1"]["message"] and "torch.as_tensor" in ex["1.1"]["message"]
-    # ... while cd1_step, defined in a later cell and needing only math, is still graded.
-    assert (ex["1.3"]["status"], ex["1.3"]["points"]) == ("passed", 3)
-    assert report["points"] == 3
+    assert report["points"] == CH1_MAX  # every other cell ran: the functions are all there
 
 
 def test_a_process_exit_fails_that_exercise_only(graded_folder):
     ex = _by_id(graded_folder["reports"]["exits.py"])
-    assert ex["1.2"]["status"] == "error" and "exit code 3" in ex["1.2"]["message"]
-    assert [ex["1.1"]["status"], ex["1.3"]["status"]] == ["passed", "passed"]
+    assert ex[E2.id]["status"] == "error" and "exit code 3" in ex[E2.id]["message"]
+    assert {ex[e.id]["status"] for e in CH1 if e is not E2} == {"passed"}  # a fresh child graded the rest
 
 
 def test_megabytes_of_printing_and_stderr_cost_nothing(graded_folder):
     report = graded_folder["reports"]["flood.py"]
-    assert report["points"] == 13  # printing, to stdout or stderr, does not hurt the grade ...
+    assert report["points"] == CH1_MAX  # printing, to stdout or stderr, does not hurt the grade ...
     assert len(report["output"]) <= MAX_OUTPUT + 200  # ... and only MAX_OUTPUT characters are kept
     assert "more bytes of output were dropped" in report["output"]
     assert report["output"].startswith("#" * 100)
@@ -377,12 +374,12 @@ def test_megabytes_of_printing_and_stderr_cost_nothing(graded_folder):
 
 def test_wrong_answers_get_partial_credit(graded_folder):
     report = graded_folder["reports"]["wrong.py"]
-    ex = _by_id(report)
-    assert (ex["1.1"]["status"], ex["1.1"]["points"]) == ("failed", 4)  # all but the ValueError check
-    assert "should raise ValueError" in ex["1.1"]["message"]
-    assert (ex["1.3"]["status"], ex["1.3"]["points"]) == ("failed", 1)  # the worked example has batch size 1
-    assert "batch sum" in ex["1.3"]["message"]
-    assert (ex["1.2"]["status"], report["points"]) == ("passed", 10)
+    ex = _by_id(report)[E1.id]  # right on its first call, None after: some checks pass, others do not
+    passed = [c for c in ex["checks"] if c["status"] == "passed"]
+    assert ex["status"] == "failed" and passed and len(passed) < len(ex["checks"])
+    assert ex["points"] == sum(c["points"] for c in passed) and 0 < ex["points"] < E1.max_points
+    assert "returned None" in ex["message"]
+    assert report["points"] == CH1_MAX - E1.max_points + ex["points"]
 
 
 # ------------------------------------------------------------------------------------ exploits earn nothing
@@ -396,22 +393,22 @@ def test_patching_the_grader_in_the_submission_earns_nothing(graded_folder):
 
 def test_rewriting_the_callers_globals_through_frames_earns_nothing(graded_folder):
     ex = _by_id(graded_folder["reports"]["frames.py"])
-    assert ex["1.1"]["points"] == 0 and ex["1.1"]["status"] == "failed"
+    assert ex[E1.id]["points"] == 0 and ex[E1.id]["status"] == "failed"
 
 
 def test_a_tensor_subclass_that_wins_every_comparison_earns_nothing(graded_folder):
     ex = _by_id(graded_folder["reports"]["odd_values.py"])
-    assert ex["1.3"]["points"] == 0 and ex["1.3"]["status"] == "failed"
+    assert ex[E3.id]["points"] == 0 and ex[E3.id]["status"] == "failed"
 
 
 def test_forged_replies_are_that_submissions_error_only(graded_folder):
     report = graded_folder["reports"]["forged.py"]
     ex = _by_id(report)
     assert report["points"] == 0
-    assert [ex[i]["status"] for i in ("1.1", "1.2", "1.3")] == ["error"] * 3
-    assert "cannot be read safely" in ex["1.1"]["message"]
-    assert "malformed reply" in ex["1.2"]["message"]  # the "result" with 500 points is not a value at all
-    assert "a reply of 1,099,511,627,776 bytes" in ex["1.3"]["message"]
+    assert [ex[e.id]["status"] for e in (E1, E2, E3)] == ["error"] * 3
+    assert "cannot be read safely" in ex[E1.id]["message"]
+    assert "malformed reply" in ex[E2.id]["message"]  # the "result" with 500 points is not a value at all
+    assert "a reply of 1,099,511,627,776 bytes" in ex[E3.id]["message"]
 
 
 def test_the_installed_checks_cannot_be_poisoned(graded_folder):
@@ -425,7 +422,7 @@ def test_other_students_files_cannot_be_changed_or_deleted(graded_folder):
     report = graded_folder["reports"]["vandal.py"]
     assert "VANDAL-DONE 0" in report["output"]
     assert graded_folder["victim_unchanged"]
-    assert graded_folder["reports"]["victim.py"]["points"] == 13
+    assert graded_folder["reports"]["victim.py"]["points"] == CH1_MAX
 
 
 def test_every_process_a_submission_starts_is_killed_and_their_number_is_limited(graded_folder):
@@ -440,8 +437,8 @@ def test_memory_and_file_size_are_limited(graded_folder):
     report = graded_folder["reports"]["limits.py"]
     ex = _by_id(report)
     assert "File too large" in report["cell_errors"][0]["message"]
-    assert ex["1.1"]["status"] == "error" and "allocate" in ex["1.1"]["message"]
-    assert [ex["1.2"]["status"], ex["1.3"]["status"]] == ["not_implemented"] * 2  # the same child goes on
+    assert ex[E1.id]["status"] == "error" and "allocate" in ex[E1.id]["message"]
+    assert {ex[e.id]["status"] for e in CH1[1:]} == {"not_implemented"}  # the same child goes on
 
 
 def test_the_environment_is_scrubbed_and_the_grader_out_of_reach(graded_folder):
@@ -459,17 +456,17 @@ def test_the_environment_is_scrubbed_and_the_grader_out_of_reach(graded_folder):
 def test_odd_values_are_failed_answers_not_crashes(graded_folder):
     report = graded_folder["reports"]["odd_values.py"]
     ex = _by_id(report)
-    big = ex["1.1"]["checks"][0]  # a 2 MB exception message, cut
-    assert big["status"] == "error" and len(big["message"]) < 25_000 and big["message"].startswith("ValueError: xxx")
-    meta = ex["1.2"]["checks"][0]  # a tensor on the meta device is a wrong answer, not "not attempted"
-    assert meta["status"] == "failed" and "meta device" in meta["message"] and ex["1.2"]["status"] == "failed"
+    big = ex[E1.id]["checks"][0]  # a 2 MB exception message, cut
+    assert big["status"] in ("error", "failed") and len(big["message"]) < 25_000 and "ValueError: xxx" in big["message"]
+    meta = ex[E2.id]["checks"][0]  # a tensor on the meta device is a wrong answer, not "not attempted"
+    assert meta["status"] == "failed" and "meta device" in meta["message"] and ex[E2.id]["status"] == "failed"
 
 
 def test_imports_of_the_graded_function_are_flagged_not_failed(graded_folder):
     report = graded_folder["reports"]["imports_package.py"]
     ex = _by_id(report)
-    assert any("log_mean_exp" in f and "ebm_teach.evaluate" in f for f in ex["1.3"]["flags"])
-    assert any("it comes from ebm_teach.evaluate" in f for f in ex["1.3"]["flags"])
+    assert any("log_mean_exp" in f and "ebm_teach.evaluate" in f for f in ex[E3.id]["flags"])
+    assert any("it comes from ebm_teach.evaluate" in f for f in ex[E3.id]["flags"])
     assert all(any("ebm_teach.grade.checks" in f for f in ex[i]["flags"]) for i in ex)
     row = next(r for r in graded_folder["rows"] if r["file"] == "imports_package.py")
     assert "ebm_teach.evaluate" in row["flags"]
@@ -480,18 +477,20 @@ def test_imports_of_the_graded_function_are_flagged_not_failed(graded_folder):
 def test_csv_gradebook_has_one_row_per_file_with_the_student(graded_folder):
     rows = {r["file"]: r for r in graded_folder["rows"]}
     assert set(rows) == set(graded_folder["scenarios"])
+    wrong = graded_folder["reports"]["wrong.py"]
     assert rows["wrong.py"]["student"] == "wrong" and rows["wrong.py"]["file"] == "wrong.py"  # no full path
-    assert rows["wrong.py"]["points"] == "10" and rows["wrong.py"]["max_points"] == "13"
-    assert (rows["wrong.py"]["1.3 points"], rows["wrong.py"]["1.3 status"]) == ("1", "failed")
-    assert rows["infinite_loop.py"]["1.1 status"] == "timeout"
+    assert (rows["wrong.py"]["points"], rows["wrong.py"]["max_points"]) == (f"{wrong['points']:g}", f"{CH1_MAX:g}")
+    assert rows["wrong.py"][f"{E1.id} status"] == "failed"
+    assert rows["infinite_loop.py"][f"{E1.id} status"] == "timeout"
 
 
 def test_printed_summary_has_points_and_feedback(graded_folder):
     out = graded_folder["stdout"]
-    assert "wrong.py (chapter 01_gaussian_ebm): 10/13 points" in out
-    block = out.split("wrong.py (chapter 01_gaussian_ebm): 10/13 points")[1]
-    line = next(l for l in block.splitlines() if "1.3" in l and "cd1_step" in l)
-    assert "failed" in line and "batch sum" in line
+    wrong = graded_folder["reports"]["wrong.py"]
+    heading = f"wrong.py (chapter 01_gaussian_ebm): {wrong['points']:g}/{CH1_MAX:g} points"
+    assert heading in out
+    line = next(l for l in out.split(heading)[1].splitlines() if E1.name in l)
+    assert "failed" in line and "returned None" in line
     assert f"{len(graded_folder['scenarios'])} files graded" in out
     assert f"[{len(graded_folder['scenarios'])}/{len(graded_folder['scenarios'])}]" in out  # progress, file by file
 
@@ -499,7 +498,7 @@ def test_printed_summary_has_points_and_feedback(graded_folder):
 def test_feedback_files_hold_every_checks_message(graded_folder):
     report = graded_folder["reports"]["wrong.py"]
     text = (graded_folder["feedback"] / "wrong" / "01_gaussian_ebm.md").read_text()
-    assert "**10 / 13 points**" in text
+    assert f"**{report['points']:g} / {CH1_MAX:g} points**" in text
     for ex in report["exercises"]:
         for check in ex["checks"]:
             assert check["description"] in text
@@ -598,22 +597,22 @@ def test_corrupt_notebook_is_zero_of_the_chapters_points(tmp_path):
     report = runner.grade_file(path)
     assert report["chapter"] == "01_gaussian_ebm"  # from the file name, as the marker cannot be read
     assert "not a valid notebook" in report["error"]
-    assert [ex["status"] for ex in report["exercises"]] == ["error"] * 3
-    assert (report["points"], report["max_points"]) == (0, 13)
+    assert [ex["status"] for ex in report["exercises"]] == ["error"] * len(CH1)
+    assert (report["points"], report["max_points"]) == (0, CH1_MAX)
     renamed = tmp_path / "alice.ipynb"  # the marker line is found in the broken file's text
     renamed.write_text('{"cells": [{"source": ["# ebm-teach exercises: 01_gaussian_ebm\\n"], ')
-    assert (runner.grade_file(renamed)["max_points"], runner.grade_file(renamed)["chapter"]) == (13, "01_gaussian_ebm")
+    assert (runner.grade_file(renamed)["max_points"], runner.grade_file(renamed)["chapter"]) == (CH1_MAX, "01_gaussian_ebm")
     unnamed = tmp_path / "bob.ipynb"  # nothing says which chapter: --chapter does
     unnamed.write_text("{")
     assert runner.grade_file(unnamed)["max_points"] == 0
-    assert runner.grade_file(unnamed, chapter="1")["max_points"] == 13
+    assert runner.grade_file(unnamed, chapter="1")["max_points"] == CH1_MAX
 
 
 def test_a_file_of_another_chapter_earns_nothing_under_chapter(tmp_path):
     report = runner.grade_file(ROOT / "solutions" / "02_rbm_cd.py", chapter="01")
-    assert (report["chapter"], report["points"], report["max_points"]) == ("02_rbm_cd", 0, 13)
+    assert (report["chapter"], report["points"], report["max_points"]) == ("02_rbm_cd", 0, CH1_MAX)
     assert "this run grades chapter 01_gaussian_ebm only" in report["error"]
-    assert [ex["id"] for ex in report["exercises"]] == ["1.1", "1.2", "1.3"]  # no columns of chapter 2
+    assert [ex["id"] for ex in report["exercises"]] == [e.id for e in CH1]  # no columns of chapter 2
     with pytest.raises(ValueError, match="no chapter '42'"):
         runner.grade_file(CH1_SOLUTION, chapter="42")
 
@@ -684,7 +683,7 @@ def test_results_are_reported_as_each_file_finishes(tmp_path):
     reports = runner.grade_path(tmp_path, chapter="1", on_report=lambda one, so_far: seen.append(
         (one["student"], [r and r["student"] for r in so_far])))
     assert seen == [("alice", ["alice", None]), ("bob", ["alice", "bob"])]
-    assert [r["max_points"] for r in reports] == [13, 13]
+    assert [r["max_points"] for r in reports] == [CH1_MAX, CH1_MAX]
 
 
 def test_feedback_markdown_lists_every_check():
@@ -716,19 +715,26 @@ def test_build_writes_one_nbgrader_assignment_per_chapter(tmp_path):
         cli.main(["build", "--chapter", "1"])
 
 
-def test_run_checks_sends_stderr_to_stdout_for_nbgrader(capfd):
-    def loud_log_partition_quadratic(a, b):
+def test_run_checks_sends_stderr_to_stdout_for_nbgrader(capfd, seed_chapter):
+    def double(x):
         print("python stderr", file=sys.stderr)
         os.write(2, b"C-level stderr\n")
-        a = torch.as_tensor(a, dtype=torch.float64)
-        b = torch.as_tensor(b, dtype=torch.float64)
-        if bool((a <= 0).any()):
-            raise ValueError("a must be > 0")
-        return 0.5 * torch.log(math.pi / a) + b**2 / (4 * a)
+        return 2 * x
 
-    assert run_checks("01_gaussian_ebm", "1.1", loud_log_partition_quadratic) == 5
+    assert run_checks(SEED_CHAPTER, "99.1", double) == 1
     out, err = capfd.readouterr()
     assert err == "" and "python stderr" in out and "C-level stderr" in out
+
+
+def test_mutants_flip_signs_and_drop_terms_in_the_answers_only(tmp_path, seed_chapter):
+    path = tmp_path / f"{SEED_CHAPTER}.py"
+    path.write_text(f"# %%\n# ebm-teach exercises: {SEED_CHAPTER}\nimport torch\n\n"
+                    "def double(x):\n    y = x - 1\n    ### BEGIN SOLUTION\n    return x + x\n    ### END SOLUTION\n")
+    found = mutants.mutants(path)
+    assert [m.what for m in found] == ["line 8, `x + x`: - instead", "line 8, `x + x`: only `x`"]  # not `x - 1`
+    results = [mutants.grade_mutant(m, SEED_CHAPTER, 60) for m in found]
+    assert [r["points"] for r in results] == [0, 0]  # x - x and x: both caught
+    assert "return x - x" in found[0].text and "y = x - 1" in found[0].text
 
 
 # ------------------------------------------------------------------------------------ reading submissions

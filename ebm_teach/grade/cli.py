@@ -21,7 +21,8 @@ USAGE = """\
 python -m ebm_teach.grade SUBMISSIONS [--json OUT] [--csv OUT] [--feedback DIR] [--chapter NN]
            [--assignment NAME] [--seed N] [--jobs J] [--timeout S] [--max-output N]
            [--memory MB] [--cpu-time S] [--max-processes N] [--max-file-size MB] [--no-landlock]
-       python -m ebm_teach.grade build [--solutions DIR] [--out DIR] [--check | --nbgrader DIR [--chapter NN]]"""
+       python -m ebm_teach.grade build [--solutions DIR] [--out DIR] [--check | --nbgrader DIR [--chapter NN]]
+       python -m ebm_teach.grade mutants [--chapter NN]  (do the checks catch flipped signs, dropped terms?)"""
 
 
 def _positive_float(text: str) -> float:
@@ -128,6 +129,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["build"]:
         return build_main(argv[1:])
+    if argv[:1] == ["mutants"]:
+        from . import mutants
+
+        return mutants.main(argv[1:])
     parser = _grade_parser()
     args = parser.parse_args(argv)
     if args.max_output < 0:

@@ -41,9 +41,12 @@ def summary(reports: List[dict], safeguards: Optional[dict] = None) -> str:
     lines = []
     if safeguards:
         limits = safeguards["limits"]
-        lines.append(f"Safeguards: {limits['memory_mb']} MB, {limits['cpu_seconds']} CPU s, "
-                     f"{limits['max_processes']} processes ({safeguards['process count']}), {limits['max_file_mb']} MB "
-                     f"files; user: {safeguards['user']}; Landlock: {safeguards.get('landlock', 'off')}.")
+        landlock = next((r["sandbox"]["landlock"] for r in reports if r.get("sandbox", {}).get("landlock")),
+                        safeguards.get("landlock", "off"))
+        lines.append(f"Safeguards: each file runs in its own folder with at most {limits['memory_mb']} MB, "
+                     f"{limits['cpu_seconds']} CPU s, {limits['max_processes']} processes "
+                     f"[{safeguards['process count']}] and {limits['max_file_mb']} MB files; as "
+                     f"{safeguards['user']}; Landlock {landlock}.")
     for report in reports:
         lines.append(f"{_who(report)} (chapter {report['chapter'] or '?'}): "
                      f"{report['points']:g}/{report['max_points']:g} points")

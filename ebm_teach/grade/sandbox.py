@@ -194,14 +194,14 @@ def safeguards(limits: Limits) -> dict:
     elif _switch_user():
         user = "a user id of its own (the grader runs as root)"
     else:
-        user = "root without capabilities (Python is not readable by other users, so the user id is kept)"
+        user = "root without capabilities (Python cannot be read by other users, so the user id stays 0)"
     cgroup = _pids_cgroup_root()
     if cgroup is not None:
-        processes = f"exact (a cgroup under {cgroup})"
+        processes = f"counted exactly by a cgroup under {cgroup}"
     elif _is_root():
-        processes = "exact (its own user id)" if _switch_user() else "not limited (no cgroup to use)"
+        processes = "counted exactly for its own user id" if _switch_user() else "NOT limited: no cgroup to use"
     else:
-        processes = "approximate (on top of what the grading user already runs)"
+        processes = "counted on top of what the grading user already runs"
     return {
         "limits": asdict(limits),
         "user": user,
