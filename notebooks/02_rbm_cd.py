@@ -41,16 +41,19 @@ import torch
 import ebm_teach.rbm
 from ebm_teach import get_device, make_generator, seed_everything
 from ebm_teach.data import load_digits, train_test_split
+from ebm_teach.expect import claim, exact, expect, expectations
 from ebm_teach.plotting import (image_grid, plot_curves, plot_ising_lattices, plot_magnetisation, plot_rbm_filters,
                                 plot_rbm_graph, plot_state_distribution)
 from ebm_teach.rbm import BernoulliRBM, ising_gibbs
 
-SCALE = 1  # raise on a GPU for longer chains, more epochs and more Monte Carlo samples
+SCALE = 1  # integer; raise it on a GPU for longer chains, more epochs and more Monte Carlo samples
 device = get_device()
 seed_everything(0)
-# Every matrix in this chapter is small; on a CPU, waking a second thread for each operation costs more than
-# it saves (benchmarks/README.md measures it), so we use one.
-torch.set_num_threads(1)
+expectations(SCALE == 1)  # the "expected" ranges printed below hold at SCALE = 1
+if device.type == "cpu":
+    # Every matrix in this chapter is small; on a CPU, waking a second thread for each operation costs more
+    # than it saves (benchmarks/README.md measures it), so we use one.
+    torch.set_num_threads(1)
 D = torch.float64  # for the exact calculations on tiny models
 print(f"device: {device.type}, SCALE = {SCALE}")
 
@@ -106,9 +109,13 @@ def onsager(t):
     return (1 - math.sinh(2 / t) ** -4) ** 0.125 if t < t_c else 0.0
 
 
-print(f"T_c = 2 / ln(1 + sqrt 2) = {t_c:.3f}")
-for t, m in zip(temperatures.tolist(), m_mean.tolist()):
-    print(f"T = {t:.2f}: <|m|> = {m:.2f}   (Onsager, infinite lattice: {onsager(t):.2f})")
+# what this chapter expects <|m|> to be at each T: the mean over 8 seeds, give or take 4 sd
+m_expected = [0.98, 0.957, 0.911, 0.866, 0.79, 0.69, 0.48, 0.27, 0.144, 0.097]
+m_tol = [0.01, 0.01, 0.015, 0.035, 0.09, 0.17, 0.2, 0.14, 0.04, 0.015]
+print(f"T_c = 2 / ln(1 + sqrt 2) = {exact(t_c, '.3f')}")
+for t, m, want, tol in zip(temperatures.tolist(), m_mean.tolist(), m_expected, m_tol):
+    infinite = exact(onsager(t), ".2f") if t < t_c else "0"
+    print(f"T = {t:.2f}: <|m|> = {expect(m, want, tol)};  Onsager, infinite lattice: {infinite}")
 
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
@@ -171,13 +178,14 @@ def layer_law(logits, states):
     return torch.exp(logits @ states.T - torch.nn.functional.softplus(logits).sum(1, keepdim=True))
 
 
-tiny = BernoulliRBM(6, 4, generator=make_generator(1), dtype=D, init_std=1.5)
-tiny.b, tiny.c = 0.5 * torch.randn(6, dtype=D), 0.5 * torch.randn(4, dtype=D)
+fixed = torch.Generator().manual_seed(1)  # one fixed example model, whatever the seeds of the experiments
+tiny = BernoulliRBM(6, 4, generator=fixed, dtype=D, init_std=1.5)
+tiny.b, tiny.c = 0.5 * torch.randn(6, generator=fixed, dtype=D), 0.5 * torch.randn(4, generator=fixed, dtype=D)
 vs, hs = all_states(6), all_states(4)
 joint = torch.exp(-torch.stack([tiny.energy(vs, h.expand(len(vs), 4)) for h in hs], 1))  # (64, 16), unnormalised
 p_h_given_v_exact = joint / joint.sum(1, keepdim=True)
 gap = (layer_law(torch.logit(tiny.p_h_given_v(vs)), hs) - p_h_given_v_exact).abs().max()
-print(f"p(h|v) as a product of sigmoids matches the enumerated joint to 1e-12: {bool(gap < 1e-12)}")
+print(claim(gap < 1e-12, "p(h|v) as a product of sigmoids matches the enumerated joint to 1e-12"))
 
 # %% [markdown]
 # ## 2. Block Gibbs sampling and the free energy
@@ -207,14 +215,22 @@ print(inspect.getsource(BernoulliRBM.log_partition_exact).split('"""')[-1])
 log_z_hidden = tiny.log_partition_exact()  # 2^4 hidden states
 log_z_visible = float(torch.logsumexp(-tiny.free_energy(vs), 0))  # 2^6 visible states
 log_z_both = float(torch.log(joint.sum()))  # all 2^10 joint states
-print(f"log Z by summing over h: {log_z_hidden:.3f}, over v: {log_z_visible:.3f}, over (v, h): {log_z_both:.3f}")
+print(f"log Z by summing over h: {exact(log_z_hidden, '.3f')}, over v: {exact(log_z_visible, '.3f')}, "
+      f"over (v, h): {exact(log_z_both, '.3f')}")
 
 # %% [markdown]
 # Now block Gibbs sampling of the tiny RBM: 4,000 chains, all started at $\mathbf v = \mathbf 0$. After $t$
-# steps we compare the histogram of their states with the exact $p(\mathbf v)$ by the total variation
-# distance $\tfrac12\sum_{\mathbf v} |\hat p_t(\mathbf v) - p(\mathbf v)|$. Even perfect samples leave a
-# small TV, because 4,000 draws spread over 64 states do not reproduce $p$ exactly; 4,000 exact draws
-# (`torch.multinomial` on the enumerated $p(\mathbf v)$) show how small.
+# steps the chains' states have a law $p_t$, which we can compute exactly here: one Gibbs step is the
+# $64\times64$ transition matrix $T(\mathbf v, \mathbf v') = \sum_{\mathbf h} p(\mathbf h\mid\mathbf v)\,
+# p(\mathbf v'\mid\mathbf h)$, and $p_t = p_0 T^t$. We measure the total variation distance
+# $\tfrac12\sum_{\mathbf v} |p_t(\mathbf v) - p(\mathbf v)|$ exactly, and for the histogram $\hat p_t$ of the
+# 4,000 chains. Even perfect samples leave a small TV, because 4,000 draws spread over 64 states do not
+# reproduce $p$ exactly; 4,000 exact draws (`torch.multinomial` on the enumerated $p(\mathbf v)$) show how small.
+#
+# A number that comes from random draws or from training is printed beside the range this book expects it
+# in, such as `0.05 (expected 0.05 ± 0.02)`: the mean over 8 runs with different seeds, plus or minus about
+# 4 standard deviations. Your machine may print other last digits; the number should still fall inside the
+# range, and the notebook stops with an error if it does not.
 
 # %%
 p_v_exact = torch.exp(-tiny.free_energy(vs) - log_z_hidden)
@@ -228,14 +244,30 @@ def empirical(v):
 n_gibbs = 4000 * SCALE
 g = make_generator(2)
 v = torch.zeros(n_gibbs, 6, dtype=D)
+transition = layer_law(vs @ tiny.W + tiny.c, hs) @ layer_law(hs @ tiny.W.T + tiny.b, vs)  # T(v, v')
+p_t = torch.zeros(64, dtype=D)
+p_t[0] = 1.0  # every chain starts at v = 0
 hist, t_done = {}, 0
+tv_expected = {1: (0.46, 0.045), 3: (0.10, 0.045), 10: (0.026, 0.015), 30: (0.026, 0.016),
+               "exact draws": (0.024, 0.014)}  # (mean, 4 sd) over 8 seeds
+
+
+def tv_text(tv):
+    """An exact TV distance, to 3 decimals or, once tiny, to 2 significant digits."""
+    return exact(tv, ".3f") if tv >= 1e-3 else exact(tv, ".1e", rel=1e-3) if tv >= 1e-9 else "below 1e-9"
+
+
 for t in (1, 3, 10, 30):
     v = tiny.gibbs(v, n_steps=t - t_done, generator=g)
+    p_t = p_t @ torch.linalg.matrix_power(transition, t - t_done)
     t_done = t
     hist[t] = empirical(v)
-    print(f"after {t:2d} Gibbs steps: TV distance to p(v) = {0.5 * float((hist[t] - p_v_exact).abs().sum()):.2f}")
+    tv_chains = 0.5 * float((hist[t] - p_v_exact).abs().sum())
+    print(f"after {t:2d} Gibbs steps: TV(p_t, p) = {tv_text(0.5 * float((p_t - p_v_exact).abs().sum()))}; "
+          f"of the chains' histogram {expect(tv_chains, *tv_expected[t])}")
 exact_draws = vs[torch.multinomial(p_v_exact, n_gibbs, replacement=True, generator=g)]
-print(f"{n_gibbs} exact draws:   TV distance to p(v) = {0.5 * float((empirical(exact_draws) - p_v_exact).abs().sum()):.2f}")
+tv = 0.5 * float((empirical(exact_draws) - p_v_exact).abs().sum())
+print(f"{n_gibbs:,} exact draws: TV of their histogram {expect(tv, *tv_expected['exact draws'])}")
 plot_state_distribution(p_v_exact, {"after 1 step": hist[1], "after 30 steps": hist[30]},
                         title="block Gibbs sampling forgets its start and reaches p(v)")
 plt.show()
@@ -352,7 +384,8 @@ for name, k in [("ML (exact gradient)", None), ("CD-1", 1), ("CD-3", 3), ("CD-10
         if it % 20 == 0:
             curve.append((it, mean_log_lik(W, b, c)))
     exact_runs[name] = ((W, b, c), torch.tensor(curve))
-    print(f"{name:20s} mean log-likelihood after {n_iter} steps: {curve[-1][1]:.3f}  (best possible -2.639)")
+    print(f"{name:20s} mean log-likelihood after {n_iter} steps: {exact(curve[-1][1], '.3f', rel=1e-7)}  "
+          "(best possible -2.639)")
 
 # %%
 plot_curves({name: (c[:, 0], c[:, 1]) for name, (_, c) in exact_runs.items()}, xlabel="gradient step",
@@ -370,9 +403,10 @@ def norm(update):
     return math.sqrt(sum(float((t**2).sum()) for t in update))
 
 
-print(f"at the CD-1 solution: |expected CD-1 update| = {norm(expected_update(*cd1, p1)):.3f}, "
-      f"|likelihood gradient| = {norm(expected_update(*cd1, pinf)):.3f}")
-print(f"CD_1 = KL(p0||p_inf) - KL(p1||p_inf) = {kl0:.3f} - {kl1:.3f} = {kl0 - kl1:.3f}")
+print(f"at the CD-1 solution: |expected CD-1 update| = {exact(norm(expected_update(*cd1, p1)), '.3f', rel=1e-7)}, "
+      f"|likelihood gradient| = {exact(norm(expected_update(*cd1, pinf)), '.3f', rel=1e-7)}")
+print(f"CD_1 = KL(p0||p_inf) - KL(p1||p_inf) = {exact(kl0, '.3f', rel=1e-7)} - {exact(kl1, '.3f', rel=1e-7)} "
+      f"= {exact(kl0 - kl1, '.3f', rel=1e-7)}")
 
 # %% [markdown]
 # The four runs use the same start and no randomness at all, yet CD-1 levels off well below maximum
@@ -394,8 +428,9 @@ x_train, x_test = train_test_split(x, test_fraction=0.2, seed=0)
 freq = x_train.mean(0).clamp(1e-3, 1 - 1e-3)
 independent_ll = float((x_test * freq.log() + (1 - x_test) * (1 - freq).log()).sum(1).mean())
 print(f"{len(x_train)} training and {len(x_test)} test images of {x.shape[1]} pixels, "
-      f"{float(x_train.mean()):.3f} of the pixels on")
-print(f"uniform model: {-64 * math.log(2):.1f} nats; independent pixels: {independent_ll:.1f} nats on the test set")
+      f"{exact(x_train.mean(), '.3f', rel=1e-6)} of the pixels on")
+print(f"uniform model: {-64 * math.log(2):.1f} nats; independent pixels: {exact(independent_ll, '.2f', rel=1e-6)} "
+      "nats on the test set")
 image_grid(x_train[:20], n_cols=20, image_shape=(8, 8), title="binarized training digits")
 plt.show()
 
@@ -418,8 +453,8 @@ def exact_log_lik(epoch, rbm):
 rbm = BernoulliRBM(64, n_hidden, device=device, seed=0)
 history = rbm.fit(x_train, n_epochs=n_epochs, batch_size=batch_size, step_size=anneal, k=1,
                   generator=make_generator(1, device), callback=exact_log_lik)
-print(f"CD-1, {n_epochs} epochs: exact log-likelihood train {history['train'][-1]:.2g}, "
-      f"test {history['test'][-1]:.2g} nats")
+print(f"CD-1, {n_epochs} epochs: exact log-likelihood train {expect(history['train'][-1], -19.1, 0.5)} nats,")
+print(f"                        test {expect(history['test'][-1], -19.4, 0.8)} nats")
 plot_curves({"train": (history["at"], history["train"]), "test": (history["at"], history["test"])},
             ylabel="exact log-likelihood (nats)", hline=independent_ll, hline_label="independent pixels (test)",
             title="CD-1 on binarized digits, measured exactly")
@@ -458,8 +493,8 @@ for step in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000):
 image_grid(torch.cat(snapshots), n_cols=11, image_shape=(8, 8),
            title="one chain from a test digit: steps 0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000")
 plt.show()
-print(f"mean number of pixels on: test digits {float(x_test.sum(1).mean()):.0f}, "
-      f"long-chain samples {float(v_long.sum(1).mean()):.0f}")
+print(f"mean number of pixels on: test digits {exact(x_test.sum(1).mean(), '.1f', rel=1e-6)}, "
+      f"long-chain samples {expect(v_long.sum(1).mean(), 19.0, 1.5)}")
 
 # %% [markdown]
 # The samples are digit-like strokes, some recognisable, some blends: 16 binary hidden units can describe at
@@ -477,14 +512,14 @@ for k in (5, 10):
     model = BernoulliRBM(64, n_hidden, device=device, seed=0)
     runs[f"CD-{k}"] = (model, model.fit(x_train, n_epochs=n_epochs, batch_size=batch_size, step_size=anneal, k=k,
                                         generator=make_generator(1, device), callback=exact_log_lik))
+cdk_expected = {"CD-1": (-19.4, 0.8), "CD-5": (-19.3, 0.75), "CD-10": (-19.3, 0.75)}  # 8 seeds
 for name, (model, h) in runs.items():
-    print(f"{name:5s}: exact test log-likelihood {h['test'][-1]:.2g} nats")
+    print(f"{name:5s}: exact test log-likelihood {expect(h['test'][-1], *cdk_expected[name])} nats")
 plot_curves({name: (h["at"], h["test"]) for name, (_, h) in runs.items()},
             ylabel="exact test log-likelihood (nats)", title="larger k, same number of epochs")
 plt.show()
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 for name, (model, h) in runs.items():
     print(f"{name:5s}: {h['seconds'][-1]:.2f} s of training for {n_epochs} epochs, "
           f"final test log-likelihood {h['test'][-1]:.3f} nats")
@@ -519,7 +554,7 @@ for name, (model, h) in runs.items():
 #   in it.
 
 # %%
-from sklearn.neural_network import BernoulliRBM as SklearnRBM  # noqa: E402
+from sklearn.neural_network import BernoulliRBM as SklearnRBM
 
 sk_epochs, sk_batch, sk_step = 30 * SCALE, 10, 0.05
 x_np = x_train.cpu().double().numpy()
@@ -536,7 +571,8 @@ def every_third_epoch(epoch, rbm):
     return None if epoch % 3 else {"at": epoch, **three_numbers(rbm)}
 
 
-sk = SklearnRBM(n_components=n_hidden, learning_rate=sk_step, batch_size=sk_batch, random_state=0)
+sk = SklearnRBM(n_components=n_hidden, learning_rate=sk_step, batch_size=sk_batch,
+                random_state=torch.initial_seed())  # the seed of the settings cell
 tracks = {"sklearn PCD-1": {}}
 for epoch in range(1, sk_epochs + 1):
     for start in range(0, len(x_np), sk_batch):
@@ -549,10 +585,15 @@ for name, persistent in [("ebm_teach PCD-1", True), ("ebm_teach CD-1", False)]:
     tracks[name] = model.fit(x_train, n_epochs=sk_epochs, batch_size=sk_batch, step_size=sk_step, k=1,
                              persistent=persistent, shuffle=False, generator=make_generator(5, device),
                              callback=every_third_epoch)
-print(f"{'after ' + str(sk_epochs) + ' epochs':18s} {'log-lik':>8s} {'pseudo-log-lik':>15s} {'recon. error':>13s}")
+sk_expected = {  # (mean, tolerance) over 8 seeds of: log-likelihood, pseudo-log-likelihood, recon. error
+    "sklearn PCD-1": ((-20.3, 3.0), (-16.7, 0.9), (3.95, 0.4)),
+    "ebm_teach PCD-1": ((-20.0, 3.0), (-16.6, 0.8), (3.94, 0.3)),
+    "ebm_teach CD-1": ((-19.0, 0.85), (-16.5, 0.85), (3.85, 0.3))}
 for name, t in tracks.items():
-    print(f"{name:18s} {t['log-likelihood'][-1]:8.2g} {t['pseudo-log-likelihood'][-1]:15.2g} "
-          f"{t['reconstruction error'][-1]:13.2g}")
+    ll, pll, rec = sk_expected[name]
+    print(f"{name}, after {sk_epochs} epochs: log-likelihood {expect(t['log-likelihood'][-1], *ll)}")
+    print(f"    pseudo-log-likelihood {expect(t['pseudo-log-likelihood'][-1], *pll)}, "
+          f"reconstruction error {expect(t['reconstruction error'][-1], *rec)}")
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.3))
 for ax, key in zip(axes, ["log-likelihood", "pseudo-log-likelihood", "reconstruction error"]):
     plot_curves({name: (t["at"], t[key]) for name, t in tracks.items()}, ax=ax,
@@ -572,9 +613,8 @@ plt.show()
 #   fast as CD-1's, while their likelihood stalls. Neither proxy sees where the model puts its probability
 #   mass, which is exactly what the likelihood measures. When $\log Z$ can be computed, report it.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
-import time  # noqa: E402
+# %% tags=["nbval-ignore-output"]
+import time
 
 start = time.perf_counter()
 SklearnRBM(n_components=n_hidden, learning_rate=sk_step, batch_size=sk_batch, n_iter=sk_epochs,
