@@ -452,6 +452,33 @@ def ais_log_partition(
     return _ais_result(log_w, log_z_base)
 
 
+def ais_reference(rbm, betas, b_A, n_chains: int, generator: Optional[torch.Generator] = None):
+    """AIS for an RBM, written as the chapter derives it; :func:`ais_log_partition` is the fast version.
+
+    Anneals M = n_chains chains from the base RBM (W = 0, visible biases b_A) through p_beta with
+    -F_beta(v) = ((1 - beta) b_A + beta b)^T v + sum_j softplus(beta (c_j + (v^T W)_j)) to the RBM (beta = 1).
+    betas: 0 = beta_0 < ... < beta_K = 1 (a list); b_A: (n_v,). Returns (log Z^, log w: (M,) float64).
+    On the CPU it draws the same random numbers as ais_log_partition (float64 RBMs: the same chains).
+    """
+    W, b, c = rbm.W, rbm.b, rbm.c
+
+    def log_p_star(v, beta):  # log p*_beta(v) = -F_beta(v)
+        return (v @ ((1 - beta) * b_A + beta * b) + F_.softplus(beta * (v @ W + c)).sum(1)).double()
+
+    def bernoulli(p):  # 1 where u < p; uniforms drawn unit by unit, as the fast version stores them
+        return (torch.rand(p.shape[::-1], generator=generator, dtype=p.dtype, device=p.device).T < p).to(p.dtype)
+
+    v = bernoulli(torch.sigmoid(b_A).expand(n_chains, -1))  # v_1 ~ p_A
+    log_w = torch.zeros(n_chains, dtype=torch.float64, device=W.device)
+    for k in range(1, len(betas)):
+        log_w += log_p_star(v, betas[k]) - log_p_star(v, betas[k - 1])  # w *= p*_k(v_k) / p*_(k-1)(v_k)
+        if k < len(betas) - 1:  # v_(k+1) ~ T_k(v_k): one Gibbs step that leaves p_beta_k invariant
+            h = bernoulli(torch.sigmoid(betas[k] * (v @ W + c)))
+            v = bernoulli(torch.sigmoid((1 - betas[k]) * b_A + betas[k] * (h @ W.T + b)))
+    log_z_A = float(F_.softplus(b_A.double()).sum()) + W.shape[1] * math.log(2.0)  # Z_A of the base
+    return log_z_A + float(log_mean_exp(log_w)), log_w
+
+
 def _ais_result(log_w: torch.Tensor, log_z_base: float) -> AISResult:
     M = len(log_w)
     log_mean_w = float(log_mean_exp(log_w))
@@ -490,4 +517,4 @@ def ais_log_likelihood(rbm, v, log_z: Union[float, AISResult, None] = None, **ai
 
 
 __all__ += ["AISResult", "log_mean_exp", "ais_betas", "base_rate_bias", "ais_log_partition", "ais_log_likelihood",
-            "AIS_STANDARD_N_BETAS"]
+            "ais_reference", "AIS_STANDARD_N_BETAS"]

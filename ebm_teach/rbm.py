@@ -42,7 +42,8 @@ from .core import (
     single_thread_if_small,
 )
 
-__all__ = ["RBMGradient", "BernoulliRBM", "ising_energy", "ising_gibbs", "IsingTrace", "SINGLE_THREAD_BELOW"]
+__all__ = ["RBMGradient", "BernoulliRBM", "ising_energy", "ising_gibbs", "IsingTrace", "SINGLE_THREAD_BELOW",
+           "bm_energy", "bm_log_partition_exact", "bm_gibbs", "lattice_couplings", "ising_to_bm"]
 
 #: Largest layer that :meth:`BernoulliRBM.log_partition_exact` enumerates by default (2^25 states).
 MAX_ENUMERATED_UNITS = 25
@@ -211,6 +212,23 @@ class BernoulliRBM:
     def c(self, value):
         self.theta[-1, :-1] = check_tensor(value, "c", shape=(self.n_hidden,), like=self.theta)
 
+    def init_visible_biases(self, v, eps: float = 1e-3) -> "BernoulliRBM":
+        """Set b_i = log(p_i / (1 - p_i)), p_i the fraction of rows of v with unit i on (clipped to [eps, 1 - eps]).
+
+        Hinton's (2010) practical guide, section 8: with W near 0 the model then starts as the best model with
+        independent units, and the hidden units need not learn the pixels' base rates first. v: (n, n_visible)
+        binary training data. Returns the RBM (changed in place).
+        """
+        v = self._check_v(v)
+        if len(v) == 0:
+            raise ValueError("v is empty; pass the training data (n, n_visible) whose base rates set b.")
+        eps = check_probability(eps, "eps", allow_zero=False)
+        if eps >= 0.5:
+            raise ValueError(f"eps must be < 0.5 (it clips the unit means to [eps, 1 - eps]); got {eps}.")
+        p = v.mean(0).clamp(eps, 1.0 - eps)
+        self.b = torch.log(p) - torch.log1p(-p)
+        return self
+
     def copy(self) -> "BernoulliRBM":
         """An independent copy of the parameters (sharing the generator)."""
         return BernoulliRBM.from_arrays(self.W.clone(), self.b.clone(), self.c.clone(), generator=self.generator)
@@ -356,6 +374,11 @@ class BernoulliRBM:
         generator: Optional[torch.Generator] = None,
         callback: Optional[Callable[[int, "BernoulliRBM"], Optional[dict]]] = None,
         reinit_fraction: float = 0.0,
+        momentum: Union[float, Callable[[int], float]] = 0.0,
+        weight_decay: float = 0.0,
+        sparsity_target: Optional[float] = None,
+        sparsity_cost: float = 0.0,
+        sparsity_decay: float = 0.95,
     ) -> dict:
         """Train by stochastic gradient ascent with CD-k (chains restart at each minibatch) or PCD-k.
 
@@ -368,6 +391,15 @@ class BernoulliRBM:
         each update round(f * n_chains) chains, picked at random, restart from the data's base rates (pixel i on
         with probability mean(v[:, i])): fresh particles for chains stuck in one mode (seed 000's 5 %).
         callback(epoch, rbm) may return a dict of numbers (e.g. the exact log-likelihood), recorded per epoch.
+
+        The habits of Hinton's (2010) practical guide, all off by default: ``momentum`` m in [0, 1) (a number or
+        a function of the epoch, e.g. 0.5 for five epochs, then 0.9) makes each step
+        delta <- m delta + step_size * g, theta += delta; ``weight_decay`` lambda >= 0 adds -lambda W to the
+        gradient of W (an L2 penalty, not on the biases); ``sparsity_target`` p in (0, 1) with
+        ``sparsity_cost`` > 0 pushes each hidden unit's mean activation q_j (a running average over minibatches,
+        q <- d q + (1 - d) mean p(h_j | v_0) with d = ``sparsity_decay``) towards p, by adding
+        -cost (q_j - p) to the gradient of c_j and -cost (q_j - p) mean(v_i) to that of W_ij (the derivative of
+        the cross-entropy between p and q_j with respect to the unit's input).
 
         Returns a history dict: "epoch" (1, 2, ...), "seconds" (cumulative training time, callbacks
         excluded), the callback's keys, and "v_chains" (the final persistent chains, or None).
@@ -390,6 +422,19 @@ class BernoulliRBM:
         if not persistent and (v_chains is not None or n_chains is not None):
             raise ValueError("v_chains and n_chains are for persistent chains: pass persistent=True.")
         reinit_fraction = check_probability(reinit_fraction, "reinit_fraction")
+        momentum_schedule = momentum if callable(momentum) else None
+        momentum = self._check_momentum(momentum_schedule(1) if momentum_schedule else momentum, "momentum")
+        weight_decay = float(weight_decay)
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0 (typical: 1e-4); got {weight_decay}.")
+        sparsity = None
+        if sparsity_target is not None or sparsity_cost:
+            if sparsity_target is None:
+                raise ValueError("sparsity_cost needs a sparsity_target, the mean activation to aim for (e.g. 0.1).")
+            sparsity_target = check_probability(sparsity_target, "sparsity_target", allow_zero=False, allow_one=False)
+            sparsity_cost = check_positive(sparsity_cost, "sparsity_cost", hint="Typical values are 0.01 to 1.")
+            sparsity_decay = check_probability(sparsity_decay, "sparsity_decay", allow_one=False)
+            sparsity = (sparsity_target, sparsity_cost, sparsity_decay)
         if reinit_fraction > 0 and not persistent:
             raise ValueError("reinit_fraction re-initialises persistent chains: pass persistent=True (CD's chains "
                              "restart at the data anyway).")
@@ -417,12 +462,17 @@ class BernoulliRBM:
                     raise ValueError(f"reinit_fraction {reinit_fraction:g} of {len(v_chains)} chains rounds to no chain; "
                                      "use more chains or a larger fraction.")
                 reinit = (n_reinit, v.mean(0)[:, None])  # how many chains per update, the base rates (n_v, 1)
+        extras = None
+        if momentum_schedule is not None or momentum > 0 or weight_decay > 0 or sparsity is not None:
+            extras = _Extras(self.theta, weight_decay, sparsity)
         buffers = {}  # one set per batch size: the full batches' and the last one's
         history = {"epoch": [], "seconds": []}
         seconds = 0.0
         for epoch in progress(range(1, n_epochs + 1), desc=f"{'PCD' if persistent else 'CD'}-{k}"):
             if schedule is not None:
                 step_size = check_positive(schedule(epoch), f"step_size({epoch})", hint=_STEP_HINT)
+            if momentum_schedule is not None:
+                momentum = self._check_momentum(momentum_schedule(epoch), f"momentum({epoch})")
             with _threads_for(work, self.device):
                 start = time.perf_counter()
                 if shuffle or epoch == 1:
@@ -434,7 +484,7 @@ class BernoulliRBM:
                         buffers[n_rows] = _Buffers(n_rows, nv, nh, k, self.theta)
                     if reinit is not None:
                         chains.reinitialise_(*reinit, theta_h_t, g)
-                    self._cd_step_(v0, theta_h_t, theta_v, buffers[n_rows], chains, k, step_size, g)
+                    self._cd_step_(v0, theta_h_t, theta_v, buffers[n_rows], chains, k, step_size, g, extras, momentum)
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 seconds += time.perf_counter() - start
@@ -452,8 +502,15 @@ class BernoulliRBM:
         history["v_chains"] = chains.v_units.T.clone() if persistent else None
         return history
 
+    @staticmethod
+    def _check_momentum(m, name: str) -> float:
+        m = float(m)
+        if not (0.0 <= m < 1.0):
+            raise ValueError(f"{name} must be in [0, 1) (Hinton's guide: 0.5, then 0.9); got {m}.")
+        return m
+
     def _cd_step_(self, v0, theta_h_t, theta_v, buf: "_Buffers", chains: Optional["_Buffers"], k: int,
-                  step_size: float, g) -> None:
+                  step_size: float, g, extras: Optional["_Extras"] = None, momentum: float = 0.0) -> None:
         """One CD-k / PCD-k update from the data columns v0 = (v_0, 1)^T: (n_v + 1, n), in place on theta.
 
         Everything is stored unit-major (units x examples), so that every result lands in a contiguous block.
@@ -472,9 +529,12 @@ class BernoulliRBM:
             torch.mm(theta_h_t, neg.v, out=neg.q_units).sigmoid_()  # p(h | v), kept for the statistics
             if step < k - 1:
                 torch.lt(neg.u_h[step + 1], neg.q_units, out=neg.h_units)  # h ~ p(h | v)
-        # theta += eps (v~_0 p~_0^T / n - v~_k q~_k^T / m): W, b and c in two outer products
-        self.theta.addmm_(v0, buf.p_t, alpha=step_size / v0.shape[1])
-        self.theta.addmm_(neg.v, neg.q_t, alpha=-step_size / neg.v.shape[1])
+        if extras is None:
+            # theta += eps (v~_0 p~_0^T / n - v~_k q~_k^T / m): W, b and c in two outer products
+            self.theta.addmm_(v0, buf.p_t, alpha=step_size / v0.shape[1])
+            self.theta.addmm_(neg.v, neg.q_t, alpha=-step_size / neg.v.shape[1])
+        else:
+            extras.step_(self.theta, v0, buf, neg, step_size, momentum)
 
     # ----------------------------------------------------------------------------------- exact log Z, likelihood
     def log_partition_exact(self, max_units: int = MAX_ENUMERATED_UNITS) -> float:
@@ -556,6 +616,33 @@ def _column_batches(rows: torch.Tensor, batch_size: int):
     return batches
 
 
+class _Extras:
+    """State of the optional terms of Hinton's guide in :meth:`BernoulliRBM.fit`: the gradient buffer, the
+    momentum's velocity delta and the running mean activation q of the hidden units (all on theta's layout)."""
+
+    def __init__(self, theta: torch.Tensor, weight_decay: float, sparsity):
+        self.grad = torch.zeros_like(theta)
+        self.delta = torch.zeros_like(theta)
+        self.weight_decay, self.sparsity = weight_decay, sparsity
+        self.q = None  # running mean of p(h_j = 1 | v_0), started at the first minibatch's
+
+    def step_(self, theta, v0, buf: "_Buffers", neg: "_Buffers", step_size: float, momentum: float) -> None:
+        """delta <- momentum delta + eps (positive - negative - lambda W - sparsity term); theta += delta."""
+        nv, nh = theta.shape[0] - 1, theta.shape[1] - 1
+        torch.mm(v0, buf.p_t, out=self.grad).div_(v0.shape[1])
+        self.grad.addmm_(neg.v, neg.q_t, alpha=-1.0 / neg.v.shape[1])
+        if self.weight_decay > 0:
+            self.grad[:nv, :nh].add_(theta[:nv, :nh], alpha=-self.weight_decay)
+        if self.sparsity is not None:
+            target, cost, decay = self.sparsity
+            q_now = buf.p_units.mean(1)
+            self.q = q_now.clone() if self.q is None else self.q.mul_(decay).add_(q_now, alpha=1.0 - decay)
+            self.grad[:, :nh].addr_(v0.mean(1), self.q - target, alpha=-cost)  # the ones row: the biases c
+        self.grad[-1, -1] = 0.0
+        self.delta.mul_(momentum).add_(self.grad, alpha=step_size)
+        theta.add_(self.delta)
+
+
 class _Buffers:
     """Preallocated tensors for ``rows`` chains of k Gibbs steps in :meth:`BernoulliRBM.fit`, unit-major.
 
@@ -587,6 +674,112 @@ class _Buffers:
         u = torch.rand(len(base_rates), n_reinit, generator=g, device=self.v.device, dtype=self.v.dtype)
         self.v_units[:, idx] = (u < base_rates).to(self.v.dtype)
         self.q_units[:, idx] = torch.sigmoid(theta_h_t @ self.v[:, idx])
+
+
+# --------------------------------------------------------------------------------------------- Boltzmann machines
+def _check_bm(J, b) -> Tuple[torch.Tensor, torch.Tensor]:
+    J = check_tensor(J, "J", ndim=2)
+    d = J.shape[0]
+    if J.shape != (d, d):
+        raise ValueError(f"J must be a square (d, d) coupling matrix; got shape {tuple(J.shape)}.")
+    if not torch.allclose(J, J.T) or bool((torch.diagonal(J) != 0).any()):
+        raise ValueError("J must be symmetric with a zero diagonal (J_ij = J_ji, no self-coupling); "
+                         "symmetrise with (J + J.T) / 2 and clear the diagonal with J.fill_diagonal_(0).")
+    b = check_tensor(b, "b", shape=(d,), like=J)
+    return J, b
+
+
+def bm_energy(x, J, b) -> torch.Tensor:
+    """The energy of a Boltzmann machine, E(x) = -1/2 x^T J x - b^T x, for x: (batch, d) in {0, 1} -> (batch,).
+
+    J: (d, d) symmetric with a zero diagonal (J_ij couples units i and j); b: (d,) biases. p(x) = exp(-E(x)) / Z.
+    """
+    J, b = _check_bm(J, b)
+    x = check_binary(check_tensor(x, "x", shape=(None, J.shape[0]), like=J), "x")
+    return -0.5 * ((x @ J) * x).sum(1) - x @ b
+
+
+def bm_log_partition_exact(J, b, max_units: int = MAX_ENUMERATED_UNITS) -> float:
+    """log Z = logsumexp over all 2^d states x of [1/2 x^T J x + b^T x], in float64, in chunks of 2^20 states.
+
+    J: (d, d) symmetric, zero diagonal; b: (d,). Refuses d > ``max_units`` (2^25 states).
+    """
+    J, b = _check_bm(J, b)
+    d = J.shape[0]
+    if d > check_int(max_units, "max_units", minimum=1):
+        raise ValueError(f"exact log Z of a Boltzmann machine enumerates 2^{d} states, more than max_units = "
+                         f"{max_units} allows; raise max_units if you can wait.")
+    J, b = J.double(), b.double()
+    parts = []
+    for start in range(0, 2**d, 2**20):
+        x = _binary_states(start, min(start + 2**20, 2**d), d, J.device, torch.float64)
+        parts.append(torch.logsumexp(0.5 * ((x @ J) * x).sum(1) + x @ b, 0))
+    return float(torch.logsumexp(torch.stack(parts), 0))
+
+
+def bm_gibbs(x, J, b, n_sweeps: int = 1, temperature: float = 1.0,
+             generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Single-site Gibbs sampling of a Boltzmann machine p_T(x) ~ exp(-E(x) / T), one chain per row of x.
+
+    Each sweep visits the units in order i = 1..d and sets x_i = 1 with probability sigma(a_i / T), where
+    a_i = b_i + sum_j J_ij x_j = E(x with x_i = 0) - E(x with x_i = 1). At ``temperature`` T = 0 the update is
+    deterministic, x_i = 1[a_i > 0] (unchanged when a_i = 0): the Hopfield network, whose every update can
+    only lower E. x: (batch, d) in {0, 1}; J: (d, d) symmetric, zero diagonal; b: (d,). Returns x after
+    ``n_sweeps`` sweeps. Hopfield (1982); Ackley, Hinton & Sejnowski (1985).
+    """
+    J, b = _check_bm(J, b)
+    x = check_binary(check_tensor(x, "x", shape=(None, J.shape[0]), like=J), "x").clone()
+    n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=0)
+    temperature = float(temperature)
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0 (0: the Hopfield network); got {temperature}.")
+    if generator is not None and generator.device.type != x.device.type:
+        raise ValueError(f"the generator lives on {generator.device} but x on {x.device}.")
+    for _ in range(n_sweeps):
+        u = None if temperature == 0 else torch.rand(J.shape[0], len(x), generator=generator, device=x.device,
+                                                     dtype=x.dtype)
+        for i in range(J.shape[0]):
+            a = b[i] + x @ J[:, i]
+            if temperature == 0:
+                x[:, i] = torch.where(a == 0, x[:, i], (a > 0).to(x.dtype))
+            else:
+                x[:, i] = (u[i] < torch.sigmoid(a / temperature)).to(x.dtype)
+    return x
+
+
+def lattice_couplings(L: int, J: float = 1.0, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
+    """The (L^2, L^2) coupling matrix of the Ising model on a periodic L x L lattice: J between nearest neighbours.
+
+    Site (r, c) is unit r * L + c. Bonds are counted as :func:`ising_energy` counts them (right and down
+    neighbour of every site), so -1/2 s^T C s = ising_energy(s, J) for spins s reshaped to (L^2,).
+    """
+    L = check_int(L, "L", minimum=2)
+    idx = torch.arange(L * L, device=device).reshape(L, L)
+    C = torch.zeros(L * L, L * L, dtype=dtype, device=device)
+    for nbr in (torch.roll(idx, -1, 1), torch.roll(idx, -1, 0)):  # right and down neighbours
+        C.index_put_((idx.reshape(-1), nbr.reshape(-1)), torch.full((L * L,), float(J), dtype=dtype, device=device),
+                     accumulate=True)
+    return C + C.T
+
+
+def ising_to_bm(couplings, field=None, beta: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The Boltzmann machine on 0/1 units x = (s + 1) / 2 that is the Ising model p(s) ~ exp(-beta E(s)),
+    E(s) = -1/2 s^T C s - H^T s (C: (d, d) couplings, symmetric, zero diagonal; H: (d,) external field).
+
+    Substituting s = 2x - 1 gives beta E = -1/2 x^T (4 beta C) x - (2 beta (H - C 1))^T x + const, so
+    J' = 4 beta C and b' = 2 beta (H - C 1); on the lattice (C 1 = 4 J) that is J' = 4 beta J, b' = -8 beta J + 2
+    beta H. Returns (J', b'). field: None (no field), a number (uniform) or (d,).
+    """
+    C, _ = _check_bm(couplings, torch.zeros(len(couplings), dtype=torch.as_tensor(couplings).dtype,
+                                            device=torch.as_tensor(couplings).device))
+    beta = float(beta)
+    if not (math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"beta must be a finite number >= 0 (the inverse temperature 1/T); got {beta}.")
+    H = torch.zeros(C.shape[0], dtype=C.dtype, device=C.device) if field is None else \
+        torch.as_tensor(field, dtype=C.dtype, device=C.device).expand(C.shape[0])
+    if not bool(torch.isfinite(H).all()):
+        raise ValueError("field must be finite.")
+    return 4.0 * beta * C, 2.0 * beta * (H - C.sum(1))
 
 
 # --------------------------------------------------------------------------------------------- Ising model

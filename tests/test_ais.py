@@ -18,6 +18,7 @@ from ebm_teach.evaluate import (
     ais_betas,
     ais_log_likelihood,
     ais_log_partition,
+    ais_reference,
     base_rate_bias,
     log_mean_exp,
 )
@@ -152,6 +153,19 @@ def test_ais_log_z_is_within_0p1_nats_on_a_trained_784x15_mnist_rbm():
     # the AIS log-likelihood of test digits differs from the exact one by exactly log Z^ - log Z
     x_test = load_binarized_mnist("test")[:500]
     assert abs(ais_log_likelihood(rbm, x_test, result) - rbm.log_likelihood_exact(x_test, exact) + result.log_z - exact) < 1e-6
+
+
+@pytest.mark.parametrize("n_betas", [1, 17, 100])
+def test_the_chapters_reference_ais_is_the_fast_one_on_the_same_random_stream(n_betas):
+    """ais_reference (what the chapter shows) and ais_log_partition (buffers, chunked uniforms, unit-major
+    layout) read the same uniforms: on a float64 RBM their chains and log-weights agree to rounding."""
+    rbm = _random_rbm(12, 5, 3, dtype=D)
+    b_A = 0.5 * torch.randn(12, generator=torch.Generator().manual_seed(4), dtype=D)
+    betas = ais_betas(n_betas)
+    fast = ais_log_partition(rbm, n_chains=9, betas=betas, base=b_A, generator=torch.Generator().manual_seed(6))
+    log_z, log_w = ais_reference(rbm, betas.tolist(), b_A, 9, generator=torch.Generator().manual_seed(6))
+    assert torch.allclose(fast.log_weights, log_w, rtol=0, atol=1e-9)
+    assert math.isclose(fast.log_z, log_z, abs_tol=1e-9)
 
 
 def test_log_z_hat_is_low_on_average_although_z_hat_is_unbiased():

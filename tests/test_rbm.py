@@ -10,7 +10,8 @@ from scipy import stats
 
 import ebm_teach.rbm as rbm_module
 from ebm_teach.core import DivergenceError
-from ebm_teach.rbm import BernoulliRBM, RBMGradient, ising_energy, ising_gibbs
+from ebm_teach.rbm import (BernoulliRBM, RBMGradient, bm_energy, bm_gibbs, bm_log_partition_exact, ising_energy,
+                           ising_gibbs, ising_to_bm, lattice_couplings)
 
 D = torch.float64
 
@@ -253,6 +254,93 @@ def test_fit_is_cd_gradient_plus_update_with_the_same_random_numbers(k, persiste
         assert torch.allclose(getattr(fast, name), getattr(slow, name), atol=1e-6), name
 
 
+def _pcd_reference(rbm, x, batch_size, k, chains, step_size, g):
+    """PCD-k as fit runs it, written out: the persistent state is the pair (v, q = p(h | v) under the
+    parameters v was drawn with); each update draws h ~ q, then k Gibbs steps under the current parameters, and
+    reads its uniforms in fit's order (all of an update at once: h_0 (n_h x M), v_1 (n_v x M), h_1, ...)."""
+    W, b, c = rbm.W, rbm.b, rbm.c
+    v, M = chains.clone(), len(chains)
+    q = torch.sigmoid(v @ W + c)
+    for v0 in x.split(batch_size):
+        u = torch.rand(k * M * (rbm.n_hidden + rbm.n_visible), generator=g)
+        blocks = u.split([M * rbm.n_hidden, M * rbm.n_visible] * k)
+        u_h = [blk.view(rbm.n_hidden, M).T for blk in blocks[0::2]]
+        u_v = [blk.view(rbm.n_visible, M).T for blk in blocks[1::2]]
+        p0 = torch.sigmoid(v0 @ W + c)
+        h = (u_h[0] < q).float()
+        for t in range(k):
+            v = (u_v[t] < torch.sigmoid(h @ W.T + b)).float()
+            q = torch.sigmoid(v @ W + c)
+            if t < k - 1:
+                h = (u_h[t + 1] < q).float()
+        rbm.update(RBMGradient(v0.T @ p0 / len(v0) - v.T @ q / M, v0.mean(0) - v.mean(0), p0.mean(0) - q.mean(0)),
+                   step_size)
+    return v
+
+
+@pytest.mark.parametrize("k, batch_size, n_chains", [(1, 5, 9), (3, 7, 4)])
+def test_persistent_fit_is_the_written_out_pcd_over_many_updates(k, batch_size, n_chains):
+    """Several updates of PCD (the chains carried from one minibatch to the next): fit equals the reference
+    loop above on the same random stream, parameters and final chains."""
+    x = (torch.rand(37, 6, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    chains = (torch.rand(n_chains, 6, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+    fast = BernoulliRBM(6, 5, seed=2, init_std=0.5)
+    slow = fast.copy()
+    history = fast.fit(x, n_epochs=1, batch_size=batch_size, step_size=0.3, k=k, shuffle=False, persistent=True,
+                       v_chains=chains, generator=torch.Generator().manual_seed(5))
+    v_final = _pcd_reference(slow, x, batch_size, k, chains, 0.3, torch.Generator().manual_seed(5))
+    for name in "Wbc":
+        assert torch.allclose(getattr(fast, name), getattr(slow, name), atol=1e-6), name
+    assert torch.equal(history["v_chains"], v_final)
+
+
+def test_momentum_weight_decay_and_sparsity_are_hintons_update():
+    """fit with the guide's extras equals cd_gradient + the update written out: delta <- m delta + eps (g - lambda
+    W - sparsity term), with the running mean activation q <- d q + (1 - d) mean p(h | v_0) (first: the mean)."""
+    x = (torch.rand(30, 6, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    fast = BernoulliRBM(6, 5, seed=2, init_std=0.5)
+    slow = fast.copy()
+    m, lam, target, cost, decay, eps = 0.6, 0.01, 0.1, 0.5, 0.9, 0.2
+    fast.fit(x, n_epochs=2, batch_size=7, step_size=eps, k=2, shuffle=False, momentum=m, weight_decay=lam,
+             sparsity_target=target, sparsity_cost=cost, sparsity_decay=decay,
+             generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    delta = [torch.zeros_like(t) for t in (slow.W, slow.b, slow.c)]
+    q = None
+    for _ in range(2):
+        for v0 in x.split(7):
+            p0 = torch.sigmoid(v0 @ slow.W + slow.c).mean(0)
+            grad, _ = slow.cd_gradient(v0, k=2, generator=g)
+            q = p0 if q is None else decay * q + (1 - decay) * p0
+            gW = grad.W - lam * slow.W - cost * torch.outer(v0.mean(0), q - target)
+            gc = grad.c - cost * (q - target)
+            for i, gi in enumerate((gW, grad.b, gc)):
+                delta[i] = m * delta[i] + eps * gi
+            slow.W, slow.b, slow.c = slow.W + delta[0], slow.b + delta[1], slow.c + delta[2]
+    for name in "Wbc":
+        assert torch.allclose(getattr(fast, name), getattr(slow, name), atol=1e-5), name
+
+
+def test_weight_decay_shrinks_the_weights_and_sparsity_lowers_the_mean_activation():
+    x = (torch.rand(200, 16, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    runs = {}
+    for name, kwargs in [("plain", {}), ("decay", {"weight_decay": 0.05}),
+                         ("sparse", {"sparsity_target": 0.05, "sparsity_cost": 2.0})]:
+        rbm = BernoulliRBM(16, 8, seed=1, init_std=0.1)
+        rbm.fit(x, n_epochs=20, batch_size=10, step_size=0.1, generator=torch.Generator().manual_seed(2), **kwargs)
+        runs[name] = (float(rbm.W.norm()), float(rbm.p_h_given_v(x).mean()))
+    assert runs["decay"][0] < 0.8 * runs["plain"][0]
+    assert runs["sparse"][1] < 0.15 < runs["plain"][1]
+
+
+def test_init_visible_biases_is_the_logit_of_the_clipped_means():
+    x = torch.tensor([[1.0, 0, 1], [1, 0, 0], [1, 0, 1], [0, 0, 1]])
+    rbm = BernoulliRBM(3, 2, seed=0).init_visible_biases(x, eps=0.01)
+    p = torch.tensor([0.75, 0.01, 0.75])
+    assert torch.allclose(rbm.b, torch.log(p / (1 - p)))
+    assert torch.allclose(rbm.p_v_given_h(torch.zeros(1, 2)), p[None].clamp(0.01, 0.99))  # W = 0 nearly: exact at h=0
+
+
 def test_step_size_schedule_is_applied_epoch_by_epoch():
     x = (torch.rand(30, 6, generator=torch.Generator().manual_seed(0)) < 0.4).float()
     scheduled, stepwise = BernoulliRBM(6, 4, seed=1), BernoulliRBM(6, 4, seed=1)
@@ -416,6 +504,103 @@ def test_bad_input_is_rejected_with_advice():
         BernoulliRBM.from_arrays(np.zeros((4, 3)), np.zeros(3), np.zeros(4))  # components_ by mistake
     with pytest.raises(ValueError, match="annealed importance sampling"):
         BernoulliRBM(30, 30, seed=0).log_partition_exact()
+    with pytest.raises(ValueError, match="momentum must be in"):
+        rbm.fit(torch.ones(2, 4), momentum=1.0)
+    with pytest.raises(ValueError, match="weight_decay must be"):
+        rbm.fit(torch.ones(2, 4), weight_decay=-0.1)
+    with pytest.raises(ValueError, match="needs a sparsity_target"):
+        rbm.fit(torch.ones(2, 4), sparsity_cost=0.1)
+    with pytest.raises(ValueError, match="sparsity_cost"):
+        rbm.fit(torch.ones(2, 4), sparsity_target=0.1)
+    with pytest.raises(ValueError, match="eps must be < 0.5"):
+        rbm.init_visible_biases(torch.ones(2, 4), eps=0.6)
+    with pytest.raises(ValueError, match="v is empty"):
+        rbm.init_visible_biases(torch.ones(0, 4))
+
+
+# --------------------------------------------------------------------------------------------- Boltzmann machines
+def _random_bm(d, seed, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    J = scale * torch.randn(d, d, generator=g, dtype=D)
+    J = torch.triu(J, 1) + torch.triu(J, 1).T
+    return J, scale * torch.randn(d, generator=g, dtype=D)
+
+
+def test_bm_energy_and_log_partition_match_their_definitions():
+    J, b = _random_bm(7, 0)
+    xs = _states(7)
+    by_loops = torch.tensor([-sum(J[i, j] * x[i] * x[j] for i in range(7) for j in range(i + 1, 7)) - float(b @ x)
+                             for x in xs], dtype=D)
+    assert torch.allclose(bm_energy(xs, J, b), by_loops)
+    assert math.isclose(bm_log_partition_exact(J, b), float(torch.logsumexp(-by_loops, 0)), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_bm_gibbs_samples_the_boltzmann_distribution_at_temperature_t(temperature):
+    """20,000 chains, 30 sweeps, from all zeros: the states follow exp(-E/T)/Z_T (chi-square, 1e-6 level)."""
+    J, b = _random_bm(5, 1, scale=1.5)
+    xs = _states(5)
+    p = torch.softmax(-bm_energy(xs, J, b) / temperature, 0)
+    x = bm_gibbs(torch.zeros(20_000, 5, dtype=D), J, b, 30, temperature, generator=torch.Generator().manual_seed(0))
+    counts = np.bincount(_index_of(x, 5).numpy(), minlength=32)
+    chi2, critical = _chi_square_against(counts, p.numpy())
+    assert chi2 < critical
+
+
+def test_bm_gibbs_at_zero_temperature_is_a_hopfield_network_descending_the_energy():
+    """Hebb's rule stores 3 random patterns of 60 spins; from each pattern with 10 spins flipped, zero-temperature
+    sweeps only ever lower the energy and end at the stored pattern, which is a fixed point."""
+    g = torch.Generator().manual_seed(0)
+    xi = torch.where(torch.rand(3, 60, generator=g) < 0.5, -1.0, 1.0).double()
+    C = xi.T @ xi / 60
+    C.fill_diagonal_(0)
+    J, b = ising_to_bm(C)
+    patterns = (xi + 1) / 2
+    noisy = patterns.clone()
+    for r in range(3):
+        flip = torch.randperm(60, generator=g)[:10]
+        noisy[r, flip] = 1 - noisy[r, flip]
+    energy = [bm_energy(noisy, J, b)]
+    x = noisy
+    for _ in range(5):
+        x = bm_gibbs(x, J, b, 1, temperature=0)
+        energy.append(bm_energy(x, J, b))
+    assert all(bool((later <= earlier + 1e-12).all()) for earlier, later in zip(energy, energy[1:]))
+    assert torch.equal(x, patterns)
+    assert torch.equal(bm_gibbs(patterns, J, b, 1, temperature=0), patterns)
+
+
+def test_lattice_ising_model_is_the_boltzmann_machine_of_ising_to_bm():
+    """For every state of the 4x4 lattice with a field: beta E_Ising(s) - E_BM(x) is one constant, and the
+    lattice case has J' = 4 beta J between neighbours and b' = -8 beta J + 2 beta H."""
+    L, beta, H = 4, 0.3, 0.2
+    C = lattice_couplings(L, J=1.0)
+    xs = _states(L * L)
+    s = 2 * xs - 1
+    e_ising = ising_energy(s.reshape(-1, L, L)) - H * s.sum(1)
+    J, b = ising_to_bm(C, H, beta)
+    diff = beta * e_ising - bm_energy(xs, J, b)
+    assert float(diff.max() - diff.min()) < 1e-9
+    assert torch.allclose(J[0, 1], torch.tensor(4 * beta, dtype=D)) and float(J[0, 5]) == 0.0
+    assert torch.allclose(b, torch.full((L * L,), -8 * beta + 2 * beta * H, dtype=D))
+
+
+def test_boltzmann_machine_bad_input():
+    J, b = _random_bm(4, 0)
+    with pytest.raises(ValueError, match="symmetric with a zero diagonal"):
+        bm_energy(torch.zeros(1, 4, dtype=D), J + torch.eye(4, dtype=D), b)
+    with pytest.raises(ValueError, match="square"):
+        bm_log_partition_exact(torch.zeros(3, 4, dtype=D), b)
+    with pytest.raises(ValueError, match="temperature must be"):
+        bm_gibbs(torch.zeros(1, 4, dtype=D), J, b, 1, temperature=-1.0)
+    with pytest.raises(ValueError, match="binary"):
+        bm_gibbs(torch.full((1, 4), 0.5, dtype=D), J, b, 1)
+    with pytest.raises(ValueError, match="raise max_units"):
+        bm_log_partition_exact(torch.zeros(30, 30, dtype=D), torch.zeros(30, dtype=D))
+    with pytest.raises(ValueError, match="beta must be"):
+        ising_to_bm(J, beta=-1.0)
+    with pytest.raises(ValueError, match="L must be >= 2"):
+        lattice_couplings(1)
 
 
 # --------------------------------------------------------------------------------------------- Ising
