@@ -82,6 +82,10 @@ class LearnerError(Exception):
         self.learner_type = learner_type
 
 
+class _Malformed(Exception):
+    """A reply from the child that is not what the protocol allows (the message says what it was)."""
+
+
 class LearnerObject:
     """Stands for a value the learner's function returned that is not plain data (shown by type and repr)."""
 
@@ -397,9 +401,6 @@ class _Decoder:
             raise _Malformed("a message that is not text")
         return obj[:limit] + ("… [cut]" if len(obj) > limit else "")
 
-
-class _Malformed(Exception):
-    pass
 
 
 _BUILTIN_EXCEPTIONS = {name: cls for name, cls in vars(builtins).items()
