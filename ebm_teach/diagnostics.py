@@ -1,5 +1,5 @@
 """MCMC diagnostics: autocorrelation, integrated autocorrelation time, effective sample size, split-R-hat,
-and the energy gap E[E(x_data)] - E[E(x_model)] of EBM training.
+the rank-normalised R-hat of Vehtari et al., and the energy gap E[E(x_data)] - E[E(x_model)] of EBM training.
 
 A chain is a 1-D tensor or array x: (n_steps,) of a scalar summary (a coordinate, the energy); several
 chains are x: (n_chains, n_steps). Everything is computed in float64 on the input's device; the scalar
@@ -24,7 +24,10 @@ __all__ = [
     "integrated_autocorr_time",
     "effective_sample_size",
     "split_rhat",
+    "rank_normalize",
+    "rank_normalized_rhat",
     "energy_gap",
+    "regularized_gap",
     "EnergyGapTracker",
 ]
 
@@ -151,19 +154,13 @@ def effective_sample_size(x, method: str = "geyer") -> float:
     return m * n / max(tau, 1.0 / np.log10(max(m * n, 10)))
 
 
-def split_rhat(x) -> float:
-    """Split potential scale reduction factor R-hat of several chains (Gelman et al., BDA3 sec. 11.4).
-
-    Each chain is cut into halves (so a single drifting chain is caught too), giving m chains of n draws;
-    W = mean within-chain variance, B = n * variance of the chain means, var_plus = (n-1)/n W + B/n,
-    R-hat = sqrt(var_plus / W). Near 1 (< 1.01 is Vehtari et al.'s threshold) when the chains agree;
-    well above 1 when they sample different regions (e.g. stuck in different modes).
-    x: (n_chains, n_steps) with n_steps >= 4 (a single chain (n_steps,) is also accepted).
-    """
-    xc = _chains(x, min_steps=4)
+def _split(xc: torch.Tensor) -> torch.Tensor:
+    """(m, n) chains -> (2m, n // 2) half-chains; the middle draw of odd-length chains is dropped."""
     half = xc.shape[1] // 2
-    # drop the middle draw of odd-length chains so both halves have n = half draws
-    halves = torch.cat([xc[:, :half], xc[:, -half:]], dim=0)
+    return torch.cat([xc[:, :half], xc[:, -half:]], dim=0)
+
+
+def _rhat_of_halves(halves: torch.Tensor) -> float:
     n = halves.shape[1]
     W = halves.var(dim=1, unbiased=True).mean()
     B = n * halves.mean(dim=1).var(unbiased=True)
@@ -173,19 +170,91 @@ def split_rhat(x) -> float:
     return float(torch.sqrt(var_plus / W))
 
 
+def split_rhat(x) -> float:
+    """Split potential scale reduction factor R-hat of several chains (Gelman et al., BDA3 sec. 11.4).
+
+    Each chain is cut into halves (so a single drifting chain is caught too), giving m chains of n draws;
+    W = mean within-chain variance, B = n * variance of the chain means, var_plus = (n-1)/n W + B/n,
+    R-hat = sqrt(var_plus / W). Near 1 when the chains agree; well above 1 when they sample different
+    regions (e.g. stuck in different modes). This is the classic split-R-hat of BDA3: it compares means and
+    variances, so heavy tails or chains that differ only in their spread can fool it. Vehtari et al.'s
+    threshold R-hat < 1.01 is meant for :func:`rank_normalized_rhat`.
+    x: (n_chains, n_steps) with n_steps >= 4 (a single chain (n_steps,) is also accepted).
+    """
+    return _rhat_of_halves(_split(_chains(x, min_steps=4)))
+
+
+def rank_normalize(x) -> torch.Tensor:
+    """Rank-normalised z-scores of all draws pooled: z = Phi^{-1}((r - 3/8) / (S + 1/4)) (float64, x's shape).
+
+    r is the rank of each draw among all S draws of all chains (ties get their average rank); 3/8 is Blom's
+    offset. The z-scores are normally distributed whatever the draws' law (Cauchy, bounded, skewed), which
+    is what makes R-hat computed on them robust (Vehtari et al. 2021).
+    x: (n_chains, n_steps) or (n_steps,).
+    """
+    two_d = (x.dim() if torch.is_tensor(x) else np.ndim(x)) == 2
+    xc = _chains(x, min_steps=2)
+    flat = xc.reshape(-1)
+    _, inverse, counts = torch.unique(flat, return_inverse=True, return_counts=True)
+    # The k-th distinct value (sorted) holds ranks start+1 .. start+count; its average rank is
+    # start + (count + 1) / 2.
+    start = (torch.cumsum(counts, 0) - counts).to(torch.float64)
+    ranks = (start + (counts.to(torch.float64) + 1) / 2)[inverse]
+    z = torch.special.ndtri((ranks - 0.375) / (flat.numel() + 0.25))
+    return z.reshape(xc.shape) if two_d else z
+
+
+def rank_normalized_rhat(x) -> float:
+    """Vehtari et al.'s (2021) R-hat: the larger of the bulk and the tail rank-normalised split-R-hat.
+
+    bulk: split-R-hat (:func:`split_rhat`'s formula) of the rank-normalised draws (:func:`rank_normalize`),
+    which catches chains whose locations differ, whatever the tails; tail: the same for the folded draws
+    |x - median(x)|, which catches chains whose spreads differ. Vehtari et al. recommend using the chains
+    only when this R-hat is below 1.01 (and the bulk and tail ESS above 400).
+    x: (n_chains, n_steps) with n_steps >= 4, or one chain (n_steps,). Returns a float >= 0.
+    Reference: Vehtari, Gelman, Simpson, Carpenter & Buerkner (2021), Bayesian Analysis 16(2), sec. 4.
+    """
+    xc = _split(_chains(x, min_steps=4))
+    bulk = _rhat_of_halves(rank_normalize(xc))
+    folded = (xc - xc.reshape(-1).median()).abs()
+    tail = _rhat_of_halves(rank_normalize(folded))
+    return max(bulk, tail)
+
+
 # --------------------------------------------------------------------------------------------- energy gap
 def energy_gap(e_data: torch.Tensor, e_model: torch.Tensor) -> torch.Tensor:
     """E[E(x_data)] - E[E(x_model)] from two batches of energies (a 0-d tensor, detached, on their device).
 
     e_data: (n,) energies of data; e_model: (n',) energies of model samples (negatives). During
-    maximum-likelihood training it is the first term of the loss; it should hover near 0 (the sampler
-    finds points as good as the data). Far below 0: the model rates data much better than its own samples
-    (the sampler is not reaching the model's low-energy regions); drifting steadily: the energies are
-    running away (seed 000, "energy gap").
+    maximum-likelihood training it is the first term of the loss. What it should settle at depends on the
+    loss. Without regularisation a stationary point of training has gap = 0 (for a network whose last
+    layer is linear, the gradient with respect to that layer's weights w is mean h(x+) - mean h(x-), and
+    w . (mean h(x+) - mean h(x-)) is the gap). With the L2 penalty alpha (mean E(x+)^2 + mean E(x-)^2) of
+    Du & Mordatch (2019) the same argument gives gap = -2 alpha (mean E(x+)^2 + mean E(x-)^2) < 0: see
+    :func:`regularized_gap`. A gap far below that value means the sampler is not reaching the model's
+    low-energy regions; one drifting without bound means the energies are running away.
     """
     e_data = check_tensor(e_data, "e_data", ndim=1, finite=False)
     e_model = check_tensor(e_model, "e_model", ndim=1, finite=False)
     return (e_data.detach().mean() - e_model.detach().mean()).to(torch.float64)
+
+
+def regularized_gap(e_data: torch.Tensor, e_model: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Where the energy gap settles under the L2-regularised loss: -2 alpha (mean E(x+)^2 + mean E(x-)^2).
+
+    For the loss L = mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2) and an energy whose last
+    layer is linear with a bias, E(x) = w . h(x) + b, a stationary point (dL/dw = 0, dL/db = 0) has
+    mean E(x+) + mean E(x-) = 0 (from b) and, taking the dot product of dL/dw = 0 with w,
+    gap = mean E(x+) - mean E(x-) = -2 alpha (mean E(x+)^2 + mean E(x-)^2). Compare it with
+    :func:`energy_gap` on the same batches: a measured gap that tracks this value is the regulariser at
+    work, not a sampler failure. e_data: (n,), e_model: (n',), alpha >= 0. Returns a 0-d float64 tensor.
+    """
+    e_data = check_tensor(e_data, "e_data", ndim=1, finite=False)
+    e_model = check_tensor(e_model, "e_model", ndim=1, finite=False)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
+        raise ValueError(f"alpha must be a number >= 0 (the weight of the L2 energy penalty); got {alpha!r}.")
+    e_data, e_model = e_data.detach().to(torch.float64), e_model.detach().to(torch.float64)
+    return -2.0 * alpha * ((e_data**2).mean() + (e_model**2).mean())
 
 
 class EnergyGapTracker:

@@ -14,6 +14,9 @@ from ebm_teach.diagnostics import (
     effective_sample_size,
     energy_gap,
     integrated_autocorr_time,
+    rank_normalize,
+    rank_normalized_rhat,
+    regularized_gap,
     split_rhat,
 )
 
@@ -100,6 +103,62 @@ def test_split_rhat_matches_the_formula_and_catches_a_drifting_chain():
     assert split_rhat(drift[None, :]) > 1.5
 
 
+# ----------------------------------------------------------------------------- rank-normalised R-hat
+def _classic_rhat_numpy(halves: np.ndarray) -> float:
+    n = halves.shape[1]
+    W = halves.var(axis=1, ddof=1).mean()
+    B = n * halves.mean(axis=1).var(ddof=1)
+    return math.sqrt(((n - 1) / n * W + B / n) / W)
+
+
+def _rank_rhat_numpy(x: np.ndarray) -> float:
+    """Vehtari et al. (2021) written independently with scipy: split, rank (average ties), Blom, fold."""
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
+    half = x.shape[1] // 2
+    halves = np.concatenate([x[:, :half], x[:, -half:]])
+    z = lambda a: ndtri((rankdata(a.ravel()) - 3 / 8) / (a.size - 2 * 3 / 8 + 1)).reshape(a.shape)
+    bulk = _classic_rhat_numpy(z(halves))
+    tail = _classic_rhat_numpy(z(np.abs(halves - np.median(halves))))
+    return max(bulk, tail)
+
+
+def test_rank_normalize_matches_scipy_ranks_with_ties():
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
+    x = np.random.default_rng(20).standard_normal((3, 401))
+    x[1] = np.round(x[1], 1)  # many ties
+    expected = ndtri((rankdata(x.ravel()) - 0.375) / (x.size + 0.25)).reshape(x.shape)
+    np.testing.assert_allclose(rank_normalize(x).numpy(), expected, rtol=1e-12, atol=1e-12)
+    one = rank_normalize(x[0])
+    assert one.shape == (401,) and abs(float(one.mean())) < 1e-12  # ranks are symmetric about the middle
+
+
+def test_rank_normalized_rhat_matches_an_independent_computation():
+    rng = np.random.default_rng(21)
+    for x in (rng.standard_normal((4, 1001)), rng.standard_cauchy((3, 600)) + np.arange(3)[:, None],
+              np.round(rng.standard_normal((4, 300)), 1)):
+        assert rank_normalized_rhat(x) == pytest.approx(_rank_rhat_numpy(x), rel=1e-12)
+
+
+def test_rank_normalized_rhat_catches_what_classic_split_rhat_misses():
+    rng = np.random.default_rng(22)
+    # Equal means, unequal spreads (sd 1 and 3): the classic R-hat compares means and stays below 1.01; the
+    # folded (tail) R-hat sees the spreads. With 4 x 20 000 draws the sampling noise of either is ~1e-4.
+    spread = rng.standard_normal((4, 20_000)) * np.array([1.0, 1.0, 3.0, 3.0])[:, None]
+    assert split_rhat(spread) < 1.01 < 1.05 < rank_normalized_rhat(spread)
+    # Cauchy draws: independent chains have R-hat ~ 1 whatever the tails; a shift of 1 (the scale) is caught.
+    cauchy = rng.standard_cauchy((4, 20_000))
+    assert rank_normalized_rhat(cauchy) < 1.005
+    cauchy[0] += 1.0
+    assert rank_normalized_rhat(cauchy) > 1.02
+    # Stuck chains, as in the chapter: both R-hats are far above 1.
+    stuck = rng.standard_normal((4, 5000)) + 6.0 * np.array([0, 0, 0, 1])[:, None]
+    assert rank_normalized_rhat(stuck) > 1.5 and split_rhat(stuck) > 1.5
+
+
 # ----------------------------------------------------------------------------- energy gap
 def test_energy_gap_and_tracker(device):
     e_data = torch.tensor([1.0, 2.0, 3.0], device=device)
@@ -111,6 +170,44 @@ def test_energy_gap_and_tracker(device):
     tracker.update(e_model, e_data, step=10)
     np.testing.assert_allclose(tracker.gaps(), [-3.0, 3.0])
     assert tracker.steps == [0, 10] and len(tracker) == 2
+
+
+def test_regularized_gap_is_where_training_settles():
+    # The formula on numbers: -2 alpha (mean E+^2 + mean E-^2) = -2 * 0.1 * (14/3 + 26) = -6.1333...
+    got = regularized_gap(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([4.0, 6.0]), 0.1)
+    assert float(got) == pytest.approx(-0.2 * (14 / 3 + 26.0), rel=1e-12)
+    # The claim behind it: at a stationary point of L = mean E+ - mean E- + alpha (mean E+^2 + mean E-^2)
+    # in the last layer's weights w and bias b, E(x) = w . h(x) + b, the gap equals that value, whatever the
+    # hidden layers. L is a convex quadratic in (w, b): minimise it in (w, b) to a vanishing gradient, on a
+    # random float64 network with fixed positives and negatives, and compare.
+    from ebm_teach.energies import MLPEnergy
+    from ebm_teach.training import ml_loss
+
+    torch.manual_seed(0)
+    net = MLPEnergy(2, 8, 2).double()
+    last = net.net[-1]
+    for p in net.parameters():
+        p.requires_grad_(False)
+    last.weight.requires_grad_(True)
+    last.bias.requires_grad_(True)
+    x_pos = torch.randn(64, 2, dtype=torch.float64) * 0.5
+    x_neg = torch.rand(64, 2, dtype=torch.float64) * 6 - 3
+    alpha = 0.1
+    opt = torch.optim.LBFGS([last.weight, last.bias], max_iter=500, tolerance_grad=1e-12, tolerance_change=0.0,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = ml_loss(net(x_pos), net(x_neg), alpha)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    closure()
+    assert max(float(last.weight.grad.abs().max()), float(last.bias.grad.abs().max())) < 1e-9
+    e_pos, e_neg = net(x_pos).detach(), net(x_neg).detach()
+    assert float(energy_gap(e_pos, e_neg)) == pytest.approx(float(regularized_gap(e_pos, e_neg, alpha)), abs=1e-8)
+    assert float(energy_gap(e_pos, e_neg)) < -0.1  # and it is clearly below 0, not "near 0"
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -127,3 +224,7 @@ def test_bad_input_messages():
         integrated_autocorr_time(np.array([0.0, 1.0, np.nan, 2.0, 3.0]))
     with pytest.raises(ValueError, match="e_data must have 1 dimension"):
         energy_gap(torch.zeros(2, 2), torch.zeros(2))
+    with pytest.raises(ValueError, match="alpha must be a number >= 0"):
+        regularized_gap(torch.zeros(2), torch.zeros(2), -0.1)
+    with pytest.raises(ValueError, match="at least 4 steps"):
+        rank_normalized_rhat(np.zeros((2, 3)))
