@@ -1,12 +1,13 @@
-"""Gradient-based MCMC for any differentiable energy: unadjusted Langevin (ULA), MALA, SGLD, a replay buffer.
+"""Gradient-based MCMC for any differentiable energy: unadjusted Langevin (ULA), MALA, SGLD, parallel
+tempering, a replay buffer.
 
 An energy is any callable ``energy(x) -> E`` with x: (batch, *event_shape) and E: (batch,), e.g. an
-``nn.Module``; the target is p(x) = exp(-E(x)) / Z. One convention is used throughout (seeds 003, 004):
+``nn.Module``; the target is p(x) = exp(-E(x)) / Z. One convention is used throughout:
 
     x' = x - (eps/2) grad_x E(x) + sqrt(eps) z,    z ~ N(0, I),
 
-the Euler-Maruyama step of dx = -1/2 grad E(x) dt + dW with time step eps. Seeds 000 and 001 write the
-same update as x' = x - eps' grad E + sqrt(2 eps') z; the two agree with eps' = eps / 2.
+the Euler-Maruyama step of dx = -1/2 grad E(x) dt + dW with time step eps. Many papers write the same
+update as x' = x - eps' grad E + sqrt(2 eps') z; the two agree with eps' = eps / 2.
 
 Gradient hygiene: every sampler takes grad_x E with ``torch.autograd.grad`` on a detached copy of x inside
 ``torch.enable_grad()``, so sampling never writes into a parameter's ``.grad`` and works under
@@ -35,6 +36,12 @@ __all__ = [
     "mala_step",
     "mala",
     "run_chain",
+    "PTState",
+    "PTInfo",
+    "replica_swap_log_acceptance",
+    "pt_init",
+    "pt_kernel",
+    "parallel_tempering",
     "ReplayBuffer",
     "uniform_noise",
 ]
@@ -144,7 +151,7 @@ def langevin_step(
     """One unadjusted Langevin (ULA) step:  x' = x - (eps/2) grad_x E(x) + sqrt(eps) z,  z ~ N(0, I).
 
     This is the Euler-Maruyama step, with time step eps, of dx = -1/2 grad E dt + dW, whose stationary law
-    is exp(-E)/Z. The seeds' other convention x' = x - eps' grad E + sqrt(2 eps') z is the same update with
+    is exp(-E)/Z. The other common convention x' = x - eps' grad E + sqrt(2 eps') z is the same update with
     eps' = eps / 2 (so step_size = 2 eps'). At finite eps the chain's stationary law is biased (for
     E = x^2 / (2 s^2) its variance is eps / (1 - (1 - eps / (2 s^2))^2) instead of s^2); MALA removes the bias.
 
@@ -152,7 +159,7 @@ def langevin_step(
     generator: torch.Generator on x's device; grad_clip: clip grad E elementwise to [-c, c] (a practical
     stabiliser that changes the target); clamp: (low, high) to clip x' to the data range (also practical).
     Returns (x' detached, E(x) before the step, detached (batch,)).
-    Reference: Welling & Teh (2011); Roberts & Tweedie (1996); seeds 001, 003, 004.
+    Reference: Roberts & Tweedie (1996); Welling & Teh (2011).
     """
     x = _check_x(x)
     energy = _check_energy(energy)
@@ -261,12 +268,15 @@ def mala_log_acceptance(
 
     q(x' | x) = N(x'; x - (eps/2) grad E(x), eps I), so log q(x' | x) = -|x' - x + (eps/2) grad E(x)|^2 / (2 eps)
     + const; the constants cancel. Accept with probability min(1, exp(log alpha)).
-    x, x_prop, grad_x, grad_prop: (batch, *event); e_x, e_prop: (batch,); step_size: eps.
+    x, x_prop, grad_x, grad_prop: (batch, *event); e_x, e_prop: (batch,); step_size: eps, a number or a
+    (batch,) tensor (one step size per chain, as parallel tempering uses).
     Reference: Roberts & Tweedie (1996); Besag (1994).
     """
     eps = step_size
-    log_q_fwd = -_sum_event((x_prop - x + 0.5 * eps * grad_x) ** 2) / (2 * eps)
-    log_q_bwd = -_sum_event((x - x_prop + 0.5 * eps * grad_prop) ** 2) / (2 * eps)
+    per_chain = isinstance(eps, torch.Tensor) and eps.dim() == 1
+    eps_x = eps.reshape((-1,) + (1,) * (x.dim() - 1)) if per_chain else eps
+    log_q_fwd = -_sum_event((x_prop - x + 0.5 * eps_x * grad_x) ** 2) / (2 * eps)
+    log_q_bwd = -_sum_event((x - x_prop + 0.5 * eps_x * grad_prop) ** 2) / (2 * eps)
     return (-e_prop + log_q_bwd) - (-e_x + log_q_fwd)
 
 
@@ -357,6 +367,188 @@ def run_chain(step: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, n_s
     return torch.stack(kept)
 
 
+# --------------------------------------------------------------------------------------------- parallel tempering
+class PTState(NamedTuple):
+    """Replicas of a parallel-tempering system: positions x (n_temps, batch, *event), their energies E(x)
+    (n_temps, batch) and gradients grad E(x) (like x), all of the untempered energy E. Row k holds the
+    replicas at inverse temperature betas[k]; the columns are independent systems."""
+
+    x: torch.Tensor
+    energy: torch.Tensor
+    grad: torch.Tensor
+
+
+class PTInfo(NamedTuple):
+    """What one parallel-tempering step measured (never fed back into the chain).
+
+    acceptance_prob: (n_temps, batch) MALA acceptance probability of each replica's local move;
+    swap_prob: (n_temps - 1, batch) acceptance probability of exchanging replicas k and k+1 (0 where that
+    pair was not proposed this step); swap_accepted: (n_temps - 1, batch) bool; swap_attempted: (n_temps - 1,)
+    bool, the pairs proposed this step.
+    """
+
+    acceptance_prob: torch.Tensor
+    swap_prob: torch.Tensor
+    swap_accepted: torch.Tensor
+    swap_attempted: torch.Tensor
+
+
+def replica_swap_log_acceptance(e_k: torch.Tensor, e_next: torch.Tensor, beta_k, beta_next) -> torch.Tensor:
+    """log alpha of exchanging the replicas at inverse temperatures beta_k and beta_next.
+
+    log alpha = (beta_k - beta_next)(E_k - E_next). The joint target is prod_k exp(-beta_k E(x_k)) / Z_k;
+    exchanging x_k and x_next multiplies it by
+    exp(-beta_k E_next - beta_next E_k + beta_k E_k + beta_next E_next) = exp((beta_k - beta_next)(E_k - E_next)),
+    and the proposal (a swap) is its own reverse, so Metropolis accepts with min(1, that ratio): the swap is
+    always accepted when the colder replica (larger beta) would receive the lower energy.
+    e_k, e_next: energies E(x_k), E(x_next) of the same shape; beta_k, beta_next: numbers or broadcastable
+    tensors. Reference: Swendsen & Wang (1986); Geyer (1991); Earl & Deem (2005).
+    """
+    return (beta_k - beta_next) * (e_k - e_next)
+
+
+def _check_betas(betas, like: torch.Tensor) -> torch.Tensor:
+    betas = torch.as_tensor(betas, dtype=like.dtype, device=like.device)
+    if betas.dim() != 1 or len(betas) < 1:
+        raise ValueError(f"betas must be a 1-D sequence of inverse temperatures; got shape {tuple(betas.shape)}.")
+    if not bool(torch.isfinite(betas).all()) or not bool((betas > 0).all()):
+        raise ValueError(f"betas must be finite and > 0; got {betas.tolist()}.")
+    if len(betas) > 1 and not bool((betas[1:] < betas[:-1]).all()):
+        raise ValueError(
+            "betas must decrease from the target (betas[0], usually 1) to the hottest replica; "
+            f"got {betas.tolist()}. A geometric ladder such as torch.logspace(0, -1.5, 6) is a common start."
+        )
+    return betas
+
+
+def _check_step_sizes(step_sizes, betas: torch.Tensor) -> torch.Tensor:
+    eps = torch.as_tensor(step_sizes, dtype=betas.dtype, device=betas.device)
+    if eps.dim() == 0:
+        eps = eps.expand(len(betas))
+    if eps.shape != betas.shape or not bool(torch.isfinite(eps).all()) or not bool((eps > 0).all()):
+        raise ValueError(
+            f"step_sizes must be one number > 0 or one per temperature ({len(betas)}); got {eps.tolist()}. "
+            "Hotter replicas take larger steps, e.g. step_sizes = eps / betas."
+        )
+    return eps
+
+
+def pt_init(x: torch.Tensor, energy: Energy, n_temps: int) -> PTState:
+    """The parallel-tempering state with the replicas of every temperature started at x: (batch, *event).
+
+    E and grad E are computed once here and cached in the state (n_temps, batch, ...).
+    """
+    n_temps = check_int(n_temps, "n_temps", minimum=1)
+    x = _check_start(_check_x(x))
+    energy = _check_energy(energy)
+    xs = x.detach().unsqueeze(0).expand((n_temps,) + tuple(x.shape)).clone()
+    e, grad = energy_and_grad(energy, xs.reshape((-1,) + tuple(x.shape[1:])))
+    return PTState(xs, e.reshape(n_temps, x.shape[0]), grad.reshape(xs.shape))
+
+
+def pt_kernel(
+    state: PTState,
+    energy: Energy,
+    betas: torch.Tensor,
+    step_sizes: torch.Tensor,
+    generator: Optional[torch.Generator] = None,
+    parity: int = 0,
+) -> Tuple[PTState, PTInfo]:
+    """One parallel-tempering step: a MALA move in every replica, then replica exchanges between neighbours.
+
+    Replica k targets exp(-beta_k E) (MALA on the tempered energy beta_k E with step size eps_k, exact at any
+    eps_k); then the pairs (k, k+1) with k of the given parity (0: pairs (0,1), (2,3), ...; 1: (1,2), ...)
+    exchange their positions with probability min(1, exp((beta_k - beta_{k+1})(E_k - E_{k+1}))). Alternating
+    the parity from step to step (the deterministic even-odd scheme) moves replicas along the ladder fastest.
+    Each move leaves prod_k exp(-beta_k E(x_k)) invariant, so row 0 samples exp(-beta_0 E) exactly, while the
+    hot rows cross energy barriers and hand their crossings down. betas: (n_temps,) decreasing;
+    step_sizes: (n_temps,). No validation here (the inner loop): :func:`parallel_tempering` validates.
+    """
+    x, e, grad = state
+    n_temps, batch = e.shape
+    event = (1,) * (x.dim() - 2)
+    b = betas.reshape((n_temps, 1) + event)
+    eps = step_sizes.reshape((n_temps, 1) + event)
+    # local moves: MALA on beta_k E at every temperature, all replicas at once
+    x_prop = x - 0.5 * eps * b * grad + eps.sqrt() * _noise(x, generator)
+    e_prop, grad_prop = energy_and_grad(energy, x_prop.reshape((-1,) + tuple(x.shape[2:])))
+    e_prop, grad_prop = e_prop.reshape(e.shape), grad_prop.reshape(x.shape)
+    log_alpha = mala_log_acceptance(
+        x.reshape((-1,) + tuple(x.shape[2:])), x_prop.reshape((-1,) + tuple(x.shape[2:])),
+        (betas[:, None] * e).reshape(-1), (betas[:, None] * e_prop).reshape(-1),
+        (b * grad).reshape((-1,) + tuple(x.shape[2:])), (b * grad_prop).reshape((-1,) + tuple(x.shape[2:])),
+        step_sizes[:, None].expand(n_temps, batch).reshape(-1),
+    ).reshape(e.shape)
+    u = torch.rand(e.shape, generator=generator, device=x.device, dtype=x.dtype)
+    accepted = torch.log(u) < log_alpha
+    keep = accepted.reshape(e.shape + event)
+    x, e, grad = torch.where(keep, x_prop, x), torch.where(accepted, e_prop, e), torch.where(keep, grad_prop, grad)
+    # replica exchange between neighbours (k, k+1), k = parity, parity + 2, ...
+    attempted = torch.zeros(max(n_temps - 1, 0), dtype=torch.bool, device=x.device)
+    swap_prob = torch.zeros((max(n_temps - 1, 0), batch), dtype=x.dtype, device=x.device)
+    swap_acc = torch.zeros((max(n_temps - 1, 0), batch), dtype=torch.bool, device=x.device)
+    pairs = list(range(parity % 2, n_temps - 1, 2))
+    if pairs:
+        lo = torch.tensor(pairs, device=x.device)
+        hi = lo + 1
+        log_swap = replica_swap_log_acceptance(e[lo], e[hi], betas[lo, None], betas[hi, None])
+        u = torch.rand(log_swap.shape, generator=generator, device=x.device, dtype=x.dtype)
+        acc = torch.log(u) < log_swap
+        attempted[lo] = True
+        swap_prob[lo] = log_swap.clamp(max=0).exp()
+        swap_acc[lo] = acc
+        # the permutation that exchanges rows lo and hi where accepted, per column
+        perm = torch.arange(n_temps, device=x.device)[:, None].expand(n_temps, batch).clone()
+        perm[lo] = torch.where(acc, hi[:, None], lo[:, None])
+        perm[hi] = torch.where(acc, lo[:, None], hi[:, None])
+        cols = torch.arange(batch, device=x.device)[None, :]
+        x, e, grad = x[perm, cols], e[perm, cols], grad[perm, cols]
+    info = PTInfo(log_alpha.clamp(max=0).exp().nan_to_num(0.0), swap_prob, swap_acc, attempted)
+    return PTState(x, e, grad), info
+
+
+def parallel_tempering(
+    x: torch.Tensor,
+    energy: Energy,
+    betas,
+    n_steps: int,
+    step_sizes,
+    generator: Optional[torch.Generator] = None,
+    thin: int = 1,
+) -> Tuple[torch.Tensor, dict]:
+    """Parallel tempering (replica exchange) with MALA moves; returns the target replicas' trajectory and rates.
+
+    n_temps = len(betas) replicas of each of the batch chains run at inverse temperatures betas (decreasing
+    from the target's, betas[0], usually 1); every step makes one :func:`pt_kernel` move with the parity of
+    the swaps alternating. The chain at betas[0] samples exp(-betas[0] E)/Z exactly (every move keeps the joint
+    target invariant) and, unlike a single chain, crosses barriers that the hot replicas cross.
+    x: (batch, *event) start for every temperature; step_sizes: a number or one per temperature (hot replicas
+    need larger steps: eps / betas is a fair start). Returns (trajectory (n_steps // thin, batch, *event) of
+    the betas[0] replicas, {"acceptance": (n_temps,) mean MALA acceptance per temperature, "swap": (n_temps-1,)
+    mean swap acceptance probability of each neighbouring pair}), rates as tensors on x's device.
+    Reference: Swendsen & Wang (1986); Geyer (1991); Earl & Deem (2005); Desjardins et al. (2010) for EBMs.
+    """
+    x = _check_x(x)
+    _check_generator(generator, x.device)
+    betas = _check_betas(betas, x)
+    step_sizes = _check_step_sizes(step_sizes, betas)
+    n_steps = check_int(n_steps, "n_steps", minimum=1)
+    thin = check_int(thin, "thin", minimum=1, maximum=n_steps)
+    state = pt_init(x, energy, len(betas))
+    acc = torch.zeros(len(betas), device=x.device, dtype=x.dtype)
+    swap = torch.zeros(len(betas) - 1, device=x.device, dtype=x.dtype)
+    tries = torch.zeros(len(betas) - 1, device=x.device, dtype=x.dtype)
+    kept = []
+    for t in range(1, n_steps + 1):
+        state, info = pt_kernel(state, energy, betas, step_sizes, generator, parity=t % 2)
+        acc = acc + info.acceptance_prob.mean(1)
+        swap = swap + info.swap_prob.mean(1)
+        tries = tries + info.swap_attempted.to(x.dtype)
+        if t % thin == 0:
+            kept.append(state.x[0])
+    return torch.stack(kept), {"acceptance": acc / n_steps, "swap": swap / tries.clamp(min=1)}
+
+
 # --------------------------------------------------------------------------------------------- replay buffer
 def uniform_noise(shape: Tuple[int, ...], low: float = -1.0, high: float = 1.0, device=None, dtype=torch.float32):
     """A ``noise_fn(n, generator)`` for :class:`ReplayBuffer`: n draws of U(low, high)^shape on ``device``.
@@ -374,7 +566,7 @@ def uniform_noise(shape: Tuple[int, ...], low: float = -1.0, high: float = 1.0, 
 
 
 class ReplayBuffer:
-    """A fixed-capacity store of past negative samples (Du & Mordatch 2019, seeds 001 and 004).
+    """A fixed-capacity store of past negative samples (Du & Mordatch 2019).
 
     ``sample(n)`` returns a batch in which each row is, independently, fresh noise from ``noise_fn`` with
     probability ``reinit_fraction`` (default 5 %) and otherwise a uniformly chosen stored sample; an empty

@@ -1,4 +1,5 @@
-"""Samplers: the update's convention, ULA's closed-form stationary law, MALA's exactness, the replay buffer.
+"""Samplers: the update's convention, ULA's closed-form stationary law, MALA's exactness, parallel
+tempering's exactness on a target with known tempered marginals, the replay buffer.
 
 Monte Carlo tolerances are stated in standard errors of independent chains (each test runs many chains in
 parallel and uses their final states, which are independent draws).
@@ -11,6 +12,7 @@ import torch
 from ebm_teach.energies import GaussianEBM, MLPEnergy
 from ebm_teach.samplers import (
     MALAInfo,
+    PTState,
     ReplayBuffer,
     energy_and_grad,
     langevin_step,
@@ -19,6 +21,10 @@ from ebm_teach.samplers import (
     mala_kernel,
     mala_log_acceptance,
     mala_step,
+    parallel_tempering,
+    pt_init,
+    pt_kernel,
+    replica_swap_log_acceptance,
     run_chain,
     sgld,
     ula,
@@ -313,3 +319,97 @@ def test_run_chain_stacks_every_thin_th_state_and_uniform_noise_range():
     assert abs(float(u.mean()) - 0.5) < 0.03
     with pytest.raises(ValueError, match="thin must be <= 10"):
         run_chain(lambda x: x, torch.zeros(3, 2), 10, thin=11)
+
+
+# ----------------------------------------------------------------------------- parallel tempering
+W2, M2, S2 = torch.tensor([0.3, 0.7], dtype=DTYPE), torch.tensor([-3.0, 3.0], dtype=DTYPE), 0.5
+
+
+def two_modes(x):
+    """E = -log p for p = 0.3 N(-3, 0.5^2) + 0.7 N(3, 0.5^2), x: (batch, 1): a barrier of ~18 nats."""
+    comp = -0.5 * ((x - M2) / S2) ** 2 - math.log(S2 * math.sqrt(2 * math.pi)) + W2.log()
+    return -torch.logsumexp(comp, dim=1)
+
+
+def tempered_right_mass(beta: float) -> float:
+    """P(x > 0) under p^beta / Z_beta, by quadrature on a fine grid (the exact marginal of replica beta)."""
+    xs = torch.linspace(-60, 60, 240_001, dtype=DTYPE)[:, None]
+    p = torch.softmax(-beta * two_modes(xs), 0)
+    return float(p[xs[:, 0] > 0].sum())
+
+
+def test_replica_swap_acceptance_is_the_ratio_of_joint_densities():
+    # Exchanging x_k and x_next: the ratio of prod exp(-beta E) after and before, computed directly.
+    g = torch.Generator().manual_seed(0)
+    e_k, e_next = torch.randn(50, generator=g, dtype=DTYPE) * 3, torch.randn(50, generator=g, dtype=DTYPE) * 3
+    beta_k, beta_next = 1.0, 0.37
+    before = -beta_k * e_k - beta_next * e_next
+    after = -beta_k * e_next - beta_next * e_k
+    torch.testing.assert_close(replica_swap_log_acceptance(e_k, e_next, beta_k, beta_next), after - before)
+    # the colder replica receiving the lower energy is always accepted; equal temperatures always swap
+    assert bool((replica_swap_log_acceptance(e_k, e_next, beta_k, beta_next)[e_next < e_k] > 0).all())
+    assert bool((replica_swap_log_acceptance(e_k, e_next, 0.5, 0.5) == 0).all())
+
+
+def test_pt_kernel_swap_probabilities_and_exchanges():
+    # Three temperatures, chains at fixed points; step sizes so small that the local moves barely move.
+    betas = torch.tensor([1.0, 0.5, 0.25], dtype=DTYPE)
+    x = torch.tensor([[-3.0], [2.5], [0.0]], dtype=DTYPE)  # one system: rows are the temperatures
+    state = PTState(x[:, None, :].clone(), two_modes(x)[:, None], energy_and_grad(two_modes, x)[1][:, None, :])
+    new, info = pt_kernel(state, two_modes, betas, torch.full((3,), 1e-12, dtype=DTYPE),
+                          torch.Generator().manual_seed(1), parity=0)
+    assert info.swap_attempted.tolist() == [True, False]
+    e = two_modes(x)
+    expected = min(1.0, math.exp((1.0 - 0.5) * float(e[0] - e[1])))
+    assert float(info.swap_prob[0, 0]) == pytest.approx(expected, rel=1e-6)  # the local moves changed E by ~1e-6
+    assert float(info.swap_prob[1, 0]) == 0.0
+    if bool(info.swap_accepted[0, 0]):
+        torch.testing.assert_close(new.x[0, 0], x[1], atol=1e-5, rtol=0)
+    # E(-3) > E(2.5) here (the right mode is heavier), so the swap must be accepted: colder gets lower energy
+    assert expected == 1.0 and bool(info.swap_accepted[0, 0])
+    torch.testing.assert_close(new.x[:, 0], x[[1, 0, 2]], atol=1e-5, rtol=0)
+    torch.testing.assert_close(new.energy, two_modes(new.x.reshape(-1, 1)).reshape(3, 1))
+
+
+def test_parallel_tempering_samples_every_temperature_exactly_from_one_wrong_mode():
+    # 600 independent systems all start in the light left mode; a lone MALA chain would stay there (the
+    # barrier is ~18 nats). After 300 steps every replica's fraction in the right mode must match
+    # P(x > 0) under p^beta, by quadrature: the binomial SE is <= sqrt(.25/600) = 0.02, so 0.08 is 4 SE.
+    betas = torch.tensor([1.0, 0.5, 0.25, 0.12, 0.06], dtype=DTYPE)
+    g = torch.Generator().manual_seed(2)
+    state = pt_init(torch.full((600, 1), -3.0, dtype=DTYPE), two_modes, len(betas))
+    eps = 0.5 / betas
+    for t in range(300):
+        state, info = pt_kernel(state, two_modes, betas, eps, g, parity=t % 2)
+    for k, beta in enumerate(betas.tolist()):
+        measured = float((state.x[k, :, 0] > 0).double().mean())
+        assert abs(measured - tempered_right_mass(beta)) < 0.08, (beta, measured, tempered_right_mass(beta))
+    lone, _ = mala(torch.full((600, 1), -3.0, dtype=DTYPE), two_modes, 300, 0.5, torch.Generator().manual_seed(3))
+    assert float((lone[:, 0] > 0).double().mean()) < 0.01  # without the ladder nothing crosses
+
+
+def test_parallel_tempering_trajectory_and_rates():
+    betas = [1.0, 0.4, 0.16]
+    x0 = torch.zeros(20, 2, dtype=DTYPE)
+    traj, rates = parallel_tempering(x0, gaussian(), betas, 40, [0.3, 0.75, 1.9], torch.Generator().manual_seed(4), thin=4)
+    assert traj.shape == (10, 20, 2)
+    assert rates["acceptance"].shape == (3,) and rates["swap"].shape == (2,)
+    assert bool(((rates["acceptance"] > 0) & (rates["acceptance"] <= 1)).all())
+    assert bool(((rates["swap"] > 0) & (rates["swap"] <= 1)).all())
+    # one temperature is plain MALA: the trajectories agree draw for draw on the same random stream
+    single, _ = parallel_tempering(x0, gaussian(), [1.0], 5, 0.3, torch.Generator().manual_seed(5))
+    state = mala_init(x0, gaussian())
+    g = torch.Generator().manual_seed(5)
+    for t in range(5):
+        state, _ = mala_kernel(state, gaussian(), 0.3, g)
+    torch.testing.assert_close(single[-1], state.x)
+
+
+def test_parallel_tempering_rejects_bad_ladders():
+    x0 = torch.zeros(4, 2, dtype=DTYPE)
+    with pytest.raises(ValueError, match="betas must decrease"):
+        parallel_tempering(x0, gaussian(), [0.5, 1.0], 5, 0.1)
+    with pytest.raises(ValueError, match="betas must be finite and > 0"):
+        parallel_tempering(x0, gaussian(), [1.0, 0.0], 5, 0.1)
+    with pytest.raises(ValueError, match="step_sizes must be one number > 0 or one per temperature"):
+        parallel_tempering(x0, gaussian(), [1.0, 0.5], 5, [0.1, 0.2, 0.3])
