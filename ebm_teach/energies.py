@@ -11,7 +11,10 @@ from torch import nn
 
 from .core import check_int, check_tensor
 
-__all__ = ["quadratic_energy", "GaussianEBM", "product_of_experts", "MLPEnergy", "ConvEnergy"]
+__all__ = ["quadratic_energy", "GaussianEBM", "product_of_experts", "MLPEnergy", "ConvEnergy", "SILU_LIPSCHITZ"]
+
+#: The SiLU's largest slope, max_t d/dt [t sigmoid(t)] = 1.0998... (at t = 2.3994): its Lipschitz constant.
+SILU_LIPSCHITZ = 1.0998393201
 
 
 # --------------------------------------------------------------------------------------------- Gaussian EBM
@@ -46,8 +49,8 @@ class GaussianEBM(nn.Module):
         log Z = d/2 log(2 pi) - 1/2 log det Lambda = d/2 log(2 pi) - sum_i log L_ii,
         log p(x) = -E(x) - log Z,   score(x) = -grad_x E(x) = -Lambda (x - mu),
         samples: x = mu + L^{-T} z, z ~ N(0, I)  (covariance L^{-T} L^{-1} = Lambda^{-1}).
-    mu: (d,), precision: (d, d) symmetric positive definite. Reference: seed 002 (completing the square),
-    seed 003 worked example 1.
+    mu: (d,), precision: (d, d) symmetric positive definite. The log Z is the Gaussian integral (complete the
+    square); chapter 1 derives it.
     """
 
     def __init__(self, mu, precision):
@@ -147,8 +150,10 @@ class MLPEnergy(nn.Module):
     """E(x) = MLP(x): a scalar energy from a small fully connected network, x: (batch, d) -> (batch,).
 
     Smooth activations (SiLU) so that Langevin dynamics and score matching can differentiate it twice.
-    ``spectral_norm=True`` wraps every linear layer in spectral normalisation, which bounds the network's
-    Lipschitz constant (Du & Mordatch 2019, seed 001).
+    ``spectral_norm=True`` wraps every linear layer in spectral normalisation (Miyato et al. 2018), which
+    divides its weight by (an estimate of) the weight's largest singular value, so that the network's
+    Lipschitz constant is at most SILU_LIPSCHITZ^n_layers (see :meth:`lipschitz_bound`); Du & Mordatch (2019)
+    use it to keep EBM training stable.
     """
 
     def __init__(self, dim: int = 2, hidden: int = 64, n_layers: int = 3, spectral_norm: bool = False):
@@ -175,6 +180,19 @@ class MLPEnergy(nn.Module):
 
     energy = forward
 
+    def lipschitz_bound(self) -> float:
+        """An upper bound L on the energy's Lipschitz constant: |E(x) - E(y)| <= L |x - y| for all x, y.
+
+        L = prod_l ||W_l||_2 * SILU_LIPSCHITZ^n_layers: the product of every linear layer's largest singular
+        value (computed exactly from the weights in use, so about 1 per layer under spectral normalisation)
+        and the SiLU's largest slope once per hidden layer. It also bounds |grad_x E|, hence how far one
+        Langevin step's drift can move a sample.
+        """
+        with torch.no_grad():
+            weights = [m.weight for m in self.net if isinstance(m, nn.Linear)]
+            norms = torch.stack([torch.linalg.matrix_norm(w.double(), ord=2) for w in weights])
+        return float(norms.prod()) * SILU_LIPSCHITZ ** (len(weights) - 1)
+
 
 class ConvEnergy(nn.Module):
     """E(x) = CNN(x): a small convolutional energy for 8x8 images (sklearn digits), x -> (batch,).
@@ -182,7 +200,7 @@ class ConvEnergy(nn.Module):
     x: (batch, h*w) rows of pixels (as ``load_digits`` gives them) or (batch, 1, h, w); default h = w = 8.
     Three 3x3 convolutions (channels c, 2c, 4c; the last two with stride 2: 8x8 -> 4x4 -> 2x2) with SiLU,
     then a linear layer to one number. SiLU keeps E smooth for Langevin dynamics; ``spectral_norm=True``
-    wraps every layer in spectral normalisation (Du & Mordatch 2019, seed 001).
+    wraps every layer in spectral normalisation (Miyato et al. 2018; Du & Mordatch 2019).
     """
 
     def __init__(self, channels: int = 16, image_shape=(8, 8), spectral_norm: bool = False):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from ebm_teach.energies import GaussianEBM, MLPEnergy, product_of_experts, quadratic_energy
+from ebm_teach.energies import SILU_LIPSCHITZ, GaussianEBM, MLPEnergy, product_of_experts, quadratic_energy
 from ebm_teach.evaluate import log_partition_grid
 
 D = torch.float64
@@ -60,7 +60,7 @@ def test_log_likelihood_gradient_identity_for_mu_and_lambda():
     assert torch.allclose(g_lam, -0.5 * torch.outer(d, d) + 0.5 * torch.linalg.inv(lam.detach()), atol=1e-12)
 
 
-def test_cd1_worked_example_of_seed_003():
+def test_cd1_worked_example():
     """E = theta x^2, x_data = 1, eps = 0.1, theta = 1, no noise: x1 = 0.9, gradient 1 - 0.81 = 0.19."""
     theta, x0, eps = 1.0, 1.0, 0.1
     x1 = x0 - 0.5 * eps * 2 * theta * x0
@@ -132,3 +132,31 @@ def test_spectral_norm_bounds_the_lipschitz_constant():
     with torch.no_grad():
         ratio = (e(x) - e(y)).abs() / (x - y).norm(dim=1)
     assert float(ratio.max()) <= 1.1**3 * 1.05
+
+
+def test_silu_lipschitz_constant_is_its_largest_slope():
+    t = torch.linspace(-20, 20, 4_000_001, dtype=D)
+    s = torch.sigmoid(t)
+    slope = s * (1 + t * (1 - s))  # d/dt [t sigmoid(t)]
+    assert float(slope.abs().max()) == pytest.approx(SILU_LIPSCHITZ, abs=1e-9)
+
+
+def test_lipschitz_bound_bounds_every_gradient_and_is_about_one_per_layer_under_spectral_norm():
+    torch.manual_seed(1)
+    x = torch.randn(5000, 2, dtype=D) * 4
+    for sn in (False, True):
+        e = MLPEnergy(2, hidden=32, n_layers=3, spectral_norm=sn).double()
+        for _ in range(20):  # converge the power iteration of spectral normalisation
+            e.train()(torch.zeros(1, 2, dtype=D))
+        e.eval()
+        xr = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(e(xr).sum(), xr)
+        largest = float(grad.norm(dim=1).max())  # a lower bound on the true Lipschitz constant
+        bound = e.lipschitz_bound()
+        assert largest <= bound
+        if sn:
+            assert bound == pytest.approx(SILU_LIPSCHITZ**3, rel=1e-3)
+    # without normalisation the bound is the product of the layers' spectral norms, checked by SVD
+    e = MLPEnergy(2, hidden=8, n_layers=2).double()
+    norms = [torch.linalg.svdvals(m.weight.detach()).max() for m in e.net if isinstance(m, torch.nn.Linear)]
+    assert e.lipschitz_bound() == pytest.approx(float(torch.stack(norms).prod()) * SILU_LIPSCHITZ**2, rel=1e-12)
