@@ -65,6 +65,7 @@ __all__ = [
     "DSM",
     "NoiseConditionalDSM",
     "NoiseConditionalEnergy",
+    "noise_conditional_score",
     "RBMEnergy",
     "GibbsML",
     "PseudoLikelihood",
@@ -321,10 +322,16 @@ class NoiseConditionalDSM(Method):
         self.sigmas = geometric_sigmas(self.sigma_max, self.sigma_min, self.n_levels, device=data.device, dtype=data.dtype)
 
     def loss(self, energy, x_pos, x_neg, generator=None):
-        def score(x, sigma):
-            return EnergyScore(lambda y: energy(y, sigma))(x)
+        return noise_conditional_dsm_loss(noise_conditional_score(energy), x_pos, self.sigmas, generator)
 
-        return noise_conditional_dsm_loss(score, x_pos, self.sigmas, generator)
+
+def noise_conditional_score(energy: Callable) -> Callable:
+    """The score s(x, sigma) = -grad_x E(x, sigma) of a noise-conditional energy, as ``score.EnergyScore`` gives it
+    at each level: for ``noise_conditional_dsm_loss`` (training) and ``annealed_langevin`` (sampling; under
+    ``torch.no_grad()`` the score comes back detached). x: (batch, d); sigma: a float or (batch,)."""
+    if not callable(energy):
+        raise TypeError(f"energy must be a callable (x, sigma) -> (batch,); got {type(energy).__name__}.")
+    return lambda x, sigma: EnergyScore(lambda y: energy(y, sigma))(x)
 
 
 # --------------------------------------------------------------------------------------------- binary data

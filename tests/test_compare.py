@@ -156,7 +156,7 @@ def test_rbm_energy_and_its_sampler_share_the_parameters():
     energy = RBMEnergy(BernoulliRBM(5, 3, seed=0))
     with torch.no_grad():
         energy.theta[0, 0] += 1.0
-    assert float(energy.sampler.W[0, 0]) == float(energy.theta[0, 0])
+    assert float(energy.sampler.W[0, 0]) == float(energy.theta.detach()[0, 0])
     v = torch.tensor([[1.0, 0, 1, 1, 0]])
     torch.testing.assert_close(energy(v), energy.sampler.free_energy(v))
 
@@ -192,11 +192,11 @@ def test_mmd2_closed_form_for_two_repeated_points():
 
 
 def test_unbiased_mmd2_averages_to_zero_for_equal_laws():
-    # 400 pairs of samples of 20 points from one law: mean of MMD^2_u within 4 standard errors of 0,
-    # while the biased estimate sits clearly above 0.
+    # 200 pairs of samples of 20 points from one law: the mean of MMD^2_u lies within 4 standard errors of 0,
+    # while the biased estimate is positive.
     g = make_generator(1)
-    u = torch.tensor([mmd2(torch.randn(20, 2, generator=g), torch.randn(20, 2, generator=g), 1.0) for _ in range(400)])
-    assert abs(float(u.mean())) < 4 * float(u.std()) / 20
+    u = torch.tensor([mmd2(torch.randn(20, 2, generator=g), torch.randn(20, 2, generator=g), 1.0) for _ in range(200)])
+    assert abs(float(u.mean())) < 4 * float(u.std()) / 200**0.5
     v = mmd2(torch.randn(20, 2, generator=g), torch.randn(20, 2, generator=g), 1.0, biased=True)
     assert v > 0
 
@@ -215,7 +215,7 @@ def test_toy_mixture_law_is_what_toy_data_samples():
 
 
 def test_moons_log_prob_integrates_to_one_and_matches_a_finer_arc_rule():
-    z = log_partition_grid(lambda x: -moons_log_prob(x), [(-5, 5), (-4, 4)], 300)
+    z = log_partition_grid(lambda x: -moons_log_prob(x), [(-5, 5), (-4, 4)], 200)
     assert abs(z) < 1e-4
     x = toy_data_labelled("moons", 300, seed=2)[0].double()
     torch.testing.assert_close(moons_log_prob(x), moons_log_prob(x, n_arc=8000), rtol=0, atol=1e-4)
@@ -225,7 +225,7 @@ def test_the_true_density_scores_the_true_test_ll_and_zero_mode_error(mixture):
     law = _toy_mixture()
     r = evaluate_2d(lambda x: -law.log_prob(x.double()), mixture)
     assert r["ll"] == pytest.approx(mixture.true_test_ll, abs=2e-3)  # the mass outside the box is < 1e-3
-    assert r["mode_error"] < 1e-12
+    assert r["mode_error"] < 1e-9  # the same grid (in float32) as the truth's masses
     torch.testing.assert_close(mixture.true_masses, torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64), atol=2e-3, rtol=0)
 
 
@@ -265,13 +265,17 @@ def test_rhat_separates_one_mode_from_two_far_apart(one_thread):
         return Target("t", x, x, bounds, law.log_prob, lambda p: torch.zeros(len(p), dtype=torch.long), 1,
                       torch.ones(1, dtype=torch.float64))
     one = GaussianMixture.isotropic(torch.tensor([[0.0, 0.0]]), 1.0)
-    two = GaussianMixture.isotropic(torch.tensor([[-4.0, 0.0], [4.0, 0.0]]), 0.5)
+    two = GaussianMixture.isotropic(torch.tensor([[-4.0, 0.0], [4.0, 0.0]]), 0.5, [0.9, 0.1])
     energy = lambda law: (lambda x: -law.log_prob(x.double()).float())  # noqa: E731
-    r1 = langevin_diagnostics(energy(one), target(one, ((-4, 4), (-4, 4))), n_steps=400, step_size=0.1,
+    # N(0, I) with step 0.1 relaxes in ~20 steps, so 500 kept steps of 64 chains give R-hat ~ 1.01; chains on
+    # modes 8 apart (16 standard deviations) never cross, so R-hat stays far above 1. The modes' weights differ
+    # (0.9/0.1) so that their energies differ by log 9: R-hat of the energy cannot see chains stuck in two
+    # modes of equal weight and shape, whose energy traces look alike.
+    r1 = langevin_diagnostics(energy(one), target(one, ((-4, 4), (-4, 4))), n_steps=1000, step_size=0.1,
                               generator=make_generator(1))
-    r2 = langevin_diagnostics(energy(two), target(two, ((-6, 6), (-3, 3))), n_steps=400, step_size=0.1,
+    r2 = langevin_diagnostics(energy(two), target(two, ((-6, 6), (-3, 3))), n_steps=1000, step_size=0.1,
                               generator=make_generator(1))
-    assert r1["rhat"] < 1.1 < 1.5 < r2["rhat"]
+    assert r1["rhat"] < 1.05 < 1.25 < r2["rhat"]  # r2: about sqrt(1 + var(chain means) / W) = 1.4
 
 
 # --------------------------------------------------------------------------------------------- the chapter's claims
@@ -291,7 +295,7 @@ def test_nce_with_noise_fitted_to_the_data_recovers_log_z(mixture, digits, one_t
         run = fit_2d("NCE", mixture, seed, 2**17, n_checkpoints=1)
         with torch.no_grad():
             log_z = log_partition_grid(run["energy"], mixture.bounds, 150, dtype=torch.float32)
-        assert abs(float(run["method"].model.c) - log_z) < 0.3, seed
+        assert abs(float(run["method"].model.c.detach()) - log_z) < 0.3, seed
         rbm_run = fit_rbm("NCE", digits[0], seed, 2**17)
         assert abs(rbm_run["c"] - rbm_run["rbm"].log_partition_exact()) < 0.1, seed
 

@@ -1,0 +1,136 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercises for Chapter 10: every method on the same data
+#
+# Three exercises: a measure, a budget, and a prediction. Replace every `raise NotImplementedError()` with
+# your code (or your answer), then run the **self-check** cell below the exercise. The grader runs further,
+# hidden checks on other inputs:
+#
+# ```
+# python -m ebm_teach.grade 10_comparison.ipynb
+# ```
+#
+# Keep the function names and arguments as they are, and keep the first line of the next cell: it tells
+# the grader which chapter this file belongs to.
+
+# %%
+# ebm-teach exercises: 10_comparison
+import math
+
+import torch
+
+# %% [markdown]
+# ## Exercise 10.1: the unbiased MMD² with a Gaussian kernel (3 points)
+#
+# For samples $x_1, \dots, x_m$ and $y_1, \dots, y_n$ (rows of two tensors with the same number of columns) and the
+# kernel $k(a, b) = \exp\!\big(-\|a - b\|^2 / (2h^2)\big)$, the unbiased estimate of the squared maximum mean
+# discrepancy is
+#
+# $$\widehat{\mathrm{MMD}}{}^2_u = \frac{1}{m(m-1)}\sum_{i \ne j} k(x_i, x_j) + \frac{1}{n(n-1)}\sum_{i\ne j} k(y_i, y_j)
+#   - \frac{2}{mn}\sum_{i=1}^m\sum_{j=1}^n k(x_i, y_j).$$
+#
+# Leaving out the $i = j$ terms (each equal to $k(x_i, x_i) = 1$) is what removes the bias: keep them and
+# divide by $m^2$, $n^2$, and the estimate is always positive, even for two samples of one law. Compute in
+# float64 (`torch.cdist` gives all pairwise distances at once). Raise a `ValueError` when a sample has fewer
+# than 2 points (there is no pair $i \ne j$) or when the two samples have different dimensions.
+
+# %%
+def mmd2_unbiased(x, y, bandwidth):
+    """The unbiased MMD² between samples x: (m, d) and y: (n, d) with a Gaussian kernel of width h = bandwidth.
+
+    Returns a Python float (it may be slightly negative). Raises ValueError when m < 2 or n < 2, or when the
+    dimensions differ.
+    """
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% tags=["self-check"]
+# Self-check: x = two copies of a, y = two copies of b. Every within-sample pair has k = 1, so the estimate
+# is 1 + 1 - 2 k(a, b).
+a, b, h = torch.tensor([[0.0, 1.0]] * 2), torch.tensor([[2.0, -1.0]] * 2), 1.5
+expected = 2 - 2 * math.exp(-8 / (2 * h * h))
+value = mmd2_unbiased(a, b, h)
+print(f"MMD² = {value:.6f} (expected {expected:.6f})")
+assert abs(value - expected) < 1e-9, "not yet right"
+
+
+# %% [markdown]
+# ## Exercise 10.2: count the budget of a recipe (3 points)
+#
+# Chapter 10 counts compute in *energy-gradient evaluations*: one each time a gradient flows back through
+# the energy at one point. Write the count for `n_steps` training steps of a recipe, given as a dictionary
+# with a `"method"` and a `"batch_size"` $B$ (the data points per step), plus the method's own setting:
+#
+# | `"method"` | extra key | what one step does |
+# |---|---|---|
+# | `"CD"`, `"short-run"`, `"replay"` | `"k"` | $k$ Langevin steps on $B$ chains, then the loss's gradient at $B$ data points and $B$ negatives |
+# | `"NCE"` | `"nu"` | the loss's gradient at $B$ data points and $\operatorname{round}(\nu B)$ noise points |
+# | `"sliced SM"` | `"n_projections"` | the score $-\nabla_x E$ at $B$ points, once per projection |
+# | `"DSM"` | none | the score at $B$ noisy points |
+# | `"RBM CD"`, `"RBM PCD"` | `"k"` | $k$ Gibbs sweeps on $B$ chains (one evaluation per chain and sweep), then the free energy's gradient at $B$ data points and $B$ negatives |
+# | `"pseudo-likelihood"` | none | counted as 2 per data point (chapter 10, section 3) |
+#
+# The second differentiation that score matching does for the parameter update is *not* counted (the chapter
+# says why). Raise a `ValueError` for an unknown method. The hidden checks run each recipe through the
+# chapter's counter, `ebm_teach.compare.CountedEnergy`.
+
+# %%
+def count_evaluations(recipe, n_steps):
+    """The energy-gradient evaluations of n_steps training steps of ``recipe`` (a dict, see the table); an int."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% tags=["self-check"]
+# Self-check: CD-10 with batches of 256 costs (10 + 2) * 256 = 3072 per step; DSM 256.
+print(count_evaluations({"method": "CD", "k": 10, "batch_size": 256}, 3), "(expected 9216)")
+assert count_evaluations({"method": "CD", "k": 10, "batch_size": 256}, 3) == 9216, "not yet right"
+assert count_evaluations({"method": "DSM", "batch_size": 256}, 4) == 1024, "not yet right"
+
+
+# %% [markdown]
+# ## Exercise 10.3: predict, then run (2 points)
+#
+# A new target, not in the chapter: two Gaussians with standard deviation 0.5 at $(-2.5, 0)$ and $(2.5, 0)$,
+# with weights **0.85 and 0.15**, so that the modes are ten standard deviations apart. Three methods train the
+# chapter's energy network on 2000 samples with $2^{17}$ energy-gradient evaluations each: **CD-1** (one
+# Langevin step from the data), **NCE** (Gaussian noise fitted to the data, $\nu = 4$) and **DSM**
+# ($\sigma = 0.3$).
+#
+# *Before running anything*, predict their order by **mode-weight error** (the total-variation distance
+# between the model's and the truth's masses per mode), smallest error first. Think about what each method's
+# training signal can see: where do CD-1's negatives lie; does the noisy density that DSM fits put any
+# mass between the modes; what does NCE's noise cover?
+#
+# Return the three names `"CD-1"`, `"NCE"`, `"DSM"` in your predicted order. The hidden check trains all three
+# on three seeds, and for every pair of methods that the runs separate clearly (every seed of one below every
+# seed of the other, and the means at least 0.05 apart) your order must agree; a pair the runs do not
+# separate accepts either order. Afterwards, run it yourself with `ebm_teach.compare.fit_2d` and a
+# `compare.Target`, and see whether the separated pairs are the ones you expected.
+
+# %%
+def predict_ranking():
+    """Your prediction: a list of "CD-1", "NCE", "DSM", smallest mode-weight error first."""
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% tags=["self-check"]
+# Self-check: only the format (the hidden check runs the experiment).
+answer = predict_ranking()
+print("your prediction:", answer)
+assert sorted(answer) == ["CD-1", "DSM", "NCE"], 'return the three names "CD-1", "NCE", "DSM", each once'
