@@ -19,6 +19,7 @@ __all__ = [
     "TOY_DATASETS",
     "toy_data",
     "toy_data_labelled",
+    "toy_distribution",
     "GaussianMixture",
     "ring_of_gaussians",
     "load_digits",
@@ -131,11 +132,14 @@ def _ring8(n, g):
     return x, y
 
 
-def _mixture(n, g):
-    gm = GaussianMixture.isotropic(
+def _mixture_law() -> GaussianMixture:
+    return GaussianMixture.isotropic(
         torch.tensor([[-2.0, -2.0], [2.0, 2.0], [2.0, -2.0]], dtype=torch.float64), 0.6, [0.5, 0.3, 0.2]
     )
-    return gm.sample(n, generator=g, return_labels=True)
+
+
+def _mixture(n, g):
+    return _mixture_law().sample(n, generator=g, return_labels=True)
 
 
 def _moons(n, g, noise=0.1):
@@ -204,6 +208,25 @@ def toy_data_labelled(
 def toy_data(name: str, n: int, seed: int = 0, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A 2-D toy set, (n, 2); see :func:`toy_data_labelled` for the names."""
     return toy_data_labelled(name, n, seed=seed, device=device, dtype=dtype)[0]
+
+
+_LAWS = {"ring8": lambda: ring_of_gaussians(8, 4.0, 0.5), "mixture": _mixture_law}
+
+
+def toy_distribution(name: str) -> GaussianMixture:
+    """The exact law that :func:`toy_data` samples the set ``name`` from, as a float64 :class:`GaussianMixture`.
+
+    Defined for the Gaussian mixtures among the toy sets, "ring8" and "mixture"; it gives their exact
+    log-density (so exact test log-likelihoods and energies E = -log p) without restating their constants.
+    The other sets (moons, rings, checkerboard, swiss_roll) have no closed-form density here.
+    """
+    if name not in _LAWS:
+        closed = ", ".join(_LAWS)
+        raise ValueError(
+            f"toy_distribution knows the exact law of {closed} only; got {name!r}. "
+            + ("It has no closed-form density here." if name in _TOY else f"Toy sets: {', '.join(TOY_DATASETS)}.")
+        )
+    return _LAWS[name]()
 
 
 # --------------------------------------------------------------------------------------------- digits

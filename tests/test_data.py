@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ebm_teach import data
+from ebm_teach import data, make_generator
 from ebm_teach.evaluate import log_partition_grid
 
 
@@ -44,6 +44,26 @@ def test_mixture_labels_follow_the_weights():
     freq = torch.bincount(y, minlength=3).double() / len(y)
     se = torch.sqrt(torch.tensor([0.5, 0.3, 0.2]) * torch.tensor([0.5, 0.7, 0.8]) / len(y)).double()
     assert bool(((freq - torch.tensor([0.5, 0.3, 0.2]).double()).abs() < 4 * se).all())
+
+
+@pytest.mark.parametrize("name", ["ring8", "mixture"])
+def test_toy_distribution_is_the_law_toy_data_samples(name):
+    law = data.toy_distribution(name)
+    assert law.means.dtype == torch.float64
+    # the same generator gives the same draws: toy_data samples from exactly this law
+    x, y = data.toy_data_labelled(name, 1000, seed=5, dtype=torch.float64)
+    x_law, y_law = law.sample(1000, generator=make_generator(5), return_labels=True)
+    assert torch.equal(x, x_law) and torch.equal(y, y_law)
+    # and its moments, from the law's parameters, match 40 000 draws within 4 standard errors
+    big = data.toy_data(name, 40000, seed=6, dtype=torch.float64)
+    mean = law.weights @ law.means
+    second = (law.weights * ((law.means**2).sum(1) + torch.diagonal(law.covs, dim1=1, dim2=2).sum(1))).sum()
+    se = big.std(0) / math.sqrt(len(big))
+    assert bool(((big.mean(0) - mean).abs() < 4 * se).all())
+    sq = (big**2).sum(1)
+    assert abs(float(sq.mean() - second)) < 4 * float(sq.std()) / math.sqrt(len(big))
+    with pytest.raises(ValueError, match="knows the exact law of ring8, mixture only; got 'moons'"):
+        data.toy_distribution("moons")
 
 
 def test_gaussian_mixture_log_prob_is_normalised_and_score_is_its_gradient():
