@@ -362,6 +362,21 @@ class DBM:
         return (v @ b + (mu1 * (v @ W1 + c1)).sum(1) + ((mu1 @ W2) * mu2).sum(1) + mu2 @ c2
                 + _entropy(mu1) + _entropy(mu2))
 
+    def log_likelihood_bound(self, v, log_z: Union[float, AISResult], n_iter: int = 500, tol: float = 1e-7) -> float:
+        """The test log-likelihood estimate of Salakhutdinov & Hinton (2009): (1/n) sum_i L(v_i; mu) - log Z.
+
+        L is the mean-field bound on log p*(v) at the fixed point (:meth:`mean_field` with ``n_iter``, ``tol``),
+        so with the exact log Z this is a lower bound on the mean log p(v). With an AIS estimate (a float or an
+        :class:`~ebm_teach.evaluate.AISResult` from :func:`ais_log_partition_dbm`) it is only an *estimate* of that
+        bound: AIS underestimates log Z on average, which pushes the estimate up, possibly above the true mean
+        log p(v). v: (n, n_v) binary. Returns a float (nats).
+        """
+        log_z = log_z.log_z if isinstance(log_z, AISResult) else float(log_z)
+        if not math.isfinite(log_z):
+            raise ValueError(f"log_z must be finite; got {log_z}.")
+        mf = self.mean_field(v, n_iter=n_iter, tol=tol)
+        return float(self.mean_field_bound(v, mf.mu1, mf.mu2).mean()) - log_z
+
     # ----------------------------------------------------------------------------------- exact log Z and log p(v)
     def _enumeration_limit(self, n_enum: int, what: str, max_units: int) -> None:
         if n_enum > max_units:
@@ -576,8 +591,10 @@ class PretrainedDBM(NamedTuple):
     rbm2: BernoulliRBM
 
 
-def _tied_cd_epochs(rbm: BernoulliRBM, batches, axis: int, n_epochs: int, step_size, k: int, g, desc: str) -> None:
-    """CD-k on an RBM whose two halves along ``axis`` (0: visible rows of W, 1: hidden columns) are tied.
+def _tied_cd_epochs(rbm: BernoulliRBM, batches, axis: int, n_epochs: int, step_size, k: int, g, desc: str,
+                    chains: Optional[torch.Tensor] = None) -> None:
+    """CD-k (or PCD-k from ``chains``) on an RBM whose two halves along ``axis`` (0: visible rows of W, 1: hidden
+    columns) are tied.
 
     The tied model's parameter is shared by both halves, so its gradient is the sum of the halves' gradients;
     we step along their mean (the same scale as an untied RBM) and write it to both halves, which therefore stay
@@ -586,7 +603,8 @@ def _tied_cd_epochs(rbm: BernoulliRBM, batches, axis: int, n_epochs: int, step_s
     for epoch in progress(range(1, n_epochs + 1), desc=desc):
         eps = step_size(epoch) if callable(step_size) else step_size
         for v0 in batches(epoch):
-            grad, _ = rbm.cd_gradient(v0, k=k, generator=g)
+            grad, v_k = rbm.cd_gradient(v0, k=k, v_negative_start=chains, generator=g)
+            chains = v_k if chains is not None else None  # persistent chains continue where they stopped
             gW, gb, gc = grad
             if axis == 0:
                 gW = gW.view(2, -1, gW.shape[1]).mean(0).repeat(2, 1)
@@ -602,8 +620,9 @@ def _tied_cd_epochs(rbm: BernoulliRBM, batches, axis: int, n_epochs: int, step_s
 
 
 def pretrain_dbm(v, n_hidden1: int, n_hidden2: int, n_epochs: int = 20, batch_size: int = 20,
-                 step_size: Union[float, Callable[[int], float]] = 0.05, k: int = 1, init_std: float = 0.01,
-                 generator: Optional[torch.Generator] = None, seed: Optional[int] = None) -> PretrainedDBM:
+                 step_size: Union[float, Callable[[int], float]] = 0.05, k: int = 1, persistent: bool = False,
+                 n_chains: int = 100, init_std: float = 0.01, generator: Optional[torch.Generator] = None,
+                 seed: Optional[int] = None) -> PretrainedDBM:
     """Greedy layer-wise pre-training of a two-layer DBM from two RBMs (Salakhutdinov & Hinton, 2009, sec. 3.1).
 
     In the DBM, h1 hears both neighbours: p(h1_j = 1 | v, h2) = sigma(c1_j + (W1^T v)_j + (W2 h2)_j). Each RBM of
@@ -622,7 +641,8 @@ def pretrain_dbm(v, n_hidden1: int, n_hidden2: int, n_epochs: int = 20, batch_si
     Both RBMs are :class:`~ebm_teach.rbm.BernoulliRBM`\\s trained with their own ``cd_gradient``; the tied halves
     share one step, the mean of the halves' gradients, so they stay equal. v: (n, n_v) binary data.
     Returns a :class:`PretrainedDBM` (dbm, rbm1, rbm2). Each RBM runs ``n_epochs`` epochs of minibatches of
-    ``batch_size``, shuffled each epoch, with ``step_size`` (a number or a function of the epoch).
+    ``batch_size``, shuffled each epoch, with ``step_size`` (a number or a function of the epoch), CD-k, or PCD-k
+    with ``n_chains`` persistent chains (started at fair coins) when ``persistent``.
     """
     v = check_binary(check_tensor(v, "v", ndim=2), "v", hint=_BINARY_HINT)
     n_hidden1 = check_int(n_hidden1, "n_hidden1", minimum=1)
@@ -630,6 +650,7 @@ def pretrain_dbm(v, n_hidden1: int, n_hidden2: int, n_epochs: int = 20, batch_si
     n_epochs = check_int(n_epochs, "n_epochs", minimum=0)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     k = check_int(k, "k", minimum=1)
+    n_chains = check_int(n_chains, "n_chains", minimum=1)
     if not callable(step_size):
         check_positive(step_size, "step_size", hint=_STEP_HINT)
     if generator is not None and seed is not None:
@@ -645,7 +666,8 @@ def pretrain_dbm(v, n_hidden1: int, n_hidden2: int, n_epochs: int = 20, batch_si
         return doubled[torch.randperm(len(v), generator=g, device=device)].split(batch_size)
 
     with single_thread_if_small(batch_size * 2 * n_v * n_hidden1, SINGLE_THREAD_BELOW, device):
-        _tied_cd_epochs(rbm1, batches1, 0, n_epochs, step_size, k, g, "RBM 1 (doubled input)")
+        chains = _bernoulli(torch.full((n_chains, 2 * n_v), 0.5, device=device, dtype=dtype), g) if persistent else None
+        _tied_cd_epochs(rbm1, batches1, 0, n_epochs, step_size, k, g, "RBM 1 (doubled input)", chains)
 
     init = BernoulliRBM(n_hidden1, n_hidden2, device=device, generator=g, dtype=dtype, init_std=init_std)
     rbm2 = BernoulliRBM.from_arrays(init.W.repeat(1, 2), init.b, init.c.repeat(2), generator=g)
@@ -655,7 +677,8 @@ def pretrain_dbm(v, n_hidden1: int, n_hidden2: int, n_epochs: int = 20, batch_si
             yield rbm1.sample_h_given_v(v0, generator=g)
 
     with single_thread_if_small(batch_size * n_hidden1 * 2 * n_hidden2, SINGLE_THREAD_BELOW, device):
-        _tied_cd_epochs(rbm2, batches2, 1, n_epochs, step_size, k, g, "RBM 2 (doubled top)")
+        chains = _bernoulli(torch.full((n_chains, n_hidden1), 0.5, device=device, dtype=dtype), g) if persistent else None
+        _tied_cd_epochs(rbm2, batches2, 1, n_epochs, step_size, k, g, "RBM 2 (doubled top)", chains)
 
     dbm = DBM.from_arrays(rbm1.W[:n_v], rbm2.W[:, :n_hidden2], rbm1.b[:n_v], (rbm1.c + rbm2.b) / 2,
                           rbm2.c[:n_hidden2], generator=g)

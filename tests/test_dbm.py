@@ -249,10 +249,12 @@ def test_fit_stops_on_divergence_with_advice():
 
 
 # --------------------------------------------------------------------------------------------- pre-training
-def test_pretraining_keeps_the_halves_tied_and_each_module_supplies_half_of_h1s_input():
+@pytest.mark.parametrize("persistent", [False, True])
+def test_pretraining_keeps_the_halves_tied_and_each_module_supplies_half_of_h1s_input(persistent):
     g = torch.Generator().manual_seed(0)
     data = (torch.rand(60, 5, generator=g) < 0.4).float()
-    dbm, rbm1, rbm2 = pretrain_dbm(data, 4, 3, n_epochs=3, batch_size=10, step_size=0.1, seed=0)
+    dbm, rbm1, rbm2 = pretrain_dbm(data, 4, 3, n_epochs=3, batch_size=10, step_size=0.1, persistent=persistent,
+                                   n_chains=7, seed=0)
     assert torch.equal(rbm1.W[:5], rbm1.W[5:]) and torch.equal(rbm1.b[:5], rbm1.b[5:])
     assert torch.equal(rbm2.W[:, :3], rbm2.W[:, 3:]) and torch.equal(rbm2.c[:3], rbm2.c[3:])
     assert float(rbm1.W.abs().max()) > 0.05  # it trained
@@ -519,3 +521,17 @@ def test_ch08_checks_accept_the_answer_and_reject_typical_mistakes(one_thread):
     _fails(ch08.check_bound_enumeration, bound(cross=False))  # E_q[h1^T W2 h2] dropped
     _fails(ch08.check_bound_enumeration, bound(entropy=False))  # H(q) dropped
     _fails(ch08.check_bound_at_the_edges, bound(safe=False))  # 0 log 0 gives nan
+
+
+def test_log_likelihood_bound_is_below_the_exact_log_likelihood_and_takes_an_ais_result():
+    dbm = _random_dbm(5, 4, 3, 70, scale=1.2)
+    vs = _states(5)[::3]
+    log_z = dbm.log_partition_exact()
+    mf = dbm.mean_field(vs, n_iter=500, tol=1e-12)
+    expected = float(dbm.mean_field_bound(vs, mf.mu1, mf.mu2).mean()) - log_z
+    assert abs(dbm.log_likelihood_bound(vs, log_z, tol=1e-12) - expected) < 1e-9
+    assert dbm.log_likelihood_bound(vs, log_z) < dbm.log_likelihood_exact(vs, log_z)
+    result = ais_log_partition_dbm(dbm, n_chains=50, n_betas=20, seed=0)
+    assert abs(dbm.log_likelihood_bound(vs, result, tol=1e-12) - (expected + log_z - result.log_z)) < 1e-9
+    with pytest.raises(ValueError, match="log_z must be finite"):
+        dbm.log_likelihood_bound(vs, float("nan"))
