@@ -19,22 +19,32 @@ for a single chain). Computations run in the inputs' dtype, or in ``dtype`` when
 exact comparisons); everything is in log space, so scores of +-1e3 neither overflow nor underflow.
 
 Training a :class:`LinearChainCRF` (a feature map or network for the unaries, learned transitions) by one of
-three losses, each an upper bound on the training error that needs different inference:
+three losses, each needing a different inference (y_hat = argmax_y' s(y') is the prediction):
 
-* negative log-likelihood, log Z - s(y): forward algorithm; gradient = expected - observed counts;
-* structured perceptron, max_y' s(y') - s(y): Viterbi (Collins 2002);
+* negative log-likelihood, log Z - s(y): forward algorithm; its gradient is expected - observed counts (the
+  log-likelihood's, which one ascends, is observed - expected). NLL / log 2 bounds the 0/1 sequence error:
+  y_hat != y forces p(y | x) <= 1/2;
+* structured perceptron, max_y' s(y') - s(y): Viterbi (Collins 2002). It bounds no error count: it can be
+  arbitrarily small while y_hat is wrong;
 * structured hinge (SVM), max_y' [s(y') + Delta(y, y')] - s(y) with the Hamming loss Delta: loss-augmented
-  Viterbi (Taskar et al. 2003; Tsochantaridis et al. 2005).
+  Viterbi (Taskar et al. 2003; Tsochantaridis et al. 2005). It bounds the Hamming error of the prediction,
+  Delta(y, y_hat) <= s(y_hat) + Delta(y, y_hat) - s(y) <= loss, which is why the SVM puts Delta in the margin.
 
-:func:`energy_losses` gives LeCun et al.'s (2006) losses for a table of energies; the grid functions
-(:func:`grid_as_chain`, :func:`grid_gibbs`, :func:`grid_pseudo_log_likelihood`) show where exact inference
-ends: a 2-D Ising-like CRF is a chain over whole rows, with 2^W states per row.
+:func:`bigram_log_probs` gives the transitions of a piecewise-trained baseline (a per-position classifier plus
+counted transition probabilities, decoded by Viterbi; Sutton & McCallum 2005). :func:`energy_losses` gives
+LeCun et al.'s (2006) losses for a table of energies. The grid functions (:func:`grid_as_chain`,
+:func:`grid_gibbs`, :func:`grid_pseudo_log_likelihood`, :func:`grid_map_graph_cut`) show where exact inference
+ends: a 2-D Ising-like CRF is a chain over whole rows, with 2^W states per row; its log Z and marginals are
+intractable for wide grids, while its MAP image stays exact at any size by a minimum cut (Greig et al. 1989).
 
 References: Lafferty, McCallum & Pereira (2001) "Conditional random fields"; Collins (2002) "Discriminative
 training methods for hidden Markov models"; Taskar, Guestrin & Koller (2003) "Max-margin Markov networks";
 Tsochantaridis et al. (2005) "Large margin methods for structured and interdependent output variables";
-LeCun, Chopra, Hadsell, Ranzato & Huang (2006) "A tutorial on energy-based learning"; Besag (1975)
-"Statistical analysis of non-lattice data" (pseudo-likelihood).
+LeCun, Chopra, Hadsell, Ranzato & Huang (2006) "A tutorial on energy-based learning"; Sutton & McCallum
+(2005) "Piecewise training for undirected models"; Rabiner (1989) "A tutorial on hidden Markov models";
+Besag (1975) "Statistical analysis of non-lattice data" (pseudo-likelihood); Geman & Geman (1984)
+"Stochastic relaxation, Gibbs distributions, and the Bayesian restoration of images"; Greig, Porteous &
+Seheult (1989) "Exact maximum a posteriori estimation for binary images".
 """
 from __future__ import annotations
 
@@ -55,6 +65,7 @@ __all__ = [
     "chain_sample",
     "sequence_score",
     "observed_counts",
+    "bigram_log_probs",
     "loss_augmented_viterbi",
     "crf_nll",
     "perceptron_loss",
@@ -73,6 +84,7 @@ __all__ = [
     "grid_pseudo_log_likelihood",
     "grid_gibbs",
     "GridGibbs",
+    "grid_map_graph_cut",
     "MAX_ROW_STATES",
 ]
 
@@ -175,15 +187,20 @@ def _forward(unary: torch.Tensor, pairwise: torch.Tensor) -> torch.Tensor:
     """log alpha: (B, T, K), log alpha_t(k) = log of the summed exp-scores of all prefixes ending in label k."""
     log_alpha = [unary[:, 0]]
     for t in range(1, unary.shape[1]):
+        # (B, K, 1) + (1 or B, K, K): entry [b, i, j] = log alpha_t(i) + A_ij; dim=1 is "logsumexp over i"
         log_alpha.append(unary[:, t] + torch.logsumexp(log_alpha[-1][:, :, None] + pairwise, dim=1))
     return torch.stack(log_alpha, 1)
 
 
 def _backward(unary: torch.Tensor, pairwise: torch.Tensor) -> torch.Tensor:
-    """log beta: (B, T, K), log beta_t(k) = log of the summed exp-scores of all suffixes after label k at t."""
+    """log beta: (B, T, K), log beta_t(k) = log of the summed exp-scores of all suffixes after label k at t.
+
+    log beta_T(i) = 0, log beta_t(i) = logsumexp_j (A_ij + unary[t+1, j] + log beta_{t+1}(j)).
+    """
     B, T, K = unary.shape
     log_beta = [torch.zeros(B, K, device=unary.device, dtype=unary.dtype)]
     for t in range(T - 2, -1, -1):
+        # (1 or B, K, K) + (B, 1, K): entry [b, i, j] = A_ij + u_{t+1}(j) + log beta_{t+1}(j); dim=2 is "over j"
         log_beta.append(torch.logsumexp(pairwise + (unary[:, t + 1] + log_beta[-1])[:, None, :], dim=2))
     return torch.stack(log_beta[::-1], 1)
 
@@ -300,6 +317,28 @@ def observed_counts(y, n_labels: int) -> Tuple[torch.Tensor, torch.Tensor]:
     return node, edge
 
 
+def bigram_log_probs(y, n_labels: int, smoothing: float = 0.1) -> torch.Tensor:
+    """log p(y_{t+1} = j | y_t = i) estimated by counting the steps of training labels: (K, K), rows sum to 1.
+
+    p(j | i) = (n_ij + smoothing) / (n_i + K smoothing), with n_ij the number of steps i -> j in y: (n, T)
+    or (T,) labels in 0..K-1. These are the transition scores of the *piecewise* baseline (Sutton & McCallum
+    2005): train a per-position classifier p(y_t | x_t) alone, count the transitions alone, and decode with
+    Viterbi on unary = log p(y_t | x_t) and pairwise = this matrix. When each x_t depends only on its own
+    label (an HMM), Bayes' rule gives p(y | x) proportional to p(y_1) prod_t p(y_{t+1} | y_t) prod_t
+    p(y_t | x_t) / p(y_t); with uniform label marginals p(y_t) that is exactly this decoder's score.
+    """
+    K = check_int(n_labels, "n_labels", minimum=1)
+    smoothing = check_positive(smoothing, "smoothing", hint="add-smoothing keeps unseen steps at a finite score.")
+    y = _as_tensor(y, "y")
+    if y.dim() not in (1, 2) or y.shape[-1] < 2:
+        raise ValueError(f"y must be (T,) or (n, T) labels with T >= 2 (a step needs two positions); got shape "
+                         f"{tuple(y.shape)}.")
+    y = _check_label_values(y, tuple(y.shape), K, "y", "").reshape(-1, y.shape[-1])
+    steps = y[:, :-1] * K + y[:, 1:]  # step i -> j as one index i K + j
+    counts = torch.bincount(steps.reshape(-1), minlength=K * K).reshape(K, K).to(torch.get_default_dtype())
+    return torch.log((counts + smoothing) / (counts + smoothing).sum(1, keepdim=True))
+
+
 def _hamming_augment(unary: torch.Tensor, y: torch.Tensor, cost: float) -> torch.Tensor:
     """unary + cost * [k != y_t]: the Hamming loss is a sum over positions, so it folds into the unaries."""
     return unary + cost * (1 - F.one_hot(y, unary.shape[2]).to(unary.dtype))
@@ -336,6 +375,8 @@ def _per_sequence_loss(unary: torch.Tensor, pairwise: torch.Tensor, y: torch.Ten
     """One of :data:`LOSSES` per chain, on validated (B, T, K), (1 or B, K, K) scores and (B, T) labels."""
     if kind == "nll":
         return torch.logsumexp(_forward(unary, pairwise)[:, -1], 1) - _score(unary, pairwise, y)
+    # Viterbi only *chooses* the maximiser, so it runs on detached scores: max_y' g(y') has, as a (sub)gradient,
+    # the gradient of g at the maximiser (Danskin), i.e. of the chosen sequence's score, through _score.
     if kind == "perceptron":
         best, _ = _viterbi(unary.detach(), pairwise.detach())
         return _score(unary, pairwise, best) - _score(unary, pairwise, y)
@@ -374,31 +415,41 @@ def structured_hinge_loss(unary, pairwise, y, cost: float = 1.0, dtype: Optional
     return _out(_per_sequence_loss(unary, pairwise, y, "hinge", cost), batched)
 
 
-def energy_losses(energies, y, margin: float = 1.0) -> dict:
+def _energy_losses(energies: torch.Tensor, y: torch.Tensor, margin: float, beta: float) -> dict:
+    e_true = energies.gather(1, y[:, None]).squeeze(1)                     # E(y)
+    e_wrong = energies.scatter(1, y[:, None], math.inf).min(1).values      # E(ybar), the most offending answer
+    return {
+        "energy": e_true,
+        "perceptron": e_true - energies.min(1).values,
+        "hinge": F.relu(margin + e_true - e_wrong),
+        "log": F.softplus(e_true - e_wrong),                                # log(1 + exp(E(y) - E(ybar)))
+        "nll": e_true + torch.logsumexp(-beta * energies, 1) / beta,
+    }
+
+
+def energy_losses(energies, y, margin: float = 1.0, beta: float = 1.0) -> dict:
     """LeCun et al.'s (2006) losses for a table of energies E(x, y') over a finite set of answers y'.
 
     energies: (batch, n_answers), lower = better; y: (batch,) the correct answers. With ybar the most
-    offending incorrect answer (lowest energy among y' != y), returns a dict of (batch,) tensors:
+    offending incorrect answer (lowest energy among y' != y), returns a dict of (batch,) tensors, named as in
+    the tutorial (its section 2.2):
 
         "energy":     E(y)                                   pushes E(y) down, nothing up: can collapse
         "perceptron": E(y) - min_y' E(y')                    no margin: zero for a flat energy
-        "hinge":      max(0, margin + E(y) - E(ybar))        a margin, no partition function
-        "log":        E(y) + log sum_y' exp(-E(y'))           the negative log-likelihood: needs Z
+        "hinge":      max(0, margin + E(y) - E(ybar))        a margin, on the most offending answer only
+        "log":        log(1 + exp(E(y) - E(ybar)))           the "log loss": a soft hinge on ybar, no Z
+        "nll":        E(y) + (1/beta) log sum_y' exp(-beta E(y'))   negative log-likelihood: every answer, needs Z
+
+    With two answers "log" and "nll" (beta = 1) coincide; with more, only "nll" has the partition function.
+    beta > 0 is the NLL's inverse temperature.
     """
     energies = _check_scores(energies, "energies", None)
     if energies.dim() != 2 or energies.shape[1] < 2:
         raise ValueError(f"energies must be (batch, n_answers) with at least two answers; got {tuple(energies.shape)}.")
     y = _check_label_values(y, (len(energies),), energies.shape[1], "y", "one correct answer per row of energies")
-    y = y.to(energies.device)
     margin = _check_cost(margin)
-    e_true = energies.gather(1, y[:, None]).squeeze(1)
-    e_wrong = energies.scatter(1, y[:, None], math.inf).min(1).values
-    return {
-        "energy": e_true,
-        "perceptron": e_true - energies.min(1).values,
-        "hinge": F.relu(margin + e_true - e_wrong),
-        "log": e_true + torch.logsumexp(-energies, 1),
-    }
+    beta = check_positive(beta, "beta", hint="beta is the inverse temperature of the NLL loss; 1 is the usual choice.")
+    return _energy_losses(energies, y.to(energies.device), margin, beta)
 
 
 # --------------------------------------------------------------------------------------------- the model
@@ -410,10 +461,14 @@ class LinearChainCRF(nn.Module):
     """A linear-chain CRF: s(x, y) = sum_t f(x_t)[y_t] + sum_{t<T} A[y_t, y_{t+1}], p(y | x) = exp(s) / Z(x).
 
     f maps each position's features (n_features,) to K unary scores: ``unary`` (any module taking
-    (..., n_features) to (..., K)), by default a linear map with zero initial weights (then every loss of
-    :data:`LOSSES` is convex in the parameters and needs no random start). A: the (K, K) learned transition
-    scores, zero at the start. With ``transitions=False`` A stays 0: p(y | x) factorises over positions and
-    the model is a per-position classifier (its NLL is the summed cross-entropy of the positions).
+    (..., n_features) to (..., K)), by default a linear map started at zero. With a linear map the score is
+    linear in the parameters, so every loss of :data:`LOSSES` is convex in them (a log-sum-exp or a max of
+    linear functions, minus a linear one) and the zero start loses nothing; a network for f gives up both.
+    A: the (K, K) learned transition scores, zero at the start. With ``transitions=False`` A is a buffer that
+    stays 0: p(y | x) factorises over positions and the model is a per-position classifier (its NLL is the
+    summed cross-entropy of the positions, which :func:`fit_crf` then computes without the forward algorithm).
+    Assigning a (K, K) tensor to ``model.transitions`` of such a model fixes the transitions at those scores
+    (the piecewise baseline: a trained classifier plus :func:`bigram_log_probs`).
     """
 
     def __init__(self, n_features: int, n_labels: int, unary: Optional[nn.Module] = None, transitions: bool = True):
@@ -498,9 +553,14 @@ def fit_crf(
     x: (n, T, n_features); y: (n, T) labels. Each epoch visits the sequences once in a random order (from
     ``generator``), in minibatches of ``batch_size``; each minibatch takes one step of ``optimizer`` ("adam" or
     "sgd") on the mean loss of its sequences. The L2 term matters for the hinge loss (the margin is measured
-    against |theta|). With ``average`` the model ends with the average of its parameters over every step
-    (Collins 2002: the averaged perceptron; plain SGD with lr = 1 from zero weights on the "perceptron" loss is
-    exactly his structured perceptron, one minibatch at a time). callback(epoch, model) may return a dict of
+    against |theta|). With ``average`` the model ends with the average of its parameters over every step,
+    the zero start included (Polyak-Ruppert averaging: it smooths out the minibatch noise of the last steps and,
+    from zero, shrinks the weights a little). Plain SGD with lr = 1 from zero weights on the "perceptron" loss
+    is the structured perceptron (Collins 2002) at batch_size = 1; with larger batches it is the minibatch
+    perceptron, which runs Viterbi on every sequence of the batch under the same weights and adds the mean of
+    their updates. With ``average`` that is Collins' averaged perceptron. A model whose transitions are a zero
+    buffer (``transitions=False``) trained by "nll" uses the equal summed cross-entropy of the positions, so its
+    time includes no dynamic program. callback(epoch, model) may return a dict of
     numbers recorded per epoch (it sees the current, not the averaged, parameters). Returns a history dict:
     "epoch", "loss" (the mean training loss of the epoch), "seconds" (cumulative training time, callbacks
     excluded) and the callback's keys. Raises DivergenceError when the loss stops being finite (lower lr).
@@ -532,6 +592,8 @@ def fit_crf(
     averaged = [q.detach().clone() for q in params] if average else None
     n_steps = 0
     history: dict = {"epoch": [], "loss": [], "seconds": []}
+    # no transitions to learn and none set: log Z(x) = sum_t logsumexp_k u_t(k), the NLL is a cross-entropy
+    independent = loss == "nll" and not model.transitions.requires_grad and not bool(model.transitions.any())
     seconds, n = 0.0, len(x)
     for epoch in progress(range(1, n_epochs + 1), desc=f"CRF ({loss})", total=n_epochs):
         start = time.perf_counter()
@@ -539,7 +601,11 @@ def fit_crf(
         total = torch.zeros((), device=p.device, dtype=p.dtype)
         for idx in order.to(p.device).split(batch_size):
             # inputs were validated once above: no per-step checks (each would wait for the GPU)
-            batch_loss = _per_sequence_loss(model.unary(x[idx]), model.transitions[None], y[idx], loss, cost).mean()
+            if independent:
+                u = model.unary(x[idx])
+                batch_loss = F.cross_entropy(u.reshape(-1, u.shape[-1]), y[idx].reshape(-1), reduction="sum") / len(idx)
+            else:
+                batch_loss = _per_sequence_loss(model.unary(x[idx]), model.transitions[None], y[idx], loss, cost).mean()
             opt.zero_grad(set_to_none=True)
             batch_loss.backward()
             opt.step()
@@ -787,3 +853,50 @@ def grid_gibbs(field, J, n_sweeps: int, burn_in: int = 0, s=None,
             total += s
     mean = total / (n_sweeps - burn_in)
     return GridGibbs(s if batched else s[0], mean if batched else mean[0])
+
+
+def grid_map_graph_cut(field, J) -> torch.Tensor:
+    """The MAP image argmax_y [sum_i field_i y_i + J sum_<ij> y_i y_j], exactly, for J >= 0, by a minimum cut.
+
+    With bits b_i = (1 + y_i) / 2, y_i y_j = 1 - 2 [b_i != b_j] and field_i y_i = 2 field_i b_i - field_i, so the
+    MAP image minimises  sum_i 2 field_i [b_i = 0] (for field_i > 0) or 2 |field_i| [b_i = 1] (for field_i < 0),
+    plus 2 J [b_i != b_j] for every neighbouring pair. That is the cost of an s-t cut in a graph with an edge
+    s -> i of capacity 2 max(field_i, 0), an edge i -> t of capacity 2 max(-field_i, 0) and edges i <-> j of
+    capacity 2 J; pixels left on the source's side get y_i = +1. A minimum cut (= maximum flow) is found in
+    polynomial time at any grid size (Greig, Porteous & Seheult 1989), whereas log Z and the marginals are not
+    tractable on wide grids. J < 0 (anti-ferromagnetic) would need negative capacities: the method then fails.
+
+    field: (H, W) or (batch, H, W); J >= 0 a number. Returns spins in {-1, +1} shaped like field (its dtype and
+    device); ties between equally good images go either way. Runs on the CPU in Python (networkx's max-flow),
+    one image at a time: a teaching implementation; dedicated codes (Boykov & Kolmogorov 2004) are much faster.
+    """
+    import networkx as nx  # a dependency of torch itself
+
+    field, batched = _check_field(field)
+    J = float(_check_coupling(J, field))
+    if J < 0:
+        raise ValueError(f"J must be >= 0 for a minimum cut (a ferromagnetic, i.e. submodular, coupling); got {J}. "
+                         "For J < 0 use grid_as_chain and viterbi on narrow grids.")
+    B, H, W = field.shape
+    h = field.detach().to("cpu", torch.float64).numpy()
+    out = torch.empty(B, H, W, dtype=torch.float64)
+    for k in range(B):
+        G = nx.DiGraph()
+        G.add_nodes_from(["s", "t"] + [(r, c) for r in range(H) for c in range(W)])
+        for r in range(H):
+            for c in range(W):
+                f = float(h[k, r, c])
+                if f > 0:
+                    G.add_edge("s", (r, c), capacity=2 * f)
+                elif f < 0:
+                    G.add_edge((r, c), "t", capacity=-2 * f)
+                for nb in ((r + 1, c), (r, c + 1)):
+                    if J > 0 and nb[0] < H and nb[1] < W:
+                        G.add_edge((r, c), nb, capacity=2 * J)
+                        G.add_edge(nb, (r, c), capacity=2 * J)
+        _, (source_side, _) = nx.minimum_cut(G, "s", "t")
+        for r in range(H):
+            for c in range(W):
+                out[k, r, c] = 1.0 if (r, c) in source_side else -1.0
+    out = out.to(device=field.device, dtype=field.dtype)
+    return out if batched else out[0]

@@ -40,6 +40,8 @@ import math
 
 import torch
 
+from ebm_teach.crf import viterbi as crf_viterbi  # the package's Viterbi, for exercise 9.3
+
 # %% [markdown]
 # ## Exercise 9.1: the forward algorithm (3 points)
 #
@@ -115,8 +117,11 @@ assert torch.as_tensor(labels).tolist() == [0, 1, 2] and abs(float(score) - 4.0)
 # with a cost $c \ge 0$ per wrong label. The max looks hard, but $\Delta$ is a sum over positions, so it can be
 # folded into the unary scores: add $c$ to `unary[t, k]` for every $k \neq y_t$, and one Viterbi run on the
 # augmented scores finds the **most violating** sequence $\mathbf y^*$. Return the loss and $\mathbf y^*$.
-# You may call your `viterbi` from exercise 9.2 (or `ebm_teach.crf.viterbi`, which returns the labels and
-# their score). Check for yourself: why is $\ell \ge 0$ always, and when is it exactly 0?
+# Use `crf_viterbi` (imported at the top: `ebm_teach.crf.viterbi`, which returns the labels and their
+# score): your own `viterbi` from exercise 9.2 works too, but a mistake there would then fail this
+# exercise as well. Check for yourself: why is $\ell \ge 0$ always, and when is it exactly 0? And why is
+# $\ell$ at least $c$ times the number of labels that the prediction $\arg\max_{\mathbf y'} s(\mathbf y')$
+# gets wrong?
 
 # %%
 def structured_hinge_loss(unary, pairwise, y, cost):
@@ -148,9 +153,9 @@ for c, want in [(2.9, 0.0), (3.1, 0.4)]:
 # %% [markdown]
 # ## Exercise 9.4: a chain you can sum by hand — a derivation (3 points)
 #
-# Take a "sticky" chain: all unary scores are 0 and the transitions reward staying on the same label,
-# $A = c\,I$ (score $c$ for $y_{t+1} = y_t$, 0 for any change). Derive, on paper, closed forms in $K$, $T$ and
-# $c$ for
+# Take a "sticky" chain with $K \ge 2$ labels: all unary scores are 0 and the transitions reward staying on the
+# same label, $A = c\,I$ (score $c$ for $y_{t+1} = y_t$, 0 for any change). Derive, on paper, closed forms in
+# $K$, $T$ and $c$ for
 #
 # 1. $\log Z$. *Hint:* build a sequence left to right: $K$ choices for $y_1$; then at each of the $T-1$ steps,
 #    either repeat the label (one way, weight $e^c$) or change it ($K-1$ ways, weight 1 each).
@@ -166,7 +171,7 @@ for c, want in [(2.9, 0.0), (3.1, 0.4)]:
 def sticky_chain(K, T, c):
     """Closed forms for the chain with unary = 0 and pairwise = c * I (K labels, T positions).
 
-    K >= 1, T >= 1 integers; c a float. Returns (log_Z, expected_repeats), two floats:
+    K >= 2, T >= 1 integers; c a float. Returns (log_Z, expected_repeats), two floats:
     log_Z = log of the sum over all K^T sequences of exp(c * number of repeats),
     expected_repeats = the expected number of positions t with y_{t+1} = y_t.
     """

@@ -39,6 +39,8 @@ import math
 
 import torch
 
+from ebm_teach.crf import viterbi as crf_viterbi  # the package's Viterbi, for exercise 9.3
+
 # %% [markdown]
 # ## Exercise 9.1: the forward algorithm (3 points)
 #
@@ -140,8 +142,11 @@ run_checks("09_structured_prediction", "9.2", viterbi)
 # with a cost $c \ge 0$ per wrong label. The max looks hard, but $\Delta$ is a sum over positions, so it can be
 # folded into the unary scores: add $c$ to `unary[t, k]` for every $k \neq y_t$, and one Viterbi run on the
 # augmented scores finds the **most violating** sequence $\mathbf y^*$. Return the loss and $\mathbf y^*$.
-# You may call your `viterbi` from exercise 9.2 (or `ebm_teach.crf.viterbi`, which returns the labels and
-# their score). Check for yourself: why is $\ell \ge 0$ always, and when is it exactly 0?
+# Use `crf_viterbi` (imported at the top: `ebm_teach.crf.viterbi`, which returns the labels and their
+# score): your own `viterbi` from exercise 9.2 works too, but a mistake there would then fail this
+# exercise as well. Check for yourself: why is $\ell \ge 0$ always, and when is it exactly 0? And why is
+# $\ell$ at least $c$ times the number of labels that the prediction $\arg\max_{\mathbf y'} s(\mathbf y')$
+# gets wrong?
 
 # %%
 def structured_hinge_loss(unary, pairwise, y, cost):
@@ -157,7 +162,7 @@ def structured_hinge_loss(unary, pairwise, y, cost):
                          f"{tuple(y.shape)}.")
     ### BEGIN SOLUTION
     augmented = unary + cost * (1 - torch.nn.functional.one_hot(y, K).to(unary.dtype))
-    y_star, best = viterbi(augmented, pairwise)
+    y_star, best = crf_viterbi(augmented, pairwise)
     y_star = torch.as_tensor(y_star, dtype=torch.long)
     true_score = unary[torch.arange(T), y].sum() + pairwise[y[:-1], y[1:]].sum()
     return float(best) - float(true_score), y_star
@@ -184,9 +189,9 @@ run_checks("09_structured_prediction", "9.3", structured_hinge_loss)
 # %% [markdown]
 # ## Exercise 9.4: a chain you can sum by hand — a derivation (3 points)
 #
-# Take a "sticky" chain: all unary scores are 0 and the transitions reward staying on the same label,
-# $A = c\,I$ (score $c$ for $y_{t+1} = y_t$, 0 for any change). Derive, on paper, closed forms in $K$, $T$ and
-# $c$ for
+# Take a "sticky" chain with $K \ge 2$ labels: all unary scores are 0 and the transitions reward staying on the
+# same label, $A = c\,I$ (score $c$ for $y_{t+1} = y_t$, 0 for any change). Derive, on paper, closed forms in
+# $K$, $T$ and $c$ for
 #
 # 1. $\log Z$. *Hint:* build a sequence left to right: $K$ choices for $y_1$; then at each of the $T-1$ steps,
 #    either repeat the label (one way, weight $e^c$) or change it ($K-1$ ways, weight 1 each).
@@ -202,7 +207,7 @@ run_checks("09_structured_prediction", "9.3", structured_hinge_loss)
 def sticky_chain(K, T, c):
     """Closed forms for the chain with unary = 0 and pairwise = c * I (K labels, T positions).
 
-    K >= 1, T >= 1 integers; c a float. Returns (log_Z, expected_repeats), two floats:
+    K >= 2, T >= 1 integers; c a float. Returns (log_Z, expected_repeats), two floats:
     log_Z = log of the sum over all K^T sequences of exp(c * number of repeats),
     expected_repeats = the expected number of positions t with y_{t+1} = y_t.
     """

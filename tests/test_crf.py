@@ -12,6 +12,7 @@ from ebm_teach.core import DivergenceError
 from ebm_teach.crf import (
     LinearChainCRF,
     accuracies,
+    bigram_log_probs,
     chain_log_partition,
     chain_marginals,
     chain_sample,
@@ -23,6 +24,7 @@ from ebm_teach.crf import (
     grid_as_chain,
     grid_gibbs,
     grid_log_partition,
+    grid_map_graph_cut,
     grid_pseudo_log_likelihood,
     grid_row_states,
     grid_score,
@@ -262,10 +264,51 @@ def test_energy_losses_match_their_formulas():
     assert torch.allclose(out["energy"], torch.tensor([-1.0, 1.0, 3.0], dtype=D))
     assert torch.allclose(out["perceptron"], torch.tensor([0.0, 0.0, 2.9], dtype=D))
     assert torch.allclose(out["hinge"], torch.tensor([0.0, 1.0, 3.9], dtype=D))
-    assert torch.allclose(out["log"], E[torch.arange(3), y] + torch.log(torch.exp(-E).sum(1)))
-    assert float(out["log"][1]) == pytest.approx(math.log(3))  # a flat energy costs log K, and the perceptron 0
-    two = torch.tensor([[0.3, -0.4]], dtype=D)  # two answers: log loss = softplus(E(y) - E(ybar))
-    assert float(energy_losses(two, torch.tensor([0]))["log"]) == pytest.approx(float(F.softplus(torch.tensor(0.7, dtype=D))))
+    # LeCun et al.'s log loss: log(1 + exp(E(y) - E(ybar))), ybar the most offending wrong answer (no Z)
+    e_bar = torch.tensor([0.5, 1.0, 0.1], dtype=D)
+    assert torch.allclose(out["log"], torch.log1p(torch.exp(E[torch.arange(3), y] - e_bar)))
+    # their negative log-likelihood loss: E(y) + log sum exp(-E) (with beta = 1)
+    assert torch.allclose(out["nll"], E[torch.arange(3), y] + torch.log(torch.exp(-E).sum(1)))
+    assert float(out["nll"][1]) == pytest.approx(math.log(3))  # a flat energy costs log K ...
+    assert float(out["log"][1]) == pytest.approx(math.log(2))  # ... the log loss log 2, the perceptron 0
+    hot = energy_losses(E, y, beta=2.0)["nll"]
+    assert torch.allclose(hot, E[torch.arange(3), y] + 0.5 * torch.log(torch.exp(-2 * E).sum(1)))
+    two = torch.tensor([[0.3, -0.4], [-1.0, 2.0]], dtype=D)  # two answers: the log loss is the NLL
+    out2 = energy_losses(two, torch.tensor([0, 1]))
+    assert torch.allclose(out2["log"], out2["nll"]) and float(out2["log"][0]) == pytest.approx(math.log1p(math.exp(0.7)))
+    with pytest.raises(ValueError, match="beta must be a finite number > 0"):
+        energy_losses(E, y, beta=0.0)
+
+
+def test_bigram_log_probs_count_the_steps():
+    y = torch.tensor([[0, 1, 2, 1], [2, 2, 0, 1]])
+    counts = torch.zeros(3, 3, dtype=D)
+    for row in y.tolist():
+        for a, b in zip(row, row[1:]):
+            counts[a, b] += 1
+    expected = (counts + 0.5) / (counts + 0.5).sum(1, keepdim=True)
+    got = bigram_log_probs(y, 3, smoothing=0.5)
+    assert torch.allclose(got.double(), expected.log(), atol=1e-6)
+    assert torch.allclose(bigram_log_probs(y[0], 3).exp().sum(1), torch.ones(3))
+    with pytest.raises(ValueError, match="T >= 2"):
+        bigram_log_probs(torch.tensor([[1], [2]]), 3)
+    with pytest.raises(ValueError, match=r"labels in 0\.\.2"):
+        bigram_log_probs(torch.tensor([0, 3, 1]), 3)
+    with pytest.raises(ValueError, match="smoothing must be a finite number > 0"):
+        bigram_log_probs(y, 3, smoothing=0.0)
+
+
+def test_hamming_error_of_the_prediction_is_at_most_the_structured_hinge():
+    """Delta(y, y_hat) <= s(y_hat) + Delta(y, y_hat) - s(y) <= hinge, because s(y_hat) >= s(y)."""
+    g = torch.Generator().manual_seed(12)
+    for _ in range(50):
+        u, P = 2 * torch.randn(5, 3, generator=g, dtype=D), 2 * torch.randn(3, 3, generator=g, dtype=D)
+        y = torch.randint(0, 3, (5,), generator=g)
+        y_hat, _ = viterbi(u, P)
+        assert int((y_hat != y).sum()) <= float(structured_hinge_loss(u, P, y)) + 1e-12
+    # the perceptron loss bounds nothing: a wrong prediction that wins by 1e-3 costs 1e-3
+    u = torch.tensor([[0.0, 1e-3]], dtype=D)
+    assert float(perceptron_loss(u, torch.zeros(2, 2, dtype=D), torch.tensor([0]))) == pytest.approx(1e-3)
 
 
 # --------------------------------------------------------------------------------------------- the model
@@ -280,6 +323,29 @@ def test_without_transitions_the_crf_is_a_per_position_classifier():
     assert float(model.loss(x, y, "nll").detach()) == pytest.approx(float(ce), rel=1e-12)
     assert torch.equal(model.predict(x), model(x).argmax(-1))
     assert "transitions" not in dict(model.named_parameters())
+
+
+def test_fit_without_transitions_takes_the_chain_nll_steps_and_set_transitions_are_used():
+    """The per-position classifier trains on the summed cross-entropy (no forward algorithm): one full-batch SGD
+    step from zero must equal a step on the chain NLL with zero transitions. A model whose transition buffer is
+    set (the piecewise baseline) decodes and trains with those transitions."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 5, 4, generator=g, dtype=D)
+    y = torch.randint(0, 3, (6, 5), generator=g)
+    model = LinearChainCRF(4, 3, transitions=False).double()
+    fit_crf(model, x, y, "nll", n_epochs=1, batch_size=6, lr=0.3, optimizer="sgd")
+    W = torch.zeros(3, 4, dtype=D, requires_grad=True)
+    c = torch.zeros(3, dtype=D, requires_grad=True)
+    g_W, g_c = torch.autograd.grad(crf_nll(x @ W.T + c, torch.zeros(3, 3, dtype=D), y).mean(), (W, c))
+    assert torch.allclose(model.unary.weight, -0.3 * g_W, atol=1e-14)
+    assert torch.allclose(model.unary.bias, -0.3 * g_c, atol=1e-14)
+    A = torch.randn(3, 3, generator=g, dtype=D)
+    model.transitions = A  # fixed transitions, e.g. counted ones
+    assert "transitions" not in dict(model.named_parameters())
+    u = model(x).detach()
+    assert torch.equal(model.predict(x), viterbi(u, A)[0])
+    h = fit_crf(model, x, y, "nll", n_epochs=1, batch_size=6, lr=1e-12, optimizer="sgd")
+    assert h["loss"][0] == pytest.approx(float(crf_nll(u, A, y).mean()), rel=1e-10)  # the chain NLL, not the CE
 
 
 def test_model_scores_match_the_chain_functions(device):
@@ -310,7 +376,7 @@ def _chapter_data(seed, n_train=200):
 
 def test_crf_beats_the_per_position_classifier_on_the_chapter_data(one_thread):
     """Digit sequences counting up by 1 or 2 with noise 0.5 (the chapter's data): transitions pin a position
-    down where its image does not. The margin (0.1 in per-position accuracy) is far below what the chapter
+    down where its image does not, whether learned jointly or counted (the piecewise baseline). The margin (0.1 in per-position accuracy) is far below what the chapter
     measures (about 0.2 over several seeds) and far above the seed-to-seed spread (about 0.01)."""
     x_tr, y_tr, x_te, y_te = _chapter_data(0)
     results = {}
@@ -320,7 +386,10 @@ def test_crf_beats_the_per_position_classifier_on_the_chapter_data(one_thread):
         fit_crf(model, x_tr, y_tr, loss, n_epochs=6, batch_size=20, lr=0.05, weight_decay=1e-3, average=True,
                 generator=torch.Generator().manual_seed(1))
         results[name] = accuracies(model.predict(x_te), y_te)
-    for name in ("crf", "svm", "perceptron"):
+        if name == "classifier":  # the piecewise baseline: the same classifier with counted transitions
+            model.transitions = bigram_log_probs(y_tr, 10)
+            results["piecewise"] = accuracies(model.predict(x_te), y_te)
+    for name in ("crf", "svm", "perceptron", "piecewise"):
         assert results[name][0] > results["classifier"][0] + 0.1, results
         assert results[name][1] > results["classifier"][1] + 0.2, results
 
@@ -417,6 +486,27 @@ def test_grid_pseudo_log_likelihood_is_the_sum_of_one_pixel_conditionals():
             a, b = grid_score(y, field, J), grid_score(flipped, field, J)
             expected += float(a - torch.logaddexp(a, b))
     assert float(grid_pseudo_log_likelihood(y, field, J)) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("H, W", [(3, 4), (4, 3), (1, 5)])
+def test_graph_cut_map_is_the_best_of_all_configurations(H, W):
+    """Greig, Porteous & Seheult (1989): for J >= 0 a minimum cut gives the MAP image exactly; checked against
+    every one of the 2^(H W) images, and (wider) against Viterbi over rows."""
+    g = torch.Generator().manual_seed(H * 10 + W)
+    configs = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=H * W)), dtype=D).reshape(-1, H, W)
+    for J in (0.0, 0.3, 1.2, float(torch.rand((), generator=g))):
+        field = torch.randn(H, W, generator=g, dtype=D)
+        best = grid_score(configs, field.expand(len(configs), H, W), J).max()
+        cut = grid_map_graph_cut(field, J)
+        assert cut.shape == (H, W) and cut.dtype == D
+        assert float(grid_score(cut, field, J)) == pytest.approx(float(best), abs=1e-9)
+    field = torch.randn(5, 6, 5, generator=g, dtype=D)
+    unary, pairwise = grid_as_chain(field, 0.7)
+    rows, value = viterbi(unary, pairwise)
+    assert torch.allclose(grid_score(grid_map_graph_cut(field, 0.7), field, 0.7), value, atol=1e-9)
+    assert torch.equal(grid_map_graph_cut(field, 0.0), torch.where(field > 0, 1.0, -1.0).to(D))  # J = 0: signs
+    with pytest.raises(ValueError, match="J must be >= 0 for a minimum cut"):
+        grid_map_graph_cut(field, -0.1)
 
 
 def test_grid_gibbs_reaches_the_exact_marginals(device):
