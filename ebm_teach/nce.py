@@ -15,9 +15,13 @@ This module minimises the mean binary cross-entropy over all (1 + nu) T_d sample
     L = [sum_data softplus(-Delta) + sum_noise softplus(Delta)] / (T_d + T_n) = -J / (1 + nu),
 
 the same objective up to the constant factor 1/(1 + nu): the optimum does not move, and the loss keeps
-the same scale for every nu, so one learning rate serves a whole sweep over nu. Seed 003 writes the loss
-with nu = 1 as a sum of the two means, which is 2 L. At the optimum p_theta = p_data, so c = log Z(theta):
+the same scale for every nu, so one learning rate serves a whole sweep over nu. (Written for nu = 1 as the
+sum of the two means, as some texts do, it is 2 L.) At the optimum p_theta = p_data, so c = log Z(theta):
 the model normalises itself.
+
+:func:`ranking_nce_loss` is the multi-class variant: each datum competes with its own K noise samples in a
+softmax (ranking NCE; InfoNCE of contrastive representation learning has this form). There c cancels, so
+the model is learned up to its normaliser only.
 
 A noise distribution is any object with ``sample(n, generator) -> (n, d)`` and ``log_prob(x) -> (batch,)``;
 :class:`GaussianNoise` and :class:`UniformNoise` are the two the chapter uses.
@@ -40,6 +44,7 @@ __all__ = [
     "NCEModel",
     "nce_logit",
     "nce_loss",
+    "ranking_nce_loss",
     "decision_boundary_1d",
     "nce_asymptotic_covariance",
     "fit_nce",
@@ -52,8 +57,8 @@ class GaussianNoise:
     """Gaussian noise p_n = N(mean, cov): exact log-density and sampler.
 
     mean: (d,), cov: (d, d) symmetric positive definite. ``GaussianNoise.fit(x, widen)`` matches the data's
-    mean and covariance and multiplies every standard deviation by ``widen`` (cov * widen^2), the choice
-    seed 003 recommends ("a Gaussian matched to data mean and variance, scaled wider").
+    mean and covariance and multiplies every standard deviation by ``widen`` (cov * widen^2): a Gaussian
+    matched to the data's mean and covariance, optionally scaled wider, is the usual first choice of noise.
     """
 
     def __init__(self, mean, cov):
@@ -157,7 +162,7 @@ def nce_logit(energy: torch.Tensor, c, log_noise: torch.Tensor, nu: float) -> to
 
     energy: E_theta(x), (batch,); c: the log-normaliser (scalar or scalar tensor); log_noise: log p_n(x),
     (batch,); nu > 0. Returns Delta (batch,): sigma(Delta) is the classifier's P(data | x).
-    Reference: Gutmann & Hyvarinen (2012), eq. (5)-(8); seed 003 (with c = 0).
+    Reference: Gutmann & Hyvarinen (2012), eq. (5)-(8).
     """
     nu = _check_nu(nu)
     if energy.shape != log_noise.shape or energy.dim() != 1:
@@ -206,6 +211,36 @@ def nce_loss(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise
     return total / (len(x_data) + len(x_noise))
 
 
+def ranking_nce_loss(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise) -> torch.Tensor:
+    """Ranking NCE (InfoNCE): the softmax cross-entropy of picking each datum out of itself and its K noise samples.
+
+    With scores s(x) = -E_theta(x) - log p_n(x) (the log density ratio p_theta / p_n up to c),
+        L = mean_i [ -s(x_i) + log( exp s(x_i) + sum_{k=1}^K exp s(y_ik) ) ],
+    the cross-entropy of a (K+1)-way classifier that must find the datum x_i among {x_i, y_i1, ..., y_iK},
+    y_ik ~ p_n. Its population minimiser has s = log(p_data / p_n) + const, so the energy is learned up to an
+    additive constant: c cancels from every softmax and receives no gradient. This is InfoNCE (van den Oord
+    et al. 2018) with the model's density ratio as the critic; Jozefowicz et al. (2016) and Ma & Collins
+    (2018) call it ranking NCE. x_data: (T, d); x_noise: (T, K, d), row i holding datum i's K noise samples;
+    noise: an object with ``log_prob(x) -> (batch,)``. Returns a scalar tensor.
+    """
+    if not isinstance(model, NCEModel):
+        raise TypeError(f"model must be an NCEModel (an energy with its log-normaliser c); got {type(model).__name__}.")
+    x_data = check_tensor(x_data, "x_data", ndim=2, finite=False)
+    t, d = x_data.shape
+    if not isinstance(x_noise, torch.Tensor) or x_noise.dim() != 3 or x_noise.shape[0] != t or x_noise.shape[2] != d:
+        got = tuple(x_noise.shape) if isinstance(x_noise, torch.Tensor) else type(x_noise).__name__
+        raise ValueError(
+            f"x_noise must hold K noise samples per datum, shape ({t}, K, {d}); got {got}. "
+            "Draw noise.sample(T * K) and reshape it to (T, K, d)."
+        )
+    k = x_noise.shape[1]
+    flat = x_noise.reshape(t * k, d)
+    s_data = -model.energy(x_data) - _noise_log_prob(noise, x_data, "x_data")
+    s_noise = (-model.energy(flat) - _noise_log_prob(noise, flat, "x_noise")).reshape(t, k)
+    scores = torch.cat([s_data[:, None], s_noise], dim=1)  # (T, K + 1), the datum in column 0
+    return (torch.logsumexp(scores, dim=1) - s_data).mean()
+
+
 def decision_boundary_1d(logit: Callable[[torch.Tensor], torch.Tensor], bounds: Sequence[float], n_points: int = 10001,
                          dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
     """The points where a 1-D logit Delta(x) crosses zero (the classifier's P(data | x) = 1/2).
@@ -213,7 +248,7 @@ def decision_boundary_1d(logit: Callable[[torch.Tensor], torch.Tensor], bounds: 
     Finds sign changes of Delta on n_points grid points in [low, high] and refines each by 60 bisection steps
     (to float64 precision). logit: callable (batch, 1) -> (batch,), evaluated on points of ``dtype`` on
     ``device`` (pass the device of the tensors inside the logit). Returns the sorted roots (k,) on the CPU.
-    Reference: seed 003, worked example 3 (E = x^2/2, p_n = N(0, 4), nu = 1: roots at +-2.073).
+    Example: E = x^2/2 with c = 0, p_n = N(0, 4), nu = 1 has its roots at +-2.073 (chapter 5).
     """
     try:
         low, high = (float(b) for b in bounds)
@@ -305,34 +340,54 @@ def _guard(loss: torch.Tensor, step: int) -> None:
 
 
 def fit_nce(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise, nu: float,
-            max_iter: int = 200, tol: float = 1e-9) -> dict:
+            max_iter: int = 200, tol: float = 1e-9, objective: str = "binary") -> dict:
     """The NCE estimator of Gutmann & Hyvarinen: minimise L on one fixed set of data and noise samples.
 
     Full-batch L-BFGS (strong Wolfe line search): for a model with a handful of parameters (a Gaussian EBM)
     this reaches the minimiser of the sample objective (until every |dL/dparameter| < tol, or the loss stops
     changing at machine precision), so what remains is the estimator's own error.
-    x_data: (T_d, d), x_noise: (T_n, d) with T_n = nu T_d. Returns {"loss": final loss, "n_iter": iterations}.
+    x_data: (T_d, d), x_noise: (T_n, d) with T_n = nu T_d. objective: "binary" (:func:`nce_loss`) or
+    "ranking" (:func:`ranking_nce_loss`, nu = K an integer: row i's noise samples are x_noise[i*K:(i+1)*K];
+    c gets no gradient and keeps its value). Returns {"loss": final loss, "n_iter": iterations}.
     """
+    if objective not in ("binary", "ranking"):
+        raise ValueError(f"objective must be 'binary' or 'ranking'; got {objective!r}.")
     nu = _check_nu(nu)
+    if objective == "ranking" and nu != int(nu):
+        raise ValueError(f"ranking NCE needs a whole number K = nu of noise samples per datum; got nu = {nu}.")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     x_data = check_tensor(x_data, "x_data", ndim=2)
     x_noise = check_tensor(x_noise, "x_noise", shape=(None, x_data.shape[1]))
     tol = check_positive(tol, "tol")
     _check_covered(noise, x_data)
-    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=tol,
+    params = list(model.parameters())
+    if objective == "ranking":
+        k = int(nu)
+        if len(x_noise) != k * len(x_data):
+            raise ValueError(f"x_noise has {len(x_noise)} rows; ranking NCE with K = {k} needs K * T_d = "
+                             f"{k * len(x_data)}.")
+        x_noise_k = x_noise.reshape(len(x_data), k, x_data.shape[1])
+        params = [p for name, p in model.named_parameters() if name != "c"]  # c cancels: no gradient
+
+    def objective_fn():
+        if objective == "ranking":
+            return ranking_nce_loss(model, x_data, x_noise_k, noise)
+        return nce_loss(model, x_data, x_noise, noise, nu)
+
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, tolerance_grad=tol,
                             tolerance_change=torch.finfo(x_data.dtype).eps, history_size=20,
                             line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = nce_loss(model, x_data, x_noise, noise, nu)
+        loss = objective_fn()
         loss.backward()
         return loss
 
     opt.step(closure)
     n_iter = opt.state_dict()["state"][0]["n_iter"]
     with torch.no_grad():
-        loss = nce_loss(model, x_data, x_noise, noise, nu)
+        loss = objective_fn()
     _guard(loss, n_iter)
     return {"loss": float(loss), "n_iter": n_iter}
 

@@ -1,12 +1,12 @@
 """Maximum-likelihood training of a deep EBM with Langevin negatives: the loss, one step, the loop, the guard.
 
 The gradient of the negative log-likelihood is E_data[grad_theta E(x+)] - E_model[grad_theta E(x-)]
-(seeds 001, 003), so the surrogate loss
+(chapter 1), so the surrogate loss
 
     L(theta) = mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2)
 
 with negatives x- from short-run Langevin chains (detached: no gradient flows through the sampler) has
-that gradient, plus Du & Mordatch's weak L2 regularisation of the energies (seed 001), which keeps the
+that gradient, plus Du & Mordatch's (2019) weak L2 regularisation of the energies, which keeps the
 energies from drifting off to +-infinity.
 """
 from __future__ import annotations
@@ -79,7 +79,8 @@ def ml_loss(e_pos: torch.Tensor, e_neg: torch.Tensor, alpha: float = 0.1) -> tor
 
     L = mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2).  e_pos: (n+,), e_neg: (n-,).
     Its gradient is the contrastive log-likelihood gradient plus alpha's pull of the energies towards 0.
-    Reference: seed 001; Du & Mordatch (2019).
+    At a stationary point the gap mean E(x+) - mean E(x-) equals -2 alpha (mean E(x+)^2 + mean E(x-)^2)
+    (see :func:`ebm_teach.diagnostics.regularized_gap`). Reference: Du & Mordatch (2019).
     """
     return e_pos.mean() - e_neg.mean() + alpha * ((e_pos**2).mean() + (e_neg**2).mean())
 

@@ -1,8 +1,9 @@
 """Noise-contrastive estimation: the logit, the loss and its gradient, the estimator, its asymptotic covariance.
 
-Known answers: the worked example's boundary +-sqrt(8/3 ln(2 sqrt(2 pi))) = +-2.0734 (seed 003); the loss and
-its gradient against the hand-derived form on a 1-D Gaussian; Gutmann & Hyvarinen's Corollaries (p_n = p_d
-gives (1 + 1/nu) times the Cramer-Rao bound, nu -> infinity gives the bound); quadrature against closed forms.
+Known answers: the worked example's boundary +-sqrt(8/3 ln(2 sqrt(2 pi))) = +-2.0734; the loss and its
+gradient against the hand-derived form on a 1-D Gaussian; Gutmann & Hyvarinen's Corollaries (p_n = p_d gives
+(1 + 1/nu) times the Cramer-Rao bound, nu -> infinity gives the bound); quadrature against closed forms; the
+ranking (InfoNCE) loss against an explicit softmax, its blindness to c, and its consistency.
 """
 import math
 
@@ -24,6 +25,7 @@ from ebm_teach.nce import (
     nce_asymptotic_covariance,
     nce_logit,
     nce_loss,
+    ranking_nce_loss,
     train_nce,
 )
 
@@ -365,7 +367,7 @@ def test_bad_noise_and_model_construction_is_rejected():
 
 
 def test_boundary_search_refuses_a_logit_that_is_zero_everywhere():
-    # Noise equal to the normalised model with nu = 1: Delta = 0 for every x (seed 003's practice problem).
+    # Noise equal to the normalised model with nu = 1: Delta = 0 for every x (chapter 5's practice problem).
     noise = normal_1d(0.0, 1.0)
     with pytest.raises(ValueError, match="classifier is undecided there and there is no boundary"):
         decision_boundary_1d(lambda x: nce_logit(0.5 * x[:, 0] ** 2, 0.5 * math.log(2 * math.pi), noise.log_prob(x), 1.0),
@@ -385,3 +387,63 @@ def test_divergence_is_reported_not_silent():
     x = torch.randn(32, 2)
     with pytest.raises(DivergenceError, match="the NCE loss became nan"):
         train_nce(NCEModel(_NaNEnergy()), x, GaussianNoise.fit(x), n_steps=10, log_every=5)
+
+
+# ----------------------------------------------------------------------------- ranking NCE (InfoNCE)
+def test_ranking_loss_is_the_softmax_cross_entropy_of_finding_the_datum():
+    g = torch.Generator().manual_seed(0)
+    model = NCEModel(gaussian_1d(0.3, 2.0), c=0.7)
+    noise = normal_1d(0.0, 3.0)
+    x = torch.randn(7, 1, generator=g, dtype=D)
+    y = 2 * torch.randn(7, 5, 1, generator=g, dtype=D)
+    with torch.no_grad():
+        # explicit: p(datum is picked) = w(x) / (w(x) + sum_k w(y_k)), w = p_tilde / p_n (c would cancel)
+        w = lambda z: torch.exp(-model.energy(z) - noise.log_prob(z))
+        p_pick = w(x) / (w(x) + w(y.reshape(-1, 1)).reshape(7, 5).sum(1))
+        expected = -torch.log(p_pick).mean()
+        got = ranking_nce_loss(model, x, y, noise)
+    assert float(got) == pytest.approx(float(expected), rel=1e-12)
+    # K = 1: a logistic regression on the difference of the two scores
+    with torch.no_grad():
+        s = lambda z: -model.energy(z) - noise.log_prob(z)
+        logistic = torch.nn.functional.softplus(s(y[:, 0]) - s(x)).mean()
+        assert float(ranking_nce_loss(model, x, y[:, :1], noise)) == pytest.approx(float(logistic), rel=1e-12)
+
+
+def test_ranking_loss_does_not_see_c():
+    g = torch.Generator().manual_seed(1)
+    model = NCEModel(gaussian_1d(0.0, 1.0), c=0.0)
+    x, y, noise = torch.randn(20, 1, generator=g, dtype=D), torch.randn(20, 3, 1, generator=g, dtype=D), normal_1d(0, 2)
+    loss = ranking_nce_loss(model, x, y, noise)
+    (grad_c,) = torch.autograd.grad(loss, model.c, allow_unused=True)
+    assert grad_c is None or float(grad_c) == 0.0
+    with torch.no_grad():
+        model.c.fill_(5.0)
+        assert float(ranking_nce_loss(model, x, y, noise)) == pytest.approx(float(loss), rel=1e-14)
+
+
+def test_ranking_nce_recovers_mu_and_lambda_but_leaves_c_alone():
+    # T = 20 000 data, K = 8: the estimator's sd is about 0.028 / sqrt(40) = 0.005 for mu and 0.21 / sqrt(40)
+    # = 0.035 for Lambda (measured at T = 500 in chapter 5), so 0.03 and 0.2 are about 6 sd.
+    g = make_generator(2)
+    truth, noise = gaussian_1d(1.0, 4.0), normal_1d(0.0, 4.0)
+    x = truth.sample(20_000, generator=g)
+    model = NCEModel(gaussian_1d(0.0, 1.0), c=0.3)
+    fit_nce(model, x, noise.sample(8 * 20_000, generator=g), noise, 8, objective="ranking")
+    with torch.no_grad():
+        assert abs(float(model.energy.mu[0]) - 1.0) < 0.03
+        assert abs(float(model.energy.precision[0, 0]) - 4.0) < 0.2
+        assert float(model.c) == 0.3  # untouched: the ranking loss has no gradient in c
+
+
+def test_ranking_nce_rejects_bad_shapes_and_objectives():
+    model, noise = NCEModel(gaussian_1d(0.0, 1.0)), normal_1d(0.0, 2.0)
+    x = torch.zeros(4, 1, dtype=D)
+    with pytest.raises(ValueError, match=r"x_noise must hold K noise samples per datum, shape \(4, K, 1\)"):
+        ranking_nce_loss(model, x, torch.zeros(8, 1, dtype=D), noise)
+    with pytest.raises(ValueError, match="objective must be 'binary' or 'ranking'"):
+        fit_nce(model, x, torch.zeros(8, 1, dtype=D), noise, 2, objective="info")
+    with pytest.raises(ValueError, match="ranking NCE needs a whole number K"):
+        fit_nce(model, x, torch.zeros(10, 1, dtype=D), noise, 2.5, objective="ranking")
+    with pytest.raises(TypeError, match="model must be an NCEModel"):
+        ranking_nce_loss(gaussian_1d(0.0, 1.0), x, torch.zeros(4, 2, 1, dtype=D), noise)
