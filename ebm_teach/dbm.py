@@ -629,10 +629,10 @@ def pretrain_dbm(v, n_hidden1: int, n_hidden2: int, n_epochs: int = 20, batch_si
     a plain stack would give h1 its whole input from one side, so the composed model would count it twice.
     The correction doubles one side of each RBM, with tied weights:
 
-    - RBM 1 sees the data twice: visible units (v, v') with the same W1 and b, trained by CD-k on rows (v, v).
+    - RBM 1 sees the data twice: visible units (v, v') with the same W1 and b, trained by (P)CD-k on rows (v, v).
       So p(h1 | v, v) = sigma(c1' + 2 W1^T v) and p(v_i = 1 | h1) = sigma(b_i + (W1 h1)_i) for each copy.
     - RBM 2 has visible units h1 and two tied copies (h2, h2') of the top layer, same W2 and c2, trained by
-      CD-k on h1 ~ p(h1 | v, v) of RBM 1 (a fresh sample for every minibatch). So
+      (P)CD-k on h1 ~ p(h1 | v, v) of RBM 1 (a fresh sample for every minibatch). So
       p(h1 | h2, h2') = sigma(c1'' + W2 (h2 + h2')) and p(h2_k = 1 | h1) = sigma(c2_k + (W2^T h1)_k).
     - The DBM takes W1, b from RBM 1, W2, c2 from RBM 2 and c1 = (c1' + c1'') / 2: with h2' = h2, the DBM's
       input to h1, c1 + W1^T v + W2 h2, is exactly the average of RBM 1's input c1' + 2 W1^T v and RBM 2's

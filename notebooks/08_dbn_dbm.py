@@ -175,8 +175,8 @@ print(f"{n_chains} exact draws: TV distance {expect(tv_distance(exact_draws), 0.
 # An RBM with hidden layer $\mathbf h^1$ is a mixture of $2^{n_1}$ product distributions $p(\mathbf v \mid \mathbf h^1)$,
 # and its mixing weights are tied to the same $W_1$ and $\mathbf b$ that shape the components. The second layer
 # adds a factor that reweights the components freely: an RBM over $\mathbf h^1$. With $W_2 = 0$ that factor is a
-# constant and the DBM *is* the RBM $(W_1, \mathbf b, \mathbf c_1)$; so a DBM can only do better than the RBM with
-# the same first layer. Whether a second layer beats simply *widening* the RBM at the same number of parameters is
+# constant and the DBM *is* the RBM $(W_1, \mathbf b, \mathbf c_1)$; so the best DBM is at least as good as the best
+# RBM with the same first layer. Whether a second layer beats simply *widening* the RBM at the same number of parameters is
 # an empirical question; section 3 answers it on the digits with exact likelihoods.
 
 # %%
@@ -374,11 +374,11 @@ print(inspect.getsource(DBM._gradient))
 # input from one side, and composing two of them would count the evidence twice. So each RBM is trained with one
 # side **doubled and tied**:
 #
-# - **RBM 1** has two copies of the visible layer, $(\mathbf v, \mathbf v')$, sharing $W_1$ and $\mathbf b$, trained by CD
+# - **RBM 1** has two copies of the visible layer, $(\mathbf v, \mathbf v')$, sharing $W_1$ and $\mathbf b$, trained by (P)CD
 #   on rows $(\mathbf v, \mathbf v)$: $p(\mathbf h^1 \mid \mathbf v, \mathbf v) = \sigma(\mathbf c_1' + 2W_1^\top\mathbf v)$ and
 #   $p(v_i = 1 \mid \mathbf h^1) = \sigma(b_i + (W_1\mathbf h^1)_i)$ for each copy.
 # - **RBM 2** has visible units $\mathbf h^1$ and two copies of the top layer, $(\mathbf h^2, \mathbf h^{2\prime})$, sharing $W_2$
-#   and $\mathbf c_2$, trained by CD on $\mathbf h^1 \sim p(\mathbf h^1 \mid \mathbf v, \mathbf v)$ of RBM 1:
+#   and $\mathbf c_2$, trained by (P)CD on $\mathbf h^1 \sim p(\mathbf h^1 \mid \mathbf v, \mathbf v)$ of RBM 1:
 #   $p(\mathbf h^1 \mid \mathbf h^2, \mathbf h^{2\prime}) = \sigma(\mathbf c_1'' + W_2(\mathbf h^2 + \mathbf h^{2\prime}))$ and
 #   $p(h^2_k = 1 \mid \mathbf h^1) = \sigma(c_{2k} + (W_2^\top\mathbf h^1)_k)$.
 # - **The DBM** takes $W_1, \mathbf b$ from RBM 1, $W_2, \mathbf c_2$ from RBM 2 and $\mathbf c_1 = (\mathbf c_1' + \mathbf c_1'')/2$.
@@ -394,8 +394,8 @@ print(inspect.getsource(DBM._gradient))
 print(inspect.getsource(ebm_teach.dbm._tied_cd_epochs).split('"""')[-1])
 
 # %% [markdown]
-# We pre-train a DBM with 16 + 8 hidden units (60 epochs per RBM, minibatches of 50), then train it jointly for
-# 50 epochs (minibatches of 20, 5 mean-field rounds, 100 persistent chains, step size from 0.05 down to 0),
+# We pre-train a DBM with 16 + 8 hidden units (PCD-1 with 100 chains for each doubled RBM, 60 epochs of
+# minibatches of 20, step size from 0.1 down to 0), then train it jointly for 50 epochs (minibatches of 20, 5 mean-field rounds, 100 persistent chains, step size from 0.05 down to 0),
 # following its exact test log-likelihood. The same joint training from small random weights shows what
 # pre-training buys.
 
@@ -406,7 +406,7 @@ def exact_test_ll(epoch, model):
 
 pre_epochs, dbm_epochs = 60 * SCALE, 50 * SCALE
 start = time.perf_counter()
-dbm, dbm_rbm1, dbm_rbm2 = pretrain_dbm(x_train, 16, 8, n_epochs=pre_epochs, batch_size=50,
+dbm, dbm_rbm1, dbm_rbm2 = pretrain_dbm(x_train, 16, 8, n_epochs=pre_epochs, batch_size=20, persistent=True,
                                        step_size=decay(0.1, pre_epochs), generator=make_generator(8, device))
 pre_seconds = time.perf_counter() - start
 ll_pretrained = dbm.log_likelihood_exact(x_test)
@@ -418,8 +418,9 @@ cold = DBM(64, 16, 8, device=device, seed=10)
 cold_history = cold.fit(x_train, n_epochs=dbm_epochs, batch_size=20, step_size=decay(0.05, dbm_epochs), n_mean_field=5,
                         generator=make_generator(9, device), callback=exact_test_ll)
 print(f"DBM 64-16-8 ({dbm.n_parameters} parameters), exact test log-likelihood: after pre-training "
-      f"{expect(ll_pretrained, -19.5, 0.8)}, after joint training {expect(ll['DBM 64-16-8'], -18.65, 0.9)} nats")
+      f"{expect(ll_pretrained, -18.5, 0.75)}, after joint training {expect(ll['DBM 64-16-8'], -18.25, 0.75)} nats")
 print(f"the same joint training from small random weights: {expect(cold_history['test'][-1], -21.1, 0.7)} nats")
+print(claim(cold_history["test"][-1] < ll["DBM 64-16-8"] - 2, "without pre-training the DBM is more than 2 nats behind"))
 plot_curves({"pre-trained": ([0] + history["at"], [ll_pretrained] + history["test"]),
              "from random weights": (cold_history["at"], cold_history["test"])},
             xlabel="epoch of joint training", ylabel="exact test log-likelihood (nats)",
@@ -442,24 +443,27 @@ ll["RBM 64-18"] = rbm18.log_likelihood_exact(x_test)
 params = {"RBM 64-16": 64 * 16 + 64 + 16, "RBM 64-18": 64 * 18 + 64 + 18, "DBN 64-16-8": dbn.n_parameters,
           "DBM 64-16-8": dbm.n_parameters}
 for name, expected, tol in [("RBM 64-16", -18.3, 0.8), ("RBM 64-18", -18.2, 0.8), ("DBN 64-16-8", -18.5, 0.8),
-                            ("DBM 64-16-8", -18.65, 0.9)]:
+                            ("DBM 64-16-8", -18.25, 0.75)]:
     print(f"{name:12s} {params[name]:5d} parameters: exact test log-likelihood {expect(ll[name], expected, tol)} nats")
-print(claim(ll["RBM 64-18"] > max(ll["DBN 64-16-8"], ll["DBM 64-16-8"]),
-            "the wider RBM beats both two-layer models with the same number of parameters"))
-print(claim(max(ll["DBN 64-16-8"], ll["DBM 64-16-8"]) < ll["RBM 64-16"] + 0.1,
-            "neither two-layer model beats the RBM with its first layer by more than 0.1 nat"))
+print(claim(ll["DBM 64-16-8"] > ll["RBM 64-16"], "the DBM beats the RBM with its first layer"))
+print(claim(abs(ll["DBM 64-16-8"] - ll["RBM 64-18"]) < 0.1, "the DBM is within 0.1 nat of the RBM with 18 hidden units"))
+print(claim(ll["DBN 64-16-8"] < min(ll["RBM 64-16"], ll["DBM 64-16-8"], ll["RBM 64-18"]),
+            "the DBN with the narrow top is last, below even its own first RBM"))
 plot_log_likelihoods({f"{name} ({params[name]})": ll[name] for name in params},
                      title="binarized digits: exact test log-likelihood (parameters in brackets)")
 plt.show()
 
 # %% [markdown]
-# At this size the ranking is the opposite of the one usually quoted: the wider RBM wins, and the two-layer models
-# end near or below the RBM with their first layer (over 8 seeds both statements above held every time). The DBM *family*
-# contains that RBM (set $W_2 = 0$), so the loss is one of **training**, not of capacity: mean field trains a bound,
-# the persistent chains lag, and pre-training plus 50 epochs do not find a better point. The published advantage of
-# DBMs (Salakhutdinov & Hinton, 2009) is on MNIST with hundreds of hidden units per layer and far longer training,
-# measured with AIS; a model small enough to enumerate is a test of the algorithms, not of the architecture at that
-# scale. Samples from the DBM (1,000 Gibbs sweeps from fair coins, showing $p(\mathbf v \mid \mathbf h^1)$):
+# Over 8 seeds each of the three statements above held every time. The second layer helps: the DBM beats the RBM
+# with the same first layer, as the prior it adds over $\mathbf h^1$ (section 1) promised. But at the same number of
+# parameters the gain is no larger than what two more hidden units of a plain RBM buy: the DBM and the RBM 64-18
+# end within 0.1 nat of each other (the DBM ahead on about half the seeds). The greedy DBN with a narrow top is last:
+# its top RBM never started at the first RBM's prior, so section 2's guarantee does not apply, and the DBN ends
+# below its own first RBM. The published advantage of DBMs (Salakhutdinov & Hinton, 2009) is on MNIST with
+# hundreds of hidden units per layer and far longer training, measured with AIS; a model small enough to enumerate
+# tests the algorithms, not the architecture at that scale. We did not find a model of this size on which a
+# second layer beats a wider RBM with as many parameters, and we do not claim one. Samples from the DBM (1,000 Gibbs
+# sweeps from fair coins, showing $p(\mathbf v \mid \mathbf h^1)$):
 
 # %%
 state = dbm.sample(20, n_steps=1000, generator=make_generator(11, device))
@@ -477,7 +481,7 @@ mf_test = dbm.mean_field(x_test, n_iter=200, tol=1e-6)
 dbm_bound = dbm.mean_field_bound(x_test, mf_test.mu1, mf_test.mu2) - dbm.log_partition_exact()
 dbm_gap = float((dbm.log_prob_exact(x_test) - dbm_bound).mean())
 dbn_gap = float((dbn_log_p - dbn_bound).mean())
-print(f"gap log p(v) - bound, test mean: DBN {expect(dbn_gap, 0.34, 0.13)}, DBM {expect(dbm_gap, 0.076, 0.04)} nats")
+print(f"gap log p(v) - bound, test mean: DBN {expect(dbn_gap, 0.34, 0.13)}, DBM {expect(dbm_gap, 0.16, 0.06)} nats")
 print(claim(dbm_gap < dbn_gap, "the DBM's mean-field bound is tighter than the DBN's bound"))
 
 # %% tags=["nbval-ignore-output"]
@@ -507,10 +511,11 @@ for name, a, b in rows:
 
 # %% [markdown]
 # Read against the module's table. The DBN's inference is one matrix product, but its $q$ ignores the layer above;
-# the DBM's mean field costs some twenty rounds to include it, and its bound is much tighter: a few hundredths of a
-# nat against a few tenths. (Training a DBM on its mean-field bound also favours posteriors that mean field can
+# the DBM's mean field costs some twenty rounds to include it, and its bound is tighter: about 0.16 nat below the
+# exact log-likelihood against the DBN's 0.34. (Training a DBM on its mean-field bound also favours posteriors that mean field can
 # describe, which helps here.) "Harder training" is the clearest row: from random weights the DBM's joint training
-# is still nats behind after 50 epochs, and even pre-trained it does not overtake the greedy DBN here.
+# is still more than two nats behind after 50 epochs; pre-trained, it ends above both the DBN and the RBM with its
+# first layer. Greedy training is cheap and safe but, with a narrow top, leaves the DBN below its own first RBM.
 #
 # ## 5. AIS for deep models
 #
@@ -566,9 +571,9 @@ for label, base in [("base-rate base", x_train), ("uniform base", "uniform")]:
         ais_seconds[label].append((time.perf_counter() - start) / n_runs)
         errors[label].append(float(((runs - log_z) ** 2).mean().sqrt()))
         estimates[label, n_betas] = runs
-print(f"exact log Z of the DBM: {expect(log_z, 68.0, 7.0)}")
+print(f"exact log Z of the DBM: {expect(log_z, 74.0, 7.0)}")
 for label in errors:
-    k30, k1000 = {"base-rate base": ((0.31, 0.32), (0.037, 0.037)), "uniform base": ((0.31, 0.25), (0.09, 0.11))}[label]
+    k30, k1000 = {"base-rate base": ((0.38, 0.4), (0.041, 0.047)), "uniform base": ((0.33, 0.25), (0.094, 0.065))}[label]
     print(f"{label:15s} RMS error over 10 runs: K = 30: {expect(errors[label][0], *k30)} nats, "
           f"K = {n_betas_list[-1]}: {expect(errors[label][-1], *k1000)} nats")
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
@@ -578,11 +583,11 @@ plt.show()
 
 # %% [markdown]
 # AIS on this DBM is easy: its state space is the $2^{16}$ states of $\mathbf h^1$, the model is smooth (mean field is
-# within 0.1 nat of the truth), and even 30 temperatures from the uniform base land within a fraction of a nat.
+# within 0.2 nat of the truth), and even 30 temperatures from the uniform base land within a fraction of a nat.
 # That is what the small model *can* teach, and it is also the trap: the same settings on a model with sharper modes
-# can fail without a sign. To see one, cool the trained DBM to temperature $1/3$ (every parameter times 3: the same
-# energy landscape with modes three times sharper, like a model trained longer on crisper data). Its $\log Z$ is
-# still exact:
+# can fail without a sign. To see one, cool the trained DBM to temperature $1/3$: every parameter times 3, so that
+# $p_{\text{cold}} \propto p^3$, the same modes far more peaked, like a model trained longer on crisper data. Its
+# $\log Z$ is still exact:
 
 # %%
 cold = DBM.from_arrays(*(3 * p for p in dbm.parameters()))
@@ -593,17 +598,18 @@ for n_betas in (100, 300 * SCALE):
     cold_runs[n_betas] = runs
     err = runs - cold_log_z
     mean_err, below, missed = float(err.mean()), int((err < 0).sum()), int((err.abs() > 3 * se).sum())
-    expected = {100: ((-1.8, 2.0), (8, 4), (5, 4)), 300 * SCALE: ((-0.3, 1.0), (6, 4), (1, 2))}[n_betas]
+    expected = {100: ((-2.9, 4.2), (9, 4.5), (6, 7.5)), 300 * SCALE: ((-0.8, 1.8), (8, 4.8), (3, 3.5))}[n_betas]
     print(f"K = {n_betas}: mean error of log Z^ {expect(mean_err, *expected[0])} nats; runs below log Z: "
           f"{expect(below, *expected[1], fmt='.0f')} of 10; runs whose +-3 s.e. interval misses log Z: "
           f"{expect(missed, *expected[2], fmt='.0f')} of 10")
 print(claim(float((cold_runs[100] - cold_log_z).mean()) < -0.5,
             "with K = 100 the runs underestimate log Z by more than half a nat on average"))
 rise = float(cold_runs[300 * SCALE].mean() - cold_runs[100].mean())
-print(claim(rise > 0.5, "tripling K raises the mean estimate by more than half a nat: K = 100 had not converged"))
+print(f"tripling K moved the mean estimate by {expect(rise, 2.0, 2.5)} nats")
+print(claim(rise > 0, "tripling K raises the mean estimate: K = 100 had not converged"))
 
 # %% [markdown]
-# With 100 temperatures nearly every run falls short, by more than a nat on average, and many runs' own error bars
+# With 100 temperatures nearly every run falls short, by one to several nats on average, and many runs' own error bars
 # ($\pm 3$ standard errors from the spread of the weights) exclude the truth: the rare heavy weights that would
 # correct the estimate were never drawn, so the spread that *was* drawn looks small. The one warning available
 # without the exact answer is the last line: rerun with more temperatures, and distrust an estimate that still moves.
@@ -618,14 +624,13 @@ print(claim(rise > 0.5, "tripling K raises the mean estimate by more than half a
 # %%
 for name, model, model_log_z, runs in [("trained DBM", dbm, log_z, estimates["base-rate base", 1000 * SCALE]),
                                        ("cold DBM, K = 100", cold, cold_log_z, cold_runs[100])]:
-    mf_model = model.mean_field(x_test, n_iter=500, tol=1e-6)
-    mean_bound_star = float(model.mean_field_bound(x_test, mf_model.mu1, mf_model.mu2).mean())
     exact_ll = model.log_likelihood_exact(x_test, model_log_z)
-    reported = mean_bound_star - float(runs.mean())
-    want = {"trained DBM": ((-18.65, 0.9), (-18.72, 0.9), (-18.72, 0.9)),
-            "cold DBM, K = 100": ((-34.4, 7.0), (-34.5, 7.0), (-32.7, 6.5))}[name]
+    bound_exact_z = model.log_likelihood_bound(x_test, model_log_z, tol=1e-6)
+    reported = model.log_likelihood_bound(x_test, float(runs.mean()), tol=1e-6)
+    want = {"trained DBM": ((-18.25, 0.75), (-18.4, 0.75), (-18.4, 0.75)),
+            "cold DBM, K = 100": ((-35.5, 7.5), (-35.6, 7.5), (-32.7, 5.0))}[name]
     print(f"{name}: exact test log-likelihood {expect(exact_ll, *want[0])}; bound with the exact log Z "
-          f"{expect(mean_bound_star - model_log_z, *want[1])}; bound with AIS's log Z (mean of 10 runs) "
+          f"{expect(bound_exact_z, *want[1])}; bound with AIS's log Z (mean of 10 runs) "
           f"{expect(reported, *want[2])}")
     if name != "trained DBM":
         print(claim(reported > exact_ll,
@@ -654,8 +659,9 @@ for name, model, model_log_z, runs in [("trained DBM", dbm, log_z, estimates["ba
 # - A DBM's posterior couples its layers; mean field gives a factorial $q$, a bound, and the positive phase of
 #   training. Pre-training needs the doubled-input correction so that the composed model does not count the
 #   evidence into $\mathbf h^1$ twice.
-# - On digits at 1,240 parameters, the wider RBM beat both deep models: at this scale the deep models' approximate
-#   training, not their capacity, decides.
+# - On digits, a pre-trained DBM beat the RBM with its first layer, but only tied with an RBM of the same
+#   parameter count; a greedy DBN with a narrow top fell below its own first RBM. Measure before you believe
+#   "deeper is better".
 # - AIS for a DBM runs on $\mathbf h^1$ alone with a Gibbs sweep that leaves each $p_\beta$ invariant. It is easy on the
 #   trained model and fails silently on a sharper one; a test log-likelihood from a bound and an AIS estimate mixes
 #   two errors of opposite signs. Measure both where you can.
