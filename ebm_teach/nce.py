@@ -360,21 +360,19 @@ def fit_nce(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise,
     x_noise = check_tensor(x_noise, "x_noise", shape=(None, x_data.shape[1]))
     tol = check_positive(tol, "tol")
     _check_covered(noise, x_data)
-    params = list(model.parameters())
     if objective == "ranking":
         k = int(nu)
         if len(x_noise) != k * len(x_data):
             raise ValueError(f"x_noise has {len(x_noise)} rows; ranking NCE with K = {k} needs K * T_d = "
                              f"{k * len(x_data)}.")
         x_noise_k = x_noise.reshape(len(x_data), k, x_data.shape[1])
-        params = [p for name, p in model.named_parameters() if name != "c"]  # c cancels: no gradient
 
     def objective_fn():
         if objective == "ranking":
             return ranking_nce_loss(model, x_data, x_noise_k, noise)
         return nce_loss(model, x_data, x_noise, noise, nu)
 
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, tolerance_grad=tol,
+    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=tol,
                             tolerance_change=torch.finfo(x_data.dtype).eps, history_size=20,
                             line_search_fn="strong_wolfe")
 

@@ -423,16 +423,16 @@ def test_ranking_loss_does_not_see_c():
 
 
 def test_ranking_nce_recovers_mu_and_lambda_but_leaves_c_alone():
-    # T = 20 000 data, K = 8: the estimator's sd is about 0.028 / sqrt(40) = 0.005 for mu and 0.21 / sqrt(40)
-    # = 0.035 for Lambda (measured at T = 500 in chapter 5), so 0.03 and 0.2 are about 6 sd.
+    # T = 5000 data, K = 4: the estimator's sd is about 0.034 / sqrt(10) = 0.011 for mu and 0.30 / sqrt(10)
+    # = 0.095 for Lambda (RMSEs measured over 20 fits at T = 500 in chapter 5), so 0.05 and 0.5 are 5 sd.
     g = make_generator(2)
     truth, noise = gaussian_1d(1.0, 4.0), normal_1d(0.0, 4.0)
-    x = truth.sample(20_000, generator=g)
+    x = truth.sample(5000, generator=g)
     model = NCEModel(gaussian_1d(0.0, 1.0), c=0.3)
-    fit_nce(model, x, noise.sample(8 * 20_000, generator=g), noise, 8, objective="ranking")
+    fit_nce(model, x, noise.sample(4 * 5000, generator=g), noise, 4, objective="ranking")
     with torch.no_grad():
-        assert abs(float(model.energy.mu[0]) - 1.0) < 0.03
-        assert abs(float(model.energy.precision[0, 0]) - 4.0) < 0.2
+        assert abs(float(model.energy.mu[0]) - 1.0) < 0.05
+        assert abs(float(model.energy.precision[0, 0]) - 4.0) < 0.5
         assert float(model.c) == 0.3  # untouched: the ranking loss has no gradient in c
 
 
