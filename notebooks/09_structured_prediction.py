@@ -290,11 +290,12 @@ plt.show()
 #   $\partial\ell/\partial\mathbf w_k = \sum_t \big(p(y_t = k\mid\mathbf x) - [y_t = k]\big)\,\mathbf x_t$.
 # - **Structured perceptron** (Collins 2002): $\ell = \max_{\mathbf y'} s(\mathbf x, \mathbf y') - s(\mathbf x,
 #   \mathbf y)$, found by Viterbi. Its gradient step adds the counts of the truth and subtracts those of the
-#   prediction, and does nothing when the prediction is right. If some weights separate the training data
-#   with a margin $\delta$ (the truth beats every other sequence by $\delta$, with features of norm at most
-#   $R$), it makes at most $R^2/\delta^2$ mistakes, however long the sequences (Collins 2002). Collins returns
-#   the parameters averaged over all steps, a cheap stand-in for Freund & Schapire's (1999) voted perceptron
-#   that generalises better than the last iterate.
+#   prediction, and does nothing when the prediction is right. If some unit-norm weights separate the
+#   training data with a margin $\delta$ (the truth beats every other sequence by $\delta$), and the counts of
+#   the truth and of any other sequence differ by at most $R$ in norm, it makes at most $R^2/\delta^2$
+#   mistakes, however many sequences it sees (Collins 2002). Collins returns the parameters averaged over all
+#   steps, a cheap stand-in for Freund & Schapire's (1999) voted perceptron, and found it to generalise better
+#   than the last iterate.
 # - **Structured hinge loss**, the structured SVM (Taskar et al. 2003; Tsochantaridis et al. 2005):
 #   $\ell = \max_{\mathbf y'}\big[s(\mathbf x, \mathbf y') + \Delta(\mathbf y, \mathbf y')\big] - s(\mathbf x,
 #   \mathbf y)$ with the Hamming loss $\Delta$ (the number of wrong labels). It is zero only when the truth
@@ -443,9 +444,12 @@ plt.show()
 # gives the posterior exactly as the piecewise model scores it,
 # $p(\mathbf y\mid\mathbf x) \propto p(y_1)\prod_t p(y_{t+1}\mid y_t)\prod_t p(y_t\mid\mathbf x_t)/p(y_t)$, where
 # the uniform label marginals $p(y_t) = 1/10$ drop out. A well-calibrated classifier plus the true transition
-# probabilities *is* the Bayes decoder; joint training cannot beat it, only approach it. The gain over the
-# per-position classifier comes from **decoding with transitions**. Here the CRF even lags a little: when
-# transitions explain much of each label, joint training leaves the unary weights weaker, which Sutton,
+# probabilities is the Bayes decoder, which no training can beat; the piecewise model estimates exactly those
+# two pieces, and on this data joint training does not improve on it. The gain over the per-position
+# classifier comes from **decoding with transitions**. Here the CRF even lags a little, and two differences are
+# visible. Its forbidden steps score only a few units below the allowed ones, where the counted transitions
+# put them much lower (printed below). And its unary weights end weaker than the classifier's: when the
+# transitions explain much of each label, joint training has less reason to sharpen the unaries, which Sutton,
 # Sindelar and McCallum (2006) call *weight undertraining*. The check below reads the digits with the CRF's
 # unary scores alone.
 #
@@ -848,8 +852,8 @@ print(f"(mean ± sd over {len(GRID_SETS)} training sets)")
 J_ml = [float(t[2]) for t in fits["exact likelihood"]]
 J_pl = [float(t[2]) for t in fits["pseudo-likelihood"]]
 rms_error = {name: float(((torch.stack(t) - truth) ** 2).sum(1).mean().sqrt()) for name, t in fits.items()}
-print(f"J by exact likelihood (set 0): {expect(J_ml[0], 0.491, 0.035)}; "
-      f"by pseudo-likelihood: {expect(J_pl[0], 0.494, 0.065)}")
+print(f"J by exact likelihood (set 0): {expect(J_ml[0], 0.498, 0.048)}; "
+      f"by pseudo-likelihood: {expect(J_pl[0], 0.497, 0.065)}")
 print(f"root-mean-square error of (alpha, b, J): exact likelihood {expect(rms_error['exact likelihood'], 0.03, 0.015)}, "
       f"pseudo-likelihood {expect(rms_error['pseudo-likelihood'], 0.037, 0.024)}")
 print(claim(all(abs(j - J_TRUE) < 0.1 for j in J_ml + J_pl), "both are within 0.1 of the true J on every training set"))
@@ -862,9 +866,9 @@ print(claim(rms_error["pseudo-likelihood"] > rms_error["exact likelihood"],
 # cost per image is one pass over the pixels, against $H\cdot 4^W$ for the exact likelihood (the table above
 # times both, the exact fit even with its head start). That is why it is the standard fallback for grids too
 # wide for exact inference. The price is statistical efficiency: its estimates scatter more from training
-# set to training set, visibly so in the bias $b$. Pseudo-likelihood is known to lose more at strong coupling,
-# where a pixel's neighbours all but decide it and the one-pixel conditionals say little about $J$. On real
-# images (which are not Ising models) the two estimators can also settle on different compromises.
+# set to training set. That loss grows with the coupling, where a pixel's neighbours all but decide it and
+# the one-pixel conditionals say little about $J$. On real images (which are not Ising models) the two
+# estimators can also settle on different compromises.
 #
 # ### Denoising: exact answers, and what is left where they are out of reach
 # With the learned parameters the posterior gives two answers per pixel. The **MAP** image (Viterbi over rows)
@@ -941,13 +945,14 @@ plt.show()
 # decisions already match the exact ones closely.
 #
 # The MAP row is striking: most MAP images are a single colour, although few clean images are. This is the
-# ordered phase at work. At $J > J_c$ the prior's most probable images are the two uniform ones, and a small
-# island costs a whole boundary of unhappy bonds; the single most probable image prefers to drop the islands
-# and keep the majority colour (Greig et al. 1989 saw this over-smoothing at strong coupling). It still beats
-# the majority-colour baseline, which is always uniform, because the MAP keeps the islands the evidence
-# supports. The marginals keep more of them, because each pixel is decided by its own probability, which the
-# islands' other configurations also feed. With a coupling below $J_c$ (try `J_TRUE = 0.35`) the images look
-# less uniform, and the prior has less to contribute. Denoising removes a good part of the flipped pixels,
+# ordered phase at work. For any $J > 0$ the prior's most probable images are the two uniform ones; above
+# $J_c$ the prior also puts most of its mass near them, and an island of the other colour costs $2J$ for every
+# bond along its boundary. The single most probable image drops every island whose evidence does not pay for
+# its boundary, and keeps the majority colour (Greig et al. 1989 saw this over-smoothing at strong coupling).
+# It still beats the majority-colour baseline, which is always uniform, because it keeps the islands the
+# evidence does pay for. The marginals' signs keep more of them: each pixel is decided by its own posterior
+# probability, a sum over all images, not by the single best image. With a coupling below $J_c$ (try
+# `J_TRUE = 0.35`) the images look less uniform, and the prior has less to contribute. Denoising removes a good part of the flipped pixels,
 # not all: at $\varepsilon = 0.25$ many flips are indistinguishable from real structure, and the marginals'
 # signs are the best any method can do in expected pixel error, given the model.
 #
@@ -971,8 +976,9 @@ plt.show()
 # %% [markdown]
 # On a $28 \times 28$ image the exact marginals and $\log Z$ disappear, and the approximations take over:
 # Gibbs sampling for the marginals (Geman and Geman 1984; chapters 2 and 3), or deterministic approximations
-# such as mean field (each pixel sees only the average of its neighbours) and loopy belief propagation
-# (forward–backward's messages passed around a graph with cycles, with no guarantee of being exact);
+# such as mean field (each pixel sees only the average of its neighbours), loopy belief propagation
+# (forward–backward's messages passed around a graph with cycles, with no guarantee of being exact) and its
+# tree-reweighted variants, which bound $\log Z$;
 # iterated conditional modes (Besag 1986) for a quick local optimum of the MAP; pseudo-likelihood or
 # contrastive divergence for learning (chapters 2–3); annealed importance sampling if $\log Z$ itself is
 # wanted (chapter 3). Only the binary, ferromagnetic MAP stays exact, by a minimum cut; with more than two
