@@ -1,7 +1,7 @@
 """Joint energy models (JEM): any classifier f(x) -> logits is also an energy-based model of x.
 
 With logits f(x) (batch, K), read exp(f(x)[y]) as an unnormalised joint density p(x, y) (Grathwohl et al.
-2020, "Your classifier is secretly an energy based model"; seed 004):
+2020, "Your classifier is secretly an energy based model"):
 
     p(x, y) = exp(f(x)[y]) / Z,          E(x, y) = -f(x)[y],
     p(x)    = sum_y p(x, y),             E(x)    = -logsumexp_y f(x)[y],
@@ -10,9 +10,12 @@ With logits f(x) (batch, K), read exp(f(x)[y]) as an unnormalised joint density 
 Training maximises log p(x) + log p(y | x): cross-entropy for the second term; for the first, the usual
 EBM gradient -grad E(x+) + E_p[grad E(x-)], with negatives x- from SGLD chains kept in a replay buffer
 (:mod:`ebm_teach.samplers`). Conditional samples of p(x | y) run the same SGLD on E(x, y).
+``fit_temperature`` rescales the logits after training so that the confidences match the accuracy
+(temperature scaling, Guo et al. 2017).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional, Sequence, Tuple
 
 import torch
@@ -35,6 +38,7 @@ __all__ = [
     "train_jem",
     "OOD_SCORES",
     "ood_score",
+    "fit_temperature",
 ]
 
 #: JEM's SGLD settings (Grathwohl et al. 2020, Algorithm 1 and training details): step 1, noise 0.01, 20 steps.
@@ -62,7 +66,7 @@ def energy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """E(x) = -logsumexp_y f(x)[y], the energy of p(x) = sum_y exp(f(x)[y]) / Z.
 
     logits: (batch, K) -> (batch,). Computed with log-sum-exp, so large logits do not overflow.
-    Reference: Grathwohl et al. 2020; seed 004.
+    Reference: Grathwohl et al. 2020.
     """
     return -torch.logsumexp(_check_logits(logits), dim=1)
 
@@ -90,7 +94,7 @@ def jem_loss(
 
     The bracket is the contrastive estimate of -log p(x): its gradient -grad E(x+) + grad E(x-) is the
     maximum-likelihood gradient with the expectation under p replaced by SGLD negatives x-. alpha > 0 adds
-    Du & Mordatch's L2 penalty on energies (seed 001), which stops energies drifting to +-infinity.
+    Du & Mordatch's (2019) L2 penalty on energies, which stops energies drifting to +-infinity.
     logits: (batch, K) = f(x) on data; y: (batch,) labels; logits_neg: (batch_neg, K) = f(x-) on negatives
     (None: the plain classifier's cross-entropy); p_x_weight: w >= 0; alpha: alpha >= 0. Returns a scalar.
     """
@@ -239,7 +243,7 @@ def sample_class(
 
     p(x | y) = p(x, y) / p(y) is proportional to exp(-E(x, y)) for fixed y, so the same sampler applies.
     ``extra_energy(x) -> (batch,)`` composes a constraint at sampling time: exp(-E(x, y) - E_c(x)) is the
-    product p(x | y) * p_c(x) up to normalisation (seed 004, "composing energy functions").
+    product p(x | y) * p_c(x) up to normalisation (Du & Mordatch 2019; Du, Li & Mordatch 2020).
     x_init: (batch, *event) starting points (buffer samples or noise); y: (batch,) target classes.
     Returns the detached samples, same shape as x_init.
     """
@@ -381,3 +385,38 @@ def ood_score(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, ki
         if kind == "log_px":
             return torch.logsumexp(logits, dim=1)
         return torch.softmax(logits, dim=1).max(dim=1).values
+
+
+# --------------------------------------------------------------------------------------------- calibration
+def fit_temperature(logits: torch.Tensor, y: torch.Tensor, t_min: float = 0.01, t_max: float = 100.0) -> float:
+    """Temperature scaling: the T > 0 that minimises the mean cross-entropy of softmax(logits / T) on (logits, y).
+
+    T > 1 softens overconfident logits, T < 1 sharpens underconfident ones; the predicted classes do not
+    change. The cross-entropy is convex in beta = 1/T (a log-sum-exp of functions linear in beta minus a
+    linear term), so a golden-section search on log beta finds the minimum; computed in float64.
+    Fit T on held-out data, not on the data the classifier was trained on. logits: (n, K); y: (n,) labels.
+    Returns T as a float in [t_min, t_max]. Reference: Guo et al. 2017, "On calibration of modern neural networks".
+    """
+    logits = _check_logits(logits).detach().to(torch.float64)
+    y = _check_labels(y, logits)
+    t_min, t_max = check_positive(t_min, "t_min"), check_positive(t_max, "t_max")
+    if not t_min < t_max:
+        raise ValueError(f"need t_min < t_max; got {t_min} and {t_max}.")
+
+    def nll(log_beta: float) -> float:
+        return float(F.cross_entropy(logits * math.exp(log_beta), y))
+
+    lo, hi = -math.log(t_max), -math.log(t_min)
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(100):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = nll(b)
+    return math.exp(-0.5 * (lo + hi))

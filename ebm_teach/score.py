@@ -14,7 +14,10 @@ Objectives (each returns a scalar to minimise, averaged over the batch):
   denoising (Vincent 2011)  l(sigma) = E 1/2 |s(x~) - (x - x~)/sigma^2|^2,  x~ = x + sigma z
   noise-conditional (Song & Ermon 2019)  average over levels of sigma_i^2 l(sigma_i)
 and annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1) samples with a noise-conditional model.
-Reference: seed 002 (section 9.6), seed 003 (score-matching connection).
+Tweedie's formula turns a score into a denoiser, and Song & Ermon (2020, "Improved techniques for training
+score-based generative models") give rules for the noise levels, the step size and an exponential moving
+average (EMA) of the weights: ``sigma_max_rule``, ``sigma_ratio_rule``, ``annealed_variance_ratio``,
+``choose_step_size``, ``ema_update``.
 """
 from __future__ import annotations
 
@@ -41,6 +44,12 @@ __all__ = [
     "train_score_model",
     "AnnealedLangevinInfo",
     "annealed_langevin",
+    "tweedie_denoise",
+    "ema_update",
+    "sigma_max_rule",
+    "sigma_ratio_rule",
+    "annealed_variance_ratio",
+    "choose_step_size",
 ]
 
 Score = Callable[[torch.Tensor], torch.Tensor]
@@ -55,7 +64,7 @@ class EnergyScore(nn.Module):
     is accepted and ignored so that the same samplers and losses take an energy and a noise-conditional
     network. The graph is kept (create_graph) whenever autograd is on, so a loss on s(x) trains the energy's
     parameters and the exact objective can differentiate s once more; under ``torch.no_grad()`` (sampling)
-    the score comes back detached. Reference: seed 002 section 9.6, seed 003.
+    the score comes back detached. Reference: Hyvarinen (2005), Vincent (2011).
     """
 
     def __init__(self, energy: Callable[[torch.Tensor], torch.Tensor]):
@@ -151,7 +160,7 @@ def exact_score_matching_loss(score: Score, x: torch.Tensor) -> torch.Tensor:
     By integration by parts J = 1/2 E_p|s - grad log p|^2 - 1/2 E_p|grad log p|^2: the Fisher divergence minus
     a constant that does not depend on the model. The trace of the Jacobian takes one backward pass per
     dimension (d passes), so this is for small d. The graph is kept, so the loss can be minimised.
-    Reference: Hyvarinen (2005), seed 002 section 9.6.
+    Reference: Hyvarinen (2005), "Estimation of non-normalized statistical models by score matching".
     """
     x = _check_x(x, "x").detach().requires_grad_(True)
     if x.dim() != 2:
@@ -217,7 +226,7 @@ def dsm_target(x: torch.Tensor, x_tilde: torch.Tensor, sigma) -> torch.Tensor:
     """The denoising score-matching target grad_x~ log q_sigma(x~|x) = (x - x~) / sigma^2 (= -z/sigma).
 
     x, x_tilde: (batch, ...) clean and noisy points, x~ = x + sigma z; sigma: a float or a (batch,) tensor.
-    Reference: Vincent (2011), seed 002 section 9.6.
+    Reference: Vincent (2011), "A connection between score matching and denoising autoencoders".
     """
     x = _check_x(x)
     x_tilde = check_tensor(x_tilde, "x_tilde", shape=tuple(x.shape), like=x)
@@ -244,7 +253,7 @@ def denoising_score_matching_loss(
 
     Its minimiser is the score of the noisy data q_sigma = p * N(0, sigma^2 I) (Vincent 2011): the loss equals
     the Fisher divergence to q_sigma plus a constant. x: (batch, ...); z: optional fixed noise shaped like x
-    (else drawn with ``generator``) -> scalar. Reference: Vincent (2011), seed 002 section 9.6.
+    (else drawn with ``generator``) -> scalar. Reference: Vincent (2011).
     """
     x = _check_x(x)
     sigma = check_positive(sigma, "sigma")
@@ -352,12 +361,18 @@ def train_score_model(
     lr: float = 1e-3,
     generator: Optional[torch.Generator] = None,
     log_every: int = 50,
+    ema: Optional[nn.Module] = None,
+    ema_decay: float = 0.999,
+    callback: Optional[Callable[[int, nn.Module], None]] = None,
 ) -> dict:
     """Minimise ``objective(model, x_batch, generator)`` with Adam on minibatches drawn from ``data``.
 
     data: (n, ...) on the model's device; the generator must be on that device too. With batch_size >= n
-    every step uses the whole data set (full batch). Returns a history dict with "step" and "loss" (the mean
-    loss over each block of ``log_every`` steps). Raises DivergenceError when the loss becomes NaN/inf (its
+    every step uses the whole data set (full batch). ema: optional copy of the model (``copy.deepcopy``)
+    whose weights follow an exponential moving average of the trained ones after every step
+    (:func:`ema_update` with ``ema_decay``). callback(step, model) is called every ``log_every`` steps (to
+    measure the model while it trains). Returns a history dict with "step" and "loss" (the mean loss over
+    each block of ``log_every`` steps). Raises DivergenceError when the loss becomes NaN/inf (its
     ``history`` attribute holds the history up to then).
     Example objective for noise-conditional DSM:
     ``lambda m, x, g: noise_conditional_dsm_loss(m, x, sigmas, generator=g)``.
@@ -367,6 +382,10 @@ def train_score_model(
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     lr = check_positive(lr, "lr")
     log_every = check_int(log_every, "log_every", minimum=1)
+    if ema is not None:
+        _check_ema(ema, model, ema_decay)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a function (step, model) -> None or None; got {type(callback).__name__}.")
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     losses = torch.zeros(n_steps, device=data.device, dtype=data.dtype)
     history = {"step": [], "loss": []}
@@ -379,6 +398,8 @@ def train_score_model(
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        if ema is not None:
+            ema_update(ema, model, ema_decay)
         losses[step] = loss.detach()
         if (step + 1) % log_every == 0 or step + 1 == n_steps:
             block = losses[len(history["step"]) * log_every : step + 1]
@@ -392,7 +413,32 @@ def train_score_model(
                 raise err
             history["step"].append(step + 1)
             history["loss"].append(mean)
+            if callback is not None:
+                callback(step + 1, model)
     return history
+
+
+def _check_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    if not isinstance(ema, nn.Module) or ema is model:
+        raise TypeError("ema must be a separate copy of the model (copy.deepcopy(model)), not the model itself.")
+    shapes = [p.shape for p in model.parameters()]
+    if [p.shape for p in ema.parameters()] != shapes:
+        raise ValueError("ema must have the model's parameters (same shapes, same order): make it with copy.deepcopy(model).")
+    if not 0.0 <= float(decay) < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1); got {decay}. Song & Ermon (2020) use 0.999.")
+
+
+def ema_update(ema: nn.Module, model: nn.Module, decay: float = 0.999) -> None:
+    """One step of an exponential moving average of the weights: theta_ema <- m theta_ema + (1 - m) theta.
+
+    ema, model: modules with the same parameters (ema = copy.deepcopy(model) at the start); decay: m in [0, 1).
+    The average over the last ~1/(1 - m) steps smooths the noise of the final iterates; Song & Ermon (2020,
+    technique 5) sample with the EMA weights (m = 0.999). Updates ``ema`` in place, outside autograd.
+    """
+    _check_ema(ema, model, decay)
+    with torch.no_grad():
+        for p_ema, p in zip(ema.parameters(), model.parameters()):
+            p_ema.lerp_(p.detach(), 1.0 - decay)
 
 
 # --------------------------------------------------------------------------------------------- sampling
@@ -445,3 +491,114 @@ def annealed_langevin(
             "at the largest level, step_size * (sigma_1/sigma_L)^2, stays well below sigma_1^2."
         )
     return x, AnnealedLangevinInfo(x_levels, torch.stack(score_norm))
+
+
+# --------------------------------------------------------------------------------------------- denoising
+def tweedie_denoise(score_model: NoiseScore, x_tilde: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Tweedie's formula: the posterior mean of the clean point, E[x | x~] = x~ + sigma^2 grad log q_sigma(x~).
+
+    For x~ = x + sigma z, z ~ N(0, I), differentiating q_sigma(x~) = int p(x) N(x~; x, sigma^2 I) dx under the
+    integral gives grad q_sigma(x~) = int p(x) N(x~; x, sigma^2 I) (x - x~)/sigma^2 dx, so
+    grad log q_sigma(x~) = (E[x | x~] - x~) / sigma^2. With a learned score this is the best denoiser the
+    score allows. score_model(x, sigma) -> (batch, d); x_tilde: (batch, d); sigma > 0. Returns (batch, d).
+    Reference: Efron (2011), "Tweedie's formula and selection bias"; Vincent (2011).
+    """
+    x_tilde = _check_x(x_tilde, "x_tilde")
+    sigma = check_positive(sigma, "sigma")
+    return x_tilde + sigma**2 * _checked_score(score_model, x_tilde, sigma)
+
+
+# --------------------------------------------------------------------------------------------- choosing settings
+def sigma_max_rule(x: torch.Tensor, max_points: int = 4096) -> float:
+    """Song & Ermon (2020), technique 1: sigma_1 = the largest Euclidean distance between two training points.
+
+    At that noise level q_sigma_1 is one broad blob in which Langevin chains move freely between any two
+    data points. x: (n, ...) data; uses the first ``max_points`` points (the distances are computed in
+    blocks, so memory stays O(n)). Returns a float.
+    """
+    x = _check_x(x)
+    max_points = check_int(max_points, "max_points", minimum=2)
+    flat = x[:max_points].reshape(min(len(x), max_points), -1).to(torch.float64)
+    best = torch.zeros((), dtype=torch.float64, device=x.device)
+    for start in range(0, len(flat), 512):
+        best = torch.maximum(best, torch.cdist(flat[start : start + 512], flat).max())
+    return float(best)
+
+
+def _normal_cdf(t: float) -> float:
+    return 0.5 * math.erfc(-t / math.sqrt(2.0))
+
+
+def sigma_ratio_rule(dim: int, overlap: float = 0.5) -> float:
+    """Song & Ermon (2020), technique 2: the ratio gamma = sigma_{i-1}/sigma_i of a geometric sequence of noise levels.
+
+    In d dimensions a sample of N(0, sigma^2 I) has norm ~ N(sigma sqrt(d), sigma^2/2). gamma is chosen so that
+    a sample of level i lies within 3 standard deviations of the typical norm of level i-1 with probability
+    ``overlap`` (0.5 in the paper):
+        Phi(sqrt(2d)(gamma - 1) + 3 gamma) - Phi(sqrt(2d)(gamma - 1) - 3 gamma) = overlap,
+    so adjacent levels overlap and samples of one level are good starts for the next. Returns gamma > 1.
+    For d <= 4 the left side never falls below 0.997: the rule does not constrain gamma in so few
+    dimensions (ValueError); choose the number of levels by cost instead.
+    """
+    dim = check_int(dim, "dim", minimum=1)
+    overlap = float(overlap)
+    if not 0.0 < overlap < 1.0:
+        raise ValueError(f"overlap must be in (0, 1); got {overlap}.")
+
+    def coverage(gamma: float) -> float:
+        centre = math.sqrt(2 * dim) * (gamma - 1)
+        return _normal_cdf(centre + 3 * gamma) - _normal_cdf(centre - 3 * gamma)
+
+    hi = 2.0
+    while coverage(hi) > overlap:
+        hi *= 2
+        if hi > 1e6:
+            raise ValueError(
+                f"in d = {dim} dimensions every gamma > 1 keeps adjacent noise levels overlapping with probability "
+                f"above {overlap}: the rule does not constrain gamma (it is meant for high-dimensional data)."
+            )
+    lo = 1.0
+    for _ in range(200):  # coverage decreases in gamma on [1, hi]: bisection
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if coverage(mid) > overlap else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def annealed_variance_ratio(step_size: float, n_steps_each: int, gamma: float, sigma_min: float) -> float:
+    """What T steps of annealed Langevin at one level do to the variance, for data at a single point.
+
+    If the data are one point, q_sigma = N(0, sigma^2 I) and the update x <- x + (alpha/2) s + sqrt(alpha) z
+    with alpha = epsilon sigma_i^2/sigma_L^2 is the AR(1) x <- rho x + sqrt(alpha) z, rho = 1 - epsilon/(2 sigma_L^2),
+    the same at every level. Started from the previous level's variance sigma_{i-1}^2 = gamma^2 sigma_i^2,
+    the variance after T steps, relative to the target sigma_i^2, is
+        rho^(2T) (gamma^2 - c) + c,   c = (epsilon/sigma_L^2) / (1 - rho^2),
+    where c > 1 is unadjusted Langevin's stationary bias. Song & Ermon (2020, technique 4) pick epsilon to
+    bring this close to 1 (they write the step as x + alpha s + sqrt(2 alpha) z, i.e. their epsilon is half
+    ours). step_size: epsilon > 0; n_steps_each: T >= 1; gamma >= 1; sigma_min: sigma_L > 0.
+    """
+    step_size = check_positive(step_size, "step_size")
+    n_steps_each = check_int(n_steps_each, "n_steps_each", minimum=1)
+    gamma = check_positive(gamma, "gamma")
+    sigma_min = check_positive(sigma_min, "sigma_min")
+    rho = 1.0 - step_size / (2 * sigma_min**2)
+    if not -1.0 < rho < 1.0:
+        raise ValueError(
+            f"step_size {step_size} is unstable at sigma_min = {sigma_min}: need step_size < 4 sigma_min^2 = "
+            f"{4 * sigma_min**2:g}."
+        )
+    c = (step_size / sigma_min**2) / (1.0 - rho**2)
+    return rho ** (2 * n_steps_each) * (gamma**2 - c) + c
+
+
+def choose_step_size(n_steps_each: int, gamma: float, sigma_min: float) -> float:
+    """Song & Ermon (2020), technique 4: the step epsilon that brings :func:`annealed_variance_ratio` closest to 1.
+
+    Choose T (``n_steps_each``) as large as the budget allows, then epsilon: too small and T steps do not
+    shrink the previous level's variance gamma^2 sigma_i^2 to sigma_i^2; too large and the discretisation
+    bias c > 1 takes over. Searched on a fine logarithmic grid of epsilon in (0, 2 sigma_min^2). Returns epsilon.
+    """
+    n_steps_each = check_int(n_steps_each, "n_steps_each", minimum=1)
+    gamma = check_positive(gamma, "gamma")
+    sigma_min = check_positive(sigma_min, "sigma_min")
+    grid = torch.logspace(-8, math.log10(1.999 * sigma_min**2), 4001, dtype=torch.float64).tolist()
+    return min(grid, key=lambda eps: abs(annealed_variance_ratio(eps, n_steps_each, gamma, sigma_min) - 1.0))

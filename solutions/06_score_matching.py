@@ -14,9 +14,10 @@
 # %% [markdown]
 # # Exercises for Chapter 6: score matching
 #
-# Three functions to write, each one a piece of Chapter 6. Replace every `raise NotImplementedError()`
-# with your code, then run the **self-check** cell below the exercise: it tries your function on one case
-# whose answer you can verify by hand. The grader runs further, hidden checks on other inputs:
+# Three functions to write, each one a piece of Chapter 6, and one prediction to make before an experiment.
+# Replace every `raise NotImplementedError()` with your code, then run the **self-check** cell below the
+# exercise: it tries your function on one case whose answer you can verify by hand (or, for the prediction,
+# runs the experiment). The grader runs further, hidden checks on other inputs:
 #
 # ```
 # python -m ebm_teach.grade 06_score_matching.ipynb
@@ -186,4 +187,64 @@ assert abs(float(out.var()) - 0.5) < 0.02, "not yet right: alpha_i = step_size *
 from ebm_teach.grade import run_checks
 
 run_checks("06_score_matching", "6.3", annealed_langevin_sweep)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 6.4: predict where plain Langevin leaves the chains (3 points)
+#
+# Section 4 of the chapter ran plain Langevin dynamics with the *exact* score of
+# $p = 0.8\,\mathcal N((5,5), I) + 0.2\,\mathcal N((-5,-5), I)$ (blurred by $\sigma = 0.5$; 1000 steps of
+# $\epsilon = 0.05$) from 2000 chains started uniformly on the square $[-8, 8]^2$, and about half of them, not
+# 80 %, ended near $(5, 5)$.
+#
+# **Before running anything**, predict the fraction of chains that end near $(5, 5)$ (on the side
+# $x_1 + x_2 > 0$) when they start uniformly on another square $[a, b]^2$. Write your prediction as a formula
+# in $a$ and $b$ (no simulation inside the function). Then run the self-check: it runs the experiment on three
+# squares and prints your prediction beside what happened.
+#
+# *Hint:* where does a chain go from its starting point, and what fraction of the square is on each side?
+# The sum of two independent uniform variables on $[a, b]$ has a triangular density on $[2a, 2b]$.
+
+# %%
+def predicted_fraction(a, b):
+    """Predicted fraction of plain-Langevin chains, started uniformly on [a, b]^2, that end near (5, 5).
+
+    a < b are floats. Returns a float in [0, 1], from a formula in a and b.
+    """
+    if not a < b:
+        raise ValueError(f"need a < b; got a = {a}, b = {b}.")
+    ### BEGIN SOLUTION
+    # Each chain stays in the basin it starts in, so the answer is P(U1 + U2 > 0), U1, U2 ~ U(a, b):
+    # U1 + U2 has a triangular density on [2a, 2b] with its peak at a + b.
+    width = b - a
+    if a >= 0:
+        return 1.0
+    if b <= 0:
+        return 0.0
+    if a + b >= 0:
+        return 1.0 - 2 * a**2 / width**2  # the left corner of the triangle, below 0, has mass (-2a)^2 / (2 w^2)
+    return 2 * b**2 / width**2  # the right corner, above 0
+    ### END SOLUTION
+
+
+# %% tags=["self-check"]
+# Self-check: the experiment of section 4 on three squares (about a second).
+from ebm_teach import make_generator
+from ebm_teach.data import GaussianMixture
+from ebm_teach.score import annealed_langevin, mixture_noisy_score
+
+mixture = GaussianMixture.isotropic(torch.tensor([[5.0, 5.0], [-5.0, -5.0]]), 1.0, [0.8, 0.2])
+for a, b in [(-8.0, 8.0), (-6.0, 2.0), (-2.0, 9.0)]:
+    start = a + (b - a) * torch.rand(2000, 2, generator=make_generator(0))
+    x, _ = annealed_langevin(mixture_noisy_score(mixture), start, [0.5], 0.05, 1000, generator=make_generator(1))
+    measured = float((x.sum(1) > 0).float().mean())
+    prediction = float(predicted_fraction(a, b))
+    print(f"square [{a:g}, {b:g}]^2: predicted {prediction:.3f}, measured {measured:.3f}")
+    assert abs(prediction - measured) < 0.04, "not yet right: where does each chain end?"
+
+# %% tags=["hidden-test"]
+### BEGIN HIDDEN TESTS
+from ebm_teach.grade import run_checks
+
+run_checks("06_score_matching", "6.4", predicted_fraction)
 ### END HIDDEN TESTS

@@ -14,10 +14,11 @@
 # %% [markdown]
 # # Exercises for Chapter 7: joint energy models
 #
-# Four functions to write, each one a piece of Chapter 7: the energy a classifier defines, the JEM loss of a
-# batch, and the two metrics the chapter evaluates with. Replace every `raise NotImplementedError()` with
-# your code, then run the **self-check** cell below the exercise: it tries your function on one case whose
-# answer you can verify by hand. The grader runs further, hidden checks on other inputs:
+# Three functions to write, each one a piece of Chapter 7 (the energy a classifier defines, the JEM loss of
+# a batch, the expected calibration error), and one result to derive (the AUROC of Gaussian scores).
+# Replace every `raise NotImplementedError()` with your code, then run the **self-check** cell below the
+# exercise: it tries your function on one case whose answer you can verify by hand. The grader runs further,
+# hidden checks on other inputs:
 #
 # ```
 # python -m ebm_teach.grade 07_jem.ipynb
@@ -162,38 +163,51 @@ run_checks("07_jem", "7.3", expected_calibration_error)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Exercise 7.4: AUROC from scores, ties included (3 points)
+# ## Exercise 7.4: the AUROC of Gaussian scores, derived (3 points)
 #
 # An out-of-distribution score should be higher for in-distribution inputs. Its AUROC is the probability
-# that a random in-distribution score beats a random out-of-distribution one, a tie counting one half:
+# that a random in-distribution score beats a random out-of-distribution one (a tie counting one half):
 #
-# $$\mathrm{AUROC} = P(s_\text{in} > s_\text{out}) + \tfrac12 P(s_\text{in} = s_\text{out})
-#   = \frac{1}{n_\text{in} n_\text{out}} \sum_{i, j} \Bigl(\mathbb 1[s^\text{in}_i > s^\text{out}_j] + \tfrac12 \mathbb 1[s^\text{in}_i = s^\text{out}_j]\Bigr).$$
+# $$\mathrm{AUROC} = P(s_\text{in} > s_\text{out}) + \tfrac12 P(s_\text{in} = s_\text{out}).$$
 #
-# Comparing all pairs at once with broadcasting is fine for a few thousand scores.
+# The chapter's histograms of $\log p(\mathbf{x})$ look roughly bell-shaped. Suppose the scores are exactly
+# Gaussian and independent: $s_\text{in} \sim \mathcal N(\mu_\text{in}, \sigma_\text{in}^2)$ and
+# $s_\text{out} \sim \mathcal N(\mu_\text{out}, \sigma_\text{out}^2)$. **Derive** the AUROC as a closed form in the four
+# parameters, using the standard normal CDF $\Phi(t) = \tfrac12\bigl(1 + \operatorname{erf}(t/\sqrt2)\bigr)$, and
+# return it (no sampling: `math.erf` is all you need). *Hint:* what is the distribution of
+# $s_\text{in} - s_\text{out}$, and how likely is a tie?
 
 # %%
-def auroc(scores_in, scores_out):
-    """AUROC = P(s_in > s_out) + ½ P(s_in = s_out) over all pairs; a Python float (or 0-dim tensor) in [0, 1].
+def gaussian_auroc(mu_in, sd_in, mu_out, sd_out):
+    """AUROC of a score distributed N(mu_in, sd_in^2) in distribution and N(mu_out, sd_out^2) out of it.
 
-    scores_in: (n_in,) tensor of in-distribution scores; scores_out: (n_out,) tensor of OOD scores.
+    All four are floats (sd_in, sd_out > 0). Returns a float in [0, 1] from your closed form.
     """
+    if sd_in <= 0 or sd_out <= 0:
+        raise ValueError(f"the standard deviations must be > 0; got {sd_in} and {sd_out}.")
     ### BEGIN SOLUTION
-    a = scores_in.to(torch.float64)[:, None]
-    b = scores_out.to(torch.float64)[None, :]
-    return float((a > b).to(torch.float64).mean() + 0.5 * (a == b).to(torch.float64).mean())
+    # s_in - s_out ~ N(mu_in - mu_out, sd_in^2 + sd_out^2); ties have probability 0.
+    t = (mu_in - mu_out) / math.sqrt(sd_in**2 + sd_out**2)
+    return 0.5 * (1 + math.erf(t / math.sqrt(2)))
     ### END SOLUTION
 
 
 # %% tags=["self-check"]
-# Self-check: in = (3, 2, 2), out = (2, 1): 3 wins twice, each 2 ties once and wins once: (2 + 2·1.5)/6 = 5/6.
-value = auroc(torch.tensor([3.0, 2.0, 2.0]), torch.tensor([2.0, 1.0]))
-print(f"AUROC = {float(value):.6f}, expected 5/6 = {5 / 6:.6f}")
-assert abs(float(value) - 5 / 6) < 1e-9, "not yet right: a tie counts one half"
+# Self-check: equal distributions give 0.5. Then a Monte Carlo estimate: all pairs of 2000 sampled scores.
+value = float(gaussian_auroc(1.0, 2.0, 1.0, 2.0))
+print(f"AUROC for identical distributions = {value:.6f}, expected 0.5")
+assert abs(value - 0.5) < 1e-9, "not yet right: identical score distributions cannot be told apart"
+g = torch.Generator().manual_seed(0)
+s_in = 1.0 + 0.5 * torch.randn(2000, generator=g, dtype=torch.float64)
+s_out = -0.5 + 1.5 * torch.randn(2000, generator=g, dtype=torch.float64)
+estimate = float((s_in[:, None] > s_out[None, :]).double().mean())
+value = float(gaussian_auroc(1.0, 0.5, -0.5, 1.5))
+print(f"AUROC: your formula {value:.4f}, Monte Carlo over all pairs {estimate:.4f}")
+assert abs(value - estimate) < 0.015, "not yet right: what is the distribution of s_in - s_out?"
 
 # %% tags=["hidden-test"]
 ### BEGIN HIDDEN TESTS
 from ebm_teach.grade import run_checks
 
-run_checks("07_jem", "7.4", auroc)
+run_checks("07_jem", "7.4", gaussian_auroc)
 ### END HIDDEN TESTS

@@ -16,6 +16,7 @@ from ebm_teach.core import DivergenceError
 from ebm_teach.data import toy_data_labelled
 from ebm_teach.evaluate import accuracy, auroc
 from ebm_teach.jem import (
+    fit_temperature,
     JEM,
     MLPClassifier,
     class_energy_from_logits,
@@ -287,6 +288,58 @@ def test_chapter7_hidden_checks_reject_typical_mistakes():
     for check in (ch07.check_ece_hand_values, ch07.check_ece_bin_edges, ch07.check_ece_random):
         check(expected_calibration_error)
 
-    fails(ch07.check_auroc_hand_values, lambda a, b: float((a[:, None] > b[None]).double().mean()))  # ties as 0
-    fails(ch07.check_auroc_random_ties, lambda a, b: float((a[:, None] >= b[None]).double().mean()))  # ties as 1
-    ch07.check_auroc_random_ties(auroc)
+    def gaussian(sign=1.0, var_out=True, sqrt=True):
+        def gaussian_auroc(mu_in, sd_in, mu_out, sd_out):
+            var = sd_in**2 + (sd_out**2 if var_out else 0.0)
+            t = sign * (mu_in - mu_out) / (math.sqrt(var) if sqrt else var)
+            return 0.5 * (1 + math.erf(t / math.sqrt(2)))
+        return gaussian_auroc
+
+    for check in (ch07.check_gaussian_auroc_hand_value, ch07.check_gaussian_auroc_against_quadrature):
+        check(gaussian())
+    fails(ch07.check_gaussian_auroc_hand_value, gaussian(sign=-1.0))  # in and out swapped
+    fails(ch07.check_gaussian_auroc_against_quadrature, gaussian(var_out=False))  # forgets that s_out varies
+    fails(ch07.check_gaussian_auroc_against_quadrature, gaussian(sqrt=False))  # variance for standard deviation
+
+
+def test_chapter7_gaussian_auroc_reference_matches_the_pair_count_on_samples():
+    from ebm_teach.grade.checks import ch07_jem as ch07
+
+    g = torch.Generator().manual_seed(13)
+    for mu_in, sd_in, mu_out, sd_out in [(1.0, 0.5, -0.5, 1.5), (0.0, 2.0, 0.3, 0.4)]:
+        s_in = mu_in + sd_in * torch.randn(3000, generator=g, dtype=torch.float64)
+        s_out = mu_out + sd_out * torch.randn(3000, generator=g, dtype=torch.float64)
+        assert ch07._quadrature_auroc(mu_in, sd_in, mu_out, sd_out) == pytest.approx(auroc(s_in, s_out), abs=0.015)
+
+
+# --------------------------------------------------------------------------------------------- temperature scaling
+def test_fit_temperature_recovers_the_temperature_that_generated_the_labels():
+    # Labels drawn from softmax(f / T0): the maximum-likelihood temperature converges to T0.
+    g = torch.Generator().manual_seed(11)
+    logits = torch.randn(200_000, 5, generator=g, dtype=torch.float64) * 2
+    for t0 in (0.5, 2.0):
+        y = torch.multinomial(torch.softmax(logits / t0, 1), 1, generator=g).squeeze(1)
+        assert fit_temperature(logits, y) == pytest.approx(t0, rel=0.02)
+
+
+def test_fit_temperature_is_a_stationary_point_of_the_cross_entropy():
+    g = torch.Generator().manual_seed(12)
+    logits = torch.randn(500, 4, generator=g, dtype=torch.float64) * 3
+    y = torch.randint(0, 4, (500,), generator=g)
+    t = fit_temperature(logits, y)
+    beta = torch.tensor(1 / t, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits * beta, y), beta)
+    assert abs(float(grad)) < 1e-6  # golden section locates a flat minimum to ~sqrt(machine epsilon)
+    # and a minimum: the cross-entropy is higher a little on either side
+    ce = lambda b: float(torch.nn.functional.cross_entropy(logits * b, y))
+    assert ce(1 / t) < min(ce(1.05 / t), ce(0.95 / t))
+
+
+def test_fit_temperature_rejects_bad_input():
+    logits = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="t_min < t_max"):
+        fit_temperature(logits, torch.tensor([0, 1, 0]), t_min=2.0, t_max=1.0)
+    with pytest.raises(TypeError, match="integer class labels"):
+        fit_temperature(logits, torch.tensor([0.0, 1.0, 0.0]))
+    with pytest.raises(ValueError, match="one label per row"):
+        fit_temperature(logits, torch.tensor([0, 1]))

@@ -12,15 +12,21 @@ from ebm_teach.score import (
     EnergyScore,
     NoiseConditionalScoreNet,
     annealed_langevin,
+    annealed_variance_ratio,
+    choose_step_size,
     denoising_score_matching_loss,
     dsm_target,
+    ema_update,
     exact_score_matching_loss,
     fisher_divergence,
     geometric_sigmas,
     mixture_noisy_score,
     noise_conditional_dsm_loss,
+    sigma_max_rule,
+    sigma_ratio_rule,
     sliced_score_matching_loss,
     train_score_model,
+    tweedie_denoise,
 )
 
 D64 = torch.float64
@@ -460,3 +466,157 @@ def test_ch06_sweep_checks_accept_the_answer_and_reject_typical_mistakes():
     _fails(ch06.check_sweep_order_of_levels, _sweep(reverse=True))  # smallest sigma first
     _fails(ch06.check_sweep_one_step_by_hand, _sweep(sqrt_noise=False))  # noise alpha z instead of sqrt(alpha) z
     _fails(ch06.check_sweep_gaussian_moments, _sweep(sqrt_noise=False))
+
+
+def _prediction(kind):
+    def predicted_fraction(a, b):
+        w = b - a
+        if kind == "true weight":  # believes Langevin finds the weights
+            return 0.8
+        if kind == "half":  # the chapter's number, whatever the square
+            return 0.5
+        if kind == "flipped":  # the fraction on the other side
+            return 1 - _prediction("right")(a, b)
+        if kind == "weighted":  # the start's split times the weights, renormalised
+            f = _prediction("right")(a, b)
+            return 0.8 * f / (0.8 * f + 0.2 * (1 - f))
+        if a >= 0 or b <= 0:
+            return 1.0 if a >= 0 else 0.0
+        return 1 - 2 * a**2 / w**2 if a + b >= 0 else 2 * b**2 / w**2
+    return predicted_fraction
+
+
+def test_ch06_prediction_checks_accept_the_answer_and_reject_typical_mistakes():
+    for check in (ch06.check_prediction_on_the_chapters_square, ch06.check_prediction_on_random_squares):
+        check(_prediction("right"))
+    _fails(ch06.check_prediction_on_the_chapters_square, _prediction("true weight"))
+    _fails(ch06.check_prediction_on_random_squares, _prediction("half"))
+    _fails(ch06.check_prediction_on_random_squares, _prediction("flipped"))
+    _fails(ch06.check_prediction_on_random_squares, _prediction("weighted"))
+
+
+def test_ch06_prediction_reference_is_the_area_fraction_by_monte_carlo():
+    g = gen(40)
+    for a, b in [(-6.0, 2.0), (-1.0, 9.0), (-3.0, 3.5)]:
+        u = a + (b - a) * torch.rand(400_000, 2, generator=g, dtype=D64)
+        assert ch06._fraction_on_the_first_side(a, b) == pytest.approx(float((u.sum(1) > 0).double().mean()), abs=0.004)
+
+
+# --------------------------------------------------------------------------------------------- Tweedie, EMA, settings
+def test_tweedie_denoise_is_the_gaussian_posterior_mean():
+    # p = N(m, s^2 I): E[x | x~] = m + s^2/(s^2 + sigma^2) (x~ - m), and the exact noisy score is
+    # -(x~ - m)/(s^2 + sigma^2).
+    m, s, sigma = torch.tensor([1.0, -2.0], dtype=D64), 1.5, 0.7
+    x_tilde = torch.randn(50, 2, generator=gen(30), dtype=D64) * 2
+    got = tweedie_denoise(lambda y, sig: -(y - m) / (s**2 + sig**2), x_tilde, sigma)
+    want = m + s**2 / (s**2 + sigma**2) * (x_tilde - m)
+    assert torch.allclose(got, want, atol=1e-12)
+
+
+def test_tweedie_denoise_with_a_mixture_score_is_the_mixture_posterior_mean():
+    # Independent formula: E[x | x~] = sum_k r_k(x~) [m_k + C_k (C_k + sigma^2 I)^{-1} (x~ - m_k)].
+    means = torch.tensor([[2.0, 0.0], [-1.0, 1.5]], dtype=D64)
+    covs = torch.stack([torch.tensor([[1.0, 0.3], [0.3, 0.5]], dtype=D64), 0.4 * torch.eye(2, dtype=D64)])
+    mix = GaussianMixture(means, covs, torch.tensor([0.3, 0.7], dtype=D64))
+    sigma = 0.8
+    x_tilde = torch.randn(40, 2, generator=gen(31), dtype=D64) * 2
+    got = tweedie_denoise(mixture_noisy_score(mix), x_tilde, sigma)
+    noisy = covs + sigma**2 * torch.eye(2, dtype=D64)
+    log_r = torch.stack([torch.distributions.MultivariateNormal(means[k], noisy[k]).log_prob(x_tilde)
+                         for k in range(2)], 1) + mix.weights.log()
+    r = torch.softmax(log_r, 1)
+    post = torch.stack([means[k] + (x_tilde - means[k]) @ torch.linalg.solve(noisy[k], covs[k]) for k in range(2)], 1)
+    assert torch.allclose(got, (r[:, :, None] * post).sum(1), atol=1e-10)
+
+
+def test_ema_update_has_the_geometric_closed_form():
+    model, ema = torch.nn.Linear(3, 2).double(), torch.nn.Linear(3, 2).double()
+    with torch.no_grad():
+        start = [p.clone() for p in ema.parameters()]
+    for _ in range(7):
+        ema_update(ema, model, 0.9)
+    for p_ema, p0, p in zip(ema.parameters(), start, model.parameters()):
+        # theta_ema after n steps towards a fixed theta: theta + m^n (theta_0 - theta)
+        assert torch.allclose(p_ema, p + 0.9**7 * (p0 - p), atol=1e-12)
+        assert p_ema.grad is None
+
+
+def test_train_score_model_ema_is_the_moving_average_of_the_trajectory():
+    import copy
+
+    torch.manual_seed(0)
+    model = NoiseConditionalScoreNet(dim=2, hidden=8, n_layers=1).double()
+    ema = copy.deepcopy(model)
+    trajectory = []
+    x = torch.randn(64, 2, generator=gen(32), dtype=D64)
+    objective = lambda mdl, xb, g: denoising_score_matching_loss(lambda y: mdl(y, 0.5), xb, 0.5, generator=g)
+    train_score_model(model, x, objective, n_steps=20, batch_size=16, lr=1e-2, generator=gen(33), log_every=1,
+                      ema=ema, ema_decay=0.8,
+                      callback=lambda step, mdl: trajectory.append([p.detach().clone() for p in mdl.parameters()]))
+    assert len(trajectory) == 20
+    torch.manual_seed(0)  # the same initial weights as the model had
+    average = [p.detach().double().clone() for p in NoiseConditionalScoreNet(dim=2, hidden=8, n_layers=1).parameters()]
+    for params in trajectory:
+        average = [0.8 * a + 0.2 * p for a, p in zip(average, params)]
+    for a, p_ema in zip(average, ema.parameters()):
+        assert torch.allclose(p_ema, a, atol=1e-10)
+
+
+def test_sigma_max_rule_is_the_largest_pairwise_distance():
+    x = torch.randn(700, 3, generator=gen(34), dtype=D64)
+    assert sigma_max_rule(x) == pytest.approx(float(torch.pdist(x).max()), rel=1e-12)
+    line = torch.tensor([[0.0], [3.0], [-4.5], [1.0]], dtype=D64)
+    assert sigma_max_rule(line) == pytest.approx(7.5)
+
+
+def test_sigma_ratio_rule_makes_adjacent_levels_overlap_by_half():
+    d = 1000
+    gamma = sigma_ratio_rule(d)
+    assert 1.0 < gamma < 1.2
+    # Monte Carlo of what the rule approximates: a sample of N(0, I) (level i) lands within 3 standard
+    # deviations (3 gamma / sqrt 2) of level i-1's typical norm gamma sqrt(d) about half of the time.
+    norms = torch.randn(20_000, d, generator=gen(35)).norm(dim=1).double()
+    inside = ((norms - gamma * math.sqrt(d)).abs() <= 3 * gamma / math.sqrt(2)).double().mean()
+    assert float(inside) == pytest.approx(0.5, abs=0.03)
+    with pytest.raises(ValueError, match="does not constrain gamma"):
+        sigma_ratio_rule(2)
+
+
+def test_annealed_variance_ratio_matches_a_simulation_of_annealed_langevin():
+    # Data at the point 0: q_sigma = N(0, sigma^2). Level 1 of annealed Langevin starts from level 0's
+    # distribution N(0, (gamma sigma_1)^2); after T steps its variance / sigma_1^2 is the closed form.
+    sigma_l, gamma, eps, t = 0.5, 1.6, 0.02, 15
+    sigmas = [gamma * sigma_l, sigma_l]
+    x0 = gamma * sigmas[0] * torch.randn(200_000, 1, generator=gen(36), dtype=D64)
+    _, info = annealed_langevin(lambda y, sig: -y / sig**2, x0, sigmas, eps, t, generator=gen(37))
+    ratio = float(info.x_levels[0].var()) / sigmas[0] ** 2
+    want = annealed_variance_ratio(eps, t, gamma, sigma_l)
+    assert ratio == pytest.approx(want, abs=5 * want * math.sqrt(2 / 200_000))
+    # Long chains forget the start: the ratio tends to ULA's bias 1 / (1 - eps / (4 sigma_L^2)).
+    assert annealed_variance_ratio(eps, 100_000, gamma, sigma_l) == pytest.approx(1 / (1 - eps / (4 * sigma_l**2)))
+
+
+def test_choose_step_size_minimises_the_distance_of_the_ratio_to_one():
+    gamma, sigma_l, t = 1.39, 0.5, 100
+    best = choose_step_size(t, gamma, sigma_l)
+    gap = abs(annealed_variance_ratio(best, t, gamma, sigma_l) - 1)
+    for eps in torch.logspace(-5, math.log10(0.49), 300).tolist():
+        assert gap <= abs(annealed_variance_ratio(eps, t, gamma, sigma_l) - 1) + 1e-9
+    with pytest.raises(ValueError, match="unstable"):
+        annealed_variance_ratio(1.0, 10, gamma, sigma_l)
+
+
+def test_ema_and_callback_reject_bad_input():
+    model = NoiseConditionalScoreNet(dim=2, hidden=8, n_layers=1)
+    x = torch.randn(16, 2)
+    obj = lambda mdl, xb, g: noise_conditional_dsm_loss(mdl, xb, [1.0, 0.5], generator=g)
+    with pytest.raises(TypeError, match="separate copy"):
+        train_score_model(model, x, obj, n_steps=1, ema=model)
+    with pytest.raises(ValueError, match="same shapes"):
+        train_score_model(model, x, obj, n_steps=1, ema=NoiseConditionalScoreNet(dim=2, hidden=4, n_layers=1))
+    with pytest.raises(ValueError, match="ema_decay"):
+        ema_update(NoiseConditionalScoreNet(dim=2, hidden=8, n_layers=1), model, 1.0)
+    with pytest.raises(TypeError, match="callback"):
+        train_score_model(model, x, obj, n_steps=1, callback=3)
+    with pytest.raises(ValueError, match="x_tilde"):
+        tweedie_denoise(lambda y, s: y, torch.zeros(3), 1.0)

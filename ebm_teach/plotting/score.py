@@ -25,7 +25,7 @@ def plot_objective_curves(theta, curves: dict, ax=None, title: str = "", xlabel:
     for label, y in curves.items():
         ax.plot(_np(theta), _np(y), label=label, ls="--" if label in dashed else "-")
     ax.set(xlabel=xlabel, ylabel=ylabel)
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=9)
     if title:
         ax.set_title(title)
     return ax
@@ -41,7 +41,7 @@ def plot_cost_vs_dimension(dims, seconds: dict, ax=None, title: str = ""):
     first = min(float(np.asarray(t, dtype=float)[0]) for t in seconds.values()) * 1e3
     ax.loglog(d, first * d / d[0], ":", color="gray", label=r"$\propto d$")
     ax.set(xlabel="dimension $d$", ylabel="ms per loss and gradient")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=9)
     if title:
         ax.set_title(title)
     return ax
@@ -114,7 +114,8 @@ def plot_annealing_snapshots(x_levels, sigmas, levels: Optional[Sequence[int]] =
     if levels is None:
         levels = sorted({int(round(i)) for i in np.linspace(0, len(sig) - 1, 4)})
     if axes is None:
-        fig, axes = plt.subplots(1, len(levels), figsize=(2.6 * len(levels), 2.8), sharex=True, sharey=True)
+        fig, axes = plt.subplots(1, len(levels), figsize=(min(8.0, 2.0 * len(levels)), 2.4), sharex=True,
+                                 sharey=True)
     axes = np.atleast_1d(axes)
     for ax, i in zip(axes, levels):
         x = x_levels[i]
@@ -124,5 +125,6 @@ def plot_annealing_snapshots(x_levels, sigmas, levels: Optional[Sequence[int]] =
         ax.set_aspect("equal")
     axes[0].set_ylabel("$x_2$")
     if title:
-        axes[0].figure.suptitle(title)
+        axes[0].figure.suptitle(title, fontsize=10)
+    axes[0].figure.tight_layout()
     return axes

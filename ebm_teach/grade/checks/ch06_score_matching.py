@@ -7,6 +7,12 @@
     against the closed form, and its average over random directions against the exact trace.
 6.3 annealed Langevin against the order of its score calls, one step rebuilt by hand from the same noise,
     and the closed-form AR(1) mean and variance for Gaussian data with its exact noisy scores.
+6.4 the predicted fraction of plain-Langevin chains that end near (5, 5) against the fraction of the
+    starting square on that side of the basin boundary x1 + x2 = 0, computed here by one-dimensional
+    quadrature, on random squares (chapter 6, section 4: each chain stays in the basin it starts in).
+
+Random inputs come from check_seed(k), so a secret grading seed changes them; every expected value is
+computed from the inputs.
 """
 from __future__ import annotations
 
@@ -15,13 +21,14 @@ import math
 import torch
 
 from ebm_teach.grade.asserts import as_float64, assert_close, assert_shape
-from ebm_teach.grade.spec import Check, Exercise
+from ebm_teach.grade.spec import Check, Exercise, check_seed
 
 DTYPE = torch.float64
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+def _gen(k: int) -> torch.Generator:
+    """The generator for a check's k-th random input (moved by a secret grading seed, if one is set)."""
+    return torch.Generator().manual_seed(check_seed(k))
 
 
 # ----------------------------------------------------------------------------- 6.1 DSM target and loss
@@ -260,6 +267,49 @@ def check_sweep_gaussian_moments(sweep):
         )
 
 
+# ----------------------------------------------------------------------------- 6.4 the prediction
+def _fraction_on_the_first_side(a: float, b: float, n: int = 200_001) -> float:
+    """P(U1 + U2 > 0) for U1, U2 ~ U(a, b) independent, by the midpoint rule over U1 (independent of any formula):
+    given U1 = u, P(U2 > -u) = clip((b - max(a, -u)) / (b - a), 0, 1)."""
+    u = a + (torch.arange(n, dtype=DTYPE) + 0.5) * (b - a) / n
+    return float(((b - torch.maximum(torch.full_like(u, a), -u)) / (b - a)).clamp(0, 1).mean())
+
+
+def _predict(predicted_fraction, a, b):
+    out = as_float64(predicted_fraction(a, b), f"predicted_fraction({a:g}, {b:g})")
+    assert_shape(out, (), f"predicted_fraction({a:g}, {b:g}) (a single number)")
+    return float(out)
+
+
+def check_prediction_on_the_chapters_square(predicted_fraction):
+    got = _predict(predicted_fraction, -8.0, 8.0)
+    if abs(got - 0.8) < 0.02:
+        raise AssertionError(
+            "predicted_fraction(-8, 8) gave the true weight 0.8, but plain Langevin does not find the weights: "
+            "each chain stays in the basin of the mode it starts in. What fraction of the square [-8, 8]^2 lies "
+            "on the (5, 5) side of the boundary x1 + x2 = 0?"
+        )
+    if abs(got - 0.5) > 0.02:
+        raise AssertionError(f"on the chapter's square [-8, 8]^2 about half the chains end near (5, 5); got {got:.3f}.")
+
+
+def check_prediction_on_random_squares(predicted_fraction):
+    g = _gen(20)
+    squares = [(-6.0, 2.0), (-1.0, 9.0), (1.0, 4.0), (-7.0, -0.5)]
+    for _ in range(4):
+        lo, width = float(torch.rand((), generator=g, dtype=DTYPE) * 16 - 10), float(torch.rand((), generator=g, dtype=DTYPE) * 12 + 1)
+        squares.append((round(lo, 3), round(lo + width, 3)))
+    for a, b in squares:
+        want = _fraction_on_the_first_side(a, b)
+        got = _predict(predicted_fraction, a, b)
+        if abs(got - want) > 0.02:
+            raise AssertionError(
+                f"for chains started uniformly on the square [{a:g}, {b:g}]^2 the fraction that ends near (5, 5) "
+                f"is {want:.3f} (the share of the square with x1 + x2 > 0, where the basin of (5, 5) is); your "
+                f"prediction is {got:.3f}. The weights 0.8/0.2 do not enter: where does each chain end?"
+            )
+
+
 EXERCISES = [
     Exercise(
         id="6.1",
@@ -287,6 +337,14 @@ EXERCISES = [
             Check("calls the score n_steps_each times per level, largest sigma first", check_sweep_order_of_levels, 1),
             Check("one step x + (eps/2) s + sqrt(eps) z, rebuilt from the same noise", check_sweep_one_step_by_hand, 1),
             Check("Gaussian data: final mean and variance match the AR(1) closed form", check_sweep_gaussian_moments, 2),
+        ],
+    ),
+    Exercise(
+        id="6.4",
+        name="predicted_fraction",
+        checks=[
+            Check("the chapter's square [-8, 8]^2", check_prediction_on_the_chapters_square, 1),
+            Check("squares on one side, across the boundary and off-centre", check_prediction_on_random_squares, 2),
         ],
     ),
 ]

@@ -7,7 +7,11 @@
     negatives' logits.
 7.3 ECE against hand-worked cases (including a confidence on a bin edge) and a plain-Python loop over
     examples on random predictions.
-7.4 AUROC against hand-worked cases with ties and a plain-Python double loop over pairs.
+7.4 the AUROC of Gaussian scores against a hand-worked case and against P(s_in > s_out) computed here by
+    quadrature, integral of phi_in(s) Phi_out(s) ds, on random means and standard deviations.
+
+Random inputs come from check_seed(k), so a secret grading seed changes them; every expected value is
+computed from the inputs.
 """
 from __future__ import annotations
 
@@ -16,13 +20,18 @@ import math
 import torch
 
 from ebm_teach.grade.asserts import as_float64, assert_close, assert_shape
-from ebm_teach.grade.spec import Check, Exercise
+from ebm_teach.grade.spec import Check, Exercise, check_seed
 
 DTYPE = torch.float64
 
 
+def _gen(k: int) -> torch.Generator:
+    """The generator for a check's k-th random input (moved by a secret grading seed, if one is set)."""
+    return torch.Generator().manual_seed(check_seed(k))
+
+
 def _random_logits(n, k, seed, scale=3.0):
-    return torch.randn(n, k, generator=torch.Generator().manual_seed(seed), dtype=DTYPE) * scale
+    return torch.randn(n, k, generator=_gen(seed), dtype=DTYPE) * scale
 
 
 def _py_logsumexp(row) -> float:
@@ -99,7 +108,7 @@ def check_loss_hand_value(jem_loss):
 def check_loss_random_batches(jem_loss):
     for seed, (n, m, k) in enumerate([(5, 5, 3), (8, 3, 10), (2, 9, 4)]):
         logits, logits_neg = _random_logits(n, k, 10 + seed), _random_logits(m, k, 20 + seed)
-        y = torch.randint(0, k, (n,), generator=torch.Generator().manual_seed(30 + seed))
+        y = torch.randint(0, k, (n,), generator=_gen(30 + seed))
         out = _loss(jem_loss, logits, y, logits_neg, "jem_loss")
         where = (f"jem_loss for {n} data points and {m} negatives with {k} classes (each term is a mean over "
                  "its own batch)")
@@ -110,7 +119,7 @@ def check_loss_gradient(jem_loss):
     n, m, k = 6, 4, 5
     logits = _random_logits(n, k, 40).requires_grad_(True)
     logits_neg = _random_logits(m, k, 41).requires_grad_(True)
-    y = torch.randint(0, k, (n,), generator=torch.Generator().manual_seed(42))
+    y = torch.randint(0, k, (n,), generator=_gen(42))
     out = _loss(jem_loss, logits, y, logits_neg, "jem_loss")
     if not out.requires_grad:
         raise AssertionError("jem_loss's result does not depend on the logits through autograd; keep it a torch "
@@ -171,44 +180,50 @@ def check_ece_bin_edges(expected_calibration_error):
 def check_ece_random(expected_calibration_error):
     for seed, (n, k, n_bins) in enumerate([(200, 3, 15), (57, 10, 10), (300, 2, 5)]):
         probs = torch.softmax(_random_logits(n, k, 50 + seed, scale=2.0), dim=1)
-        y = torch.randint(0, k, (n,), generator=torch.Generator().manual_seed(60 + seed))
+        y = torch.randint(0, k, (n,), generator=_gen(60 + seed))
         got = _ece(expected_calibration_error, probs, y, n_bins, "expected_calibration_error")
         assert_close(got, _py_ece(probs, y, n_bins), f"ECE of {n} random predictions over {k} classes with "
                      f"{n_bins} bins (compared with a loop over the examples)", rtol=1e-9, atol=1e-9)
 
 
-# ----------------------------------------------------------------------------- 7.4 AUROC
-def _py_auroc(a, b) -> float:
-    total = sum((1.0 if x > z else 0.5 if x == z else 0.0) for x in a.tolist() for z in b.tolist())
-    return total / (len(a) * len(b))
+# ----------------------------------------------------------------------------- 7.4 the AUROC of Gaussian scores
+def _quadrature_auroc(mu_in, sd_in, mu_out, sd_out, n=400_001) -> float:
+    """P(s_in > s_out) = integral of phi_in(s) * Phi_out(s) ds, by the trapezoid rule over +-12 sd_in."""
+    s = torch.linspace(mu_in - 12 * sd_in, mu_in + 12 * sd_in, n, dtype=DTYPE)
+    density_in = torch.exp(-0.5 * ((s - mu_in) / sd_in) ** 2) / (sd_in * math.sqrt(2 * math.pi))
+    cdf_out = 0.5 * torch.erfc(-(s - mu_out) / (sd_out * math.sqrt(2)))
+    return float(torch.trapezoid(density_in * cdf_out, s))
 
 
-def _auroc(auroc, a, b, what="auroc"):
-    out = as_float64(auroc(a, b), what)
+def _gaussian(gaussian_auroc, mu_in, sd_in, mu_out, sd_out):
+    what = f"gaussian_auroc({mu_in:g}, {sd_in:g}, {mu_out:g}, {sd_out:g})"
+    out = as_float64(gaussian_auroc(mu_in, sd_in, mu_out, sd_out), what)
     assert_shape(out, (), f"{what} (a single number)")
-    return out
+    return float(out), what
 
 
-def check_auroc_hand_values(auroc):
-    cases = [
-        ([3.0, 2.0, 2.0], [2.0, 1.0], 5 / 6, "in = (3, 2, 2), out = (2, 1)"),
-        ([1.0, 1.0, 1.0], [1.0, 1.0], 0.5, "all scores tied"),
-        ([5.0, 6.0], [1.0, 2.0, 3.0], 1.0, "perfect separation"),
-        ([1.0, 2.0], [5.0, 6.0], 0.0, "every OOD score higher"),
-    ]
-    for a, b, expected, label in cases:
-        got = _auroc(auroc, torch.tensor(a, dtype=DTYPE), torch.tensor(b, dtype=DTYPE))
-        assert_close(got, expected, f"auroc for {label}", rtol=1e-9, atol=1e-9)
+def check_gaussian_auroc_hand_value(gaussian_auroc):
+    # s_in - s_out ~ N(sqrt 2, 2) when the means differ by sqrt 2 and both sds are 1: AUROC = Phi(1).
+    got, what = _gaussian(gaussian_auroc, math.sqrt(2), 1.0, 0.0, 1.0)
+    want = 0.5 * (1 + math.erf(1 / math.sqrt(2)))
+    if abs(got - (1 - want)) < 1e-6:
+        raise AssertionError(f"{what} gave 1 - Phi(1) = {got:.6f}: the sign is flipped. A higher in-distribution "
+                             "mean must give an AUROC above 0.5.")
+    assert_close(got, want, f"{what} (the difference of the scores is N(sqrt 2, 2): Phi(1))", rtol=1e-9, atol=1e-9)
 
 
-def check_auroc_random_ties(auroc):
-    g = torch.Generator().manual_seed(70)
-    for n_in, n_out in [(40, 33), (7, 120)]:
-        a = torch.randint(0, 6, (n_in,), generator=g).to(DTYPE)
-        b = torch.randint(-2, 4, (n_out,), generator=g).to(DTYPE)
-        got = _auroc(auroc, a, b)
-        assert_close(got, _py_auroc(a, b), f"auroc on {n_in} and {n_out} integer scores with many ties "
-                     "(compared with a loop over all pairs)", rtol=1e-9, atol=1e-9)
+def check_gaussian_auroc_against_quadrature(gaussian_auroc):
+    g = _gen(80)
+    for _ in range(6):
+        mu_in, mu_out = (float(v) for v in torch.randn(2, generator=g, dtype=DTYPE) * 2)
+        sd_in, sd_out = (float(v) for v in 0.3 + 2.5 * torch.rand(2, generator=g, dtype=DTYPE))
+        want = _quadrature_auroc(mu_in, sd_in, mu_out, sd_out)
+        got, what = _gaussian(gaussian_auroc, mu_in, sd_in, mu_out, sd_out)
+        if abs(got - want) > 1e-6:
+            raise AssertionError(
+                f"{what} should be P(s_in > s_out) = {want:.6f} (by quadrature); got {got:.6f}. The difference "
+                "s_in - s_out is Gaussian: what are its mean and its variance (both scores vary)?"
+            )
 
 
 EXERCISES = [
@@ -242,10 +257,11 @@ EXERCISES = [
     ),
     Exercise(
         id="7.4",
-        name="auroc",
+        name="gaussian_auroc",
         checks=[
-            Check("four hand-worked cases, ties included", check_auroc_hand_values, 1.5),
-            Check("matches a loop over all pairs on heavily tied scores", check_auroc_random_ties, 1.5),
+            Check("the hand-worked case Phi(1)", check_gaussian_auroc_hand_value, 1),
+            Check("matches P(s_in > s_out) by quadrature for random means and spreads",
+                  check_gaussian_auroc_against_quadrature, 2),
         ],
     ),
 ]
