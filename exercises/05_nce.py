@@ -15,9 +15,10 @@
 # %% [markdown]
 # # Exercises for Chapter 5: noise-contrastive estimation
 #
-# Three functions to write, each one a result of Chapter 5. Replace every `raise NotImplementedError()`
-# with your code, then run the **self-check** cell below the exercise: it tries your function on one case
-# whose answer you can verify by hand. The grader runs further, hidden checks on other inputs:
+# Four exercises: three functions that are results of Chapter 5, and one derivation whose answer the
+# grader checks numerically. Replace every `raise NotImplementedError()` with your code, then run the
+# **self-check** cell below the exercise: it tries your function on one case whose answer you can verify by
+# hand. The grader runs further, hidden checks on other inputs:
 #
 # ```
 # python -m ebm_teach.grade 05_nce.ipynb
@@ -131,3 +132,37 @@ def decision_boundary(sigma2, sigma_n2, nu=1.0, c=0.0):
 value = decision_boundary(1.0, 4.0)
 print(f"|x| = {value:.4f} (expected sqrt(8/3 ln(2 sqrt(2 pi))) = {math.sqrt(8 / 3 * math.log(2 * math.sqrt(2 * math.pi))):.4f})")
 assert abs(value - 2.0734) < 1e-3, "not yet right"
+
+
+# %% [markdown]
+# ## Exercise 5.4: how much noise buys how much efficiency? A derivation (2 points)
+#
+# Gutmann & Hyvärinen's Theorem 3 (chapter 5, section 3) gives NCE's asymptotic covariance
+#
+# $$\Sigma = I_\nu^{-1} - \Big(1 + \frac1\nu\Big) I_\nu^{-1} \mathbf{m}\mathbf{m}^\top I_\nu^{-1},\qquad
+#   I_\nu = \int \mathbf{g}\mathbf{g}^\top P_\nu\, p_d,\quad \mathbf{m} = \int \mathbf{g} P_\nu\, p_d,
+#   \quad P_\nu = \frac{\nu p_n}{p_d + \nu p_n}.$$
+#
+# Take noise equal to the data, $p_n = p_d$. Then $P_\nu$ is a constant. Show that $\Sigma$ is then a fixed
+# multiple of $I^{-1} - I^{-1}\bar{\mathbf{g}}\bar{\mathbf{g}}^\top I^{-1}$, with $I = \int \mathbf{g}
+# \mathbf{g}^\top p_d$ and $\bar{\mathbf{g}} = \int \mathbf{g}\, p_d$ (that matrix is the Cramér–Rao bound
+# of maximum likelihood for the normalised model; take it as given). Which multiple? Then answer the
+# practical question: **how many noise samples per data point** make NCE's variance exactly `ratio` times
+# the Cramér–Rao bound? Raise a `ValueError` when no finite $\nu$ does. The hidden checks compare your $\nu$
+# with the theorem evaluated by quadrature.
+
+# %%
+def noise_ratio_for_efficiency(ratio):
+    """The noise ratio nu at which NCE with p_n = p_d has ratio times the Cramer-Rao variance.
+
+    ratio: a number, the allowed variance as a multiple of the Cramer-Rao bound.
+    Returns nu > 0 as a float. Raises ValueError when no finite nu achieves it.
+    """
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% tags=["self-check"]
+# Self-check: with nu = 1 noise sample per data point the variance is twice the bound.
+print(f"nu for ratio 2: {noise_ratio_for_efficiency(2.0)} (expected 1.0)")
+assert abs(noise_ratio_for_efficiency(2.0) - 1.0) < 1e-9, "not yet right"

@@ -14,7 +14,8 @@
 # %% [markdown]
 # # Exercises for Chapter 4: Langevin dynamics and MCMC diagnostics
 #
-# Four functions to write, each one a piece of Chapter 4. Replace every `raise NotImplementedError()` with
+# Four exercises: three functions that are pieces of Chapter 4, and one derivation that connects its first
+# two sections, checked numerically. Replace every `raise NotImplementedError()` with
 # your code, then run the **self-check** cell below the exercise: it tries your function on a case whose
 # answer you can verify. The grader runs further, hidden checks on other inputs:
 #
@@ -135,55 +136,7 @@ run_checks("04_langevin", "4.2", mala_acceptance_prob)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Exercise 4.3: sampling from a replay buffer (4 points)
-#
-# A replay buffer stores past negative samples. To start a batch of chains, each row is, independently,
-# fresh noise with probability `reinit_fraction` (5 % in Du & Mordatch) and otherwise a uniformly chosen
-# row of the buffer (with replacement). An empty buffer gives all-fresh rows. Return the batch and a bool
-# mask saying which rows are fresh. Draw every random number from `generator` (`torch.rand`,
-# `torch.randint` and `noise_fn` all take it).
-
-# %%
-def sample_from_buffer(buffer, batch_size, noise_fn, reinit_fraction, generator):
-    """A batch of chain starts: each row fresh noise with probability reinit_fraction, else a random buffer row.
-
-    buffer: (n_stored, d) tensor (n_stored may be 0); batch_size: number of rows to return;
-    noise_fn: callable noise_fn(n, generator) -> (n, d) tensor of fresh noise; reinit_fraction in [0, 1];
-    generator: torch.Generator for all randomness.
-    Returns (x, fresh_mask): x a (batch_size, d) tensor, fresh_mask a (batch_size,) bool tensor, True where
-    the row came from noise_fn.
-    """
-    if not 0.0 <= reinit_fraction <= 1.0:
-        raise ValueError(f"reinit_fraction must lie in [0, 1]; got {reinit_fraction}.")
-    ### BEGIN SOLUTION
-    noise = noise_fn(batch_size, generator)
-    if len(buffer) == 0:
-        return noise, torch.ones(batch_size, dtype=torch.bool)
-    fresh = torch.rand(batch_size, generator=generator) < reinit_fraction
-    idx = torch.randint(0, len(buffer), (batch_size,), generator=generator)
-    x = torch.where(fresh[:, None], noise, buffer[idx])
-    return x, fresh
-    ### END SOLUTION
-
-
-# %% tags=["self-check"]
-# Self-check: with reinit_fraction = 0.5 about half the rows are fresh (noise is negative, buffer rows are not).
-buffer = torch.arange(20, dtype=torch.float64).reshape(10, 2)
-noise_fn = lambda n, g: -1.0 - torch.rand(n, 2, generator=g, dtype=torch.float64)
-x, fresh = sample_from_buffer(buffer, 1000, noise_fn, 0.5, torch.Generator().manual_seed(0))
-print(f"fraction fresh: {float(fresh.double().mean()):.3f} (expected about 0.5 ± 0.06)")
-assert x.shape == (1000, 2) and bool((x[fresh] < 0).all()) and bool((x[~fresh] >= 0).all()), "not yet right"
-assert abs(float(fresh.double().mean()) - 0.5) < 0.06, "not yet right: the fraction is off"
-
-# %% tags=["hidden-test"]
-### BEGIN HIDDEN TESTS
-from ebm_teach.grade import run_checks
-
-run_checks("04_langevin", "4.3", sample_from_buffer)
-### END HIDDEN TESTS
-
-# %% [markdown]
-# ## Exercise 4.4: the autocorrelation function of a chain (2 points)
+# ## Exercise 4.3: the autocorrelation function of a chain (2 points)
 #
 # For a chain $x_1, \dots, x_n$ with mean $\bar x$, the autocovariance at lag $t$ is
 # $\hat\gamma(t) = \frac1n \sum_{s=1}^{n-t} (x_s - \bar x)(x_{s+t} - \bar x)$ (divide by $n$ at every lag:
@@ -221,5 +174,52 @@ assert torch.allclose(rho[:4], torch.tensor([1.0, -0.9, 0.8, -0.7], dtype=torch.
 ### BEGIN HIDDEN TESTS
 from ebm_teach.grade import run_checks
 
-run_checks("04_langevin", "4.4", autocorrelation)
+run_checks("04_langevin", "4.3", autocorrelation)
+### END HIDDEN TESTS
+
+
+# %% [markdown]
+# ## Exercise 4.4: what is a ULA chain worth? A derivation (3 points)
+#
+# On the Gaussian energy $E(x) = x^2/(2s^2)$ one ULA step is $x' = (1 - \tfrac{\epsilon}{2s^2})\,x +
+# \sqrt\epsilon\,z$ (section 1). That is an AR(1) chain. Derive, on paper:
+#
+# 1. its autocorrelation $\rho(t)$ at stationarity (start from $\operatorname{Cov}(x_{t+1}, x_0)$ written
+#    in terms of $\operatorname{Cov}(x_t, x_0)$);
+# 2. its integrated autocorrelation time $\tau = 1 + 2\sum_{t \ge 1}\rho(t)$ as a function of $\epsilon$
+#    and $s^2$ (a geometric series);
+# 3. the effective sample size $n/\tau$ of $n$ consecutive stationary steps.
+#
+# Then write the result as a function. Predict before you code: at which step size is a ULA chain worth
+# *more* than $n$ independent draws? (Your formula says; the check tests that case too.) The chain diverges
+# for $\epsilon \ge 4s^2$: raise a `ValueError` there, as the skeleton does. The hidden checks compare your
+# formula with simulated chains: the variance of a chain's mean must be the stationary variance divided by
+# your ESS.
+
+# %%
+def ula_chain_ess(n, step_size, s2):
+    """The effective sample size n / tau of n stationary ULA steps on E(x) = x^2 / (2 s2).
+
+    n: number of steps (int > 0); step_size: eps > 0; s2: the target's variance s^2 > 0.
+    Returns a float: n / tau, with tau the integrated autocorrelation time of the ULA chain.
+    """
+    if not 0 < step_size < 4 * s2:
+        raise ValueError(f"ULA on this Gaussian is stable only for 0 < eps < 4 s2 = {4 * s2}; got {step_size}.")
+    ### BEGIN SOLUTION
+    rho = 1 - step_size / (2 * s2)  # x_{t+1} = rho x_t + noise, so rho(t) = rho^t
+    tau = (1 + rho) / (1 - rho)  # 1 + 2 sum_{t>=1} rho^t
+    return n / tau
+    ### END SOLUTION
+
+
+# %% tags=["self-check"]
+# Self-check: at eps = 2 s^2 a ULA step forgets its start completely (rho = 0): n steps are n draws.
+print(f"ESS of 1000 steps at eps = 2, s2 = 1: {ula_chain_ess(1000, 2.0, 1.0):.1f} (expected 1000)")
+assert abs(ula_chain_ess(1000, 2.0, 1.0) - 1000) < 1e-9, "not yet right: at eps = 2 s2 the steps are independent"
+
+# %% tags=["hidden-test"]
+### BEGIN HIDDEN TESTS
+from ebm_teach.grade import run_checks
+
+run_checks("04_langevin", "4.4", ula_chain_ess)
 ### END HIDDEN TESTS

@@ -1,12 +1,14 @@
 """Hidden checks for chapter 4's exercises (solutions/04_langevin.py).
 
-4.1 one Langevin step against energies whose gradients are known in closed form, the seeds' other convention,
+4.1 one Langevin step against energies whose gradients are known in closed form, the other common convention,
     and gradient hygiene (no parameter .grad written, result detached).
 4.2 the MALA acceptance probability against log-densities from torch.distributions, and detailed balance
     p(x) q(x'|x) alpha(x->x') = p(x') q(x|x') alpha(x'->x) on a non-Gaussian energy.
-4.3 sampling from a replay buffer: the fresh fraction within binomial error, rows taken whole from the noise or
-    the buffer, uniform use of the buffer (chi-square), the edge cases (empty buffer, fraction 0 and 1).
-4.4 the autocorrelation function against the direct O(n^2) sum and the AR(1) answer rho^t.
+4.3 the autocorrelation function against the direct O(n^2) sum and the AR(1) answer rho^t.
+4.4 the effective sample size of a stationary ULA chain on a Gaussian, against the autocorrelation series
+    summed numerically and against the variance of chain means over simulated chains (both signs of rho).
+
+Random inputs come from ebm_teach.grade.spec.check_seed, so a secret grading seed changes them.
 """
 from __future__ import annotations
 
@@ -16,13 +18,14 @@ import torch
 from torch import nn
 
 from ebm_teach.grade.asserts import as_float64, assert_close, assert_shape
-from ebm_teach.grade.spec import Check, Exercise
+from ebm_teach.grade.spec import Check, Exercise, check_seed
 
 DTYPE = torch.float64
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+def _gen(k: int) -> torch.Generator:
+    """A generator for the check's k-th random input (changed by a secret grading seed)."""
+    return torch.Generator().manual_seed(check_seed(k))
 
 
 # ----------------------------------------------------------------------------- 4.1 one Langevin step
@@ -70,7 +73,7 @@ def check_step_nonlinear(langevin_update):
     _, got = _call_step(langevin_update, x, _quartic, eps, z, "langevin_update on E = sum x^4/4 + x1 x2")
     assert_close(got, x - 0.5 * eps * grad + math.sqrt(eps) * z, "langevin_update on E = sum x^4/4 + x1 x2",
                  rtol=1e-6, atol=1e-8)
-    # the seeds' other convention x' = x - eps' grad E + sqrt(2 eps') z with eps' = eps / 2 is the same step
+    # the other common convention x' = x - eps' grad E + sqrt(2 eps') z with eps' = eps / 2 is the same step
     assert_close(got, x - (eps / 2) * grad + math.sqrt(2 * (eps / 2)) * z,
                  "langevin_update compared with the convention eps' = eps/2", rtol=1e-6, atol=1e-8)
 
@@ -160,113 +163,7 @@ def check_alpha_detailed_balance(mala_acceptance_prob):
         raise AssertionError("for every pair, one of the two directions must be accepted with probability 1.")
 
 
-# ----------------------------------------------------------------------------- 4.3 sampling from a replay buffer
-def _noise_recorder(dim):
-    """A noise_fn whose rows are all negative and distinct (unlike any buffer row), remembering what it returned."""
-    seen = []
-
-    def noise_fn(n, generator):
-        rows = -1.0 - torch.rand(n, dim, generator=generator, dtype=DTYPE)
-        seen.append(rows)
-        return rows
-
-    return noise_fn, seen
-
-
-def _buffer(n, dim=2):
-    # row i is (i, i + 0.5, ...): non-negative, and its index can be read back from the first entry
-    return torch.arange(n, dtype=DTYPE)[:, None] + 0.5 * torch.arange(dim, dtype=DTYPE)[None, :]
-
-
-def _call_buffer(sample_from_buffer, buffer, n, f, seed):
-    noise_fn, seen = _noise_recorder(buffer.shape[1])
-    out = sample_from_buffer(buffer, n, noise_fn, f, _gen(seed))
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise AssertionError(f"sample_from_buffer should return a pair (x, fresh_mask); got {type(out).__name__}.")
-    x, fresh = out
-    x = as_float64(x, "x from sample_from_buffer")
-    assert_shape(x, (n, buffer.shape[1]), "x (one row per sample)")
-    if not isinstance(fresh, torch.Tensor) or fresh.dtype != torch.bool or fresh.shape != (n,):
-        raise AssertionError(f"fresh_mask should be a bool tensor of shape ({n},); got {fresh!r:.80}.")
-    return x, fresh, seen
-
-
-def check_buffer_fraction_and_rows(sample_from_buffer):
-    # n = 40 000: the fresh fraction's standard error is sqrt(f(1-f)/n); 4.5 SE is exceeded with prob. < 1e-5.
-    buffer = _buffer(300)
-    n = 40_000
-    for f in (0.05, 0.3):
-        x, fresh, seen = _call_buffer(sample_from_buffer, buffer, n, f, seed=10)
-        frac = float(fresh.double().mean())
-        se = math.sqrt(f * (1 - f) / n)
-        if abs(frac - f) > 4.5 * se:
-            raise AssertionError(
-                f"with reinit_fraction = {f} the fraction of fresh rows was {frac:.4f}; it should be within "
-                f"{4.5 * se:.4f} of {f}. Decide each row independently: fresh where torch.rand(n) < reinit_fraction."
-            )
-        # every fresh row must be a row that noise_fn returned, bit for bit
-        noise_rows = {tuple(row) for batch in seen for row in batch.tolist()}
-        if not all(tuple(row) in noise_rows for row in x[fresh].tolist()):
-            raise AssertionError("rows marked fresh must be rows returned by noise_fn, unchanged.")
-        stale = x[~fresh]
-        idx = stale[:, 0]
-        if not bool(((idx >= 0) & (idx < len(buffer)) & (idx == idx.round())).all()) or not torch.equal(stale, buffer[idx.long()]):
-            raise AssertionError("rows not marked fresh must be whole rows of the buffer, unchanged.")
-
-
-def check_buffer_uniform(sample_from_buffer):
-    # 50 buffer rows, 50 000 draws without re-initialisation: chi-square with 49 degrees of freedom has mean 49,
-    # standard deviation 9.9; 49 + 5 sd = 99 is exceeded with probability < 1e-5.
-    buffer = _buffer(50)
-    x, fresh, _ = _call_buffer(sample_from_buffer, buffer, 50_000, 0.0, seed=11)
-    if bool(fresh.any()):
-        raise AssertionError("with reinit_fraction = 0 no row may be fresh.")
-    counts = torch.bincount(x[:, 0].long(), minlength=50).double()
-    chi2 = float(((counts - 1000.0) ** 2 / 1000.0).sum())
-    if chi2 > 99.0:
-        raise AssertionError(
-            f"the buffer's rows are not drawn uniformly: counts range from {int(counts.min())} to {int(counts.max())} "
-            "(expected about 1000 each). Draw indices with torch.randint(0, len(buffer), (batch_size,))."
-        )
-
-
-def check_buffer_edge_cases(sample_from_buffer):
-    x, fresh, _ = _call_buffer(sample_from_buffer, _buffer(20), 200, 1.0, seed=12)
-    if not bool(fresh.all()):
-        raise AssertionError("with reinit_fraction = 1 every row must be fresh.")
-    empty = torch.zeros(0, 2, dtype=DTYPE)
-    x, fresh, _ = _call_buffer(sample_from_buffer, empty, 30, 0.05, seed=13)
-    if not bool(fresh.all()) or not bool((x < 0).all()):
-        raise AssertionError("an empty buffer has nothing to give: every row must be fresh noise.")
-    a = _call_buffer(sample_from_buffer, _buffer(40), 100, 0.3, seed=14)
-    b = _call_buffer(sample_from_buffer, _buffer(40), 100, 0.3, seed=14)
-    if not (torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])):
-        raise AssertionError("two calls with generators seeded alike differ: draw all randomness from the generator.")
-    c = _call_buffer(sample_from_buffer, _buffer(40), 100, 0.0, seed=15)
-    d = _call_buffer(sample_from_buffer, _buffer(40), 100, 0.0, seed=16)
-    if torch.equal(c[0], d[0]):
-        raise AssertionError("generators seeded differently picked the same buffer rows: draw the rows at random.")
-
-
-def check_buffer_independent_rows(sample_from_buffer):
-    # Each row is fresh independently, so the number of fresh rows in a batch of n is Binomial(n, f): over 300
-    # batches of n = 100 with f = 0.3 its sample variance should be near n f (1 - f) = 21. The ratio has a
-    # standard deviation of sqrt(2/299) = 0.08, so [0.55, 1.45] is a 5.5-sigma band. A fixed count
-    # round(f n) per batch has variance 0.
-    counts = torch.tensor(
-        [float(_call_buffer(sample_from_buffer, _buffer(40), 100, 0.3, seed=100 + r)[1].sum()) for r in range(300)],
-        dtype=DTYPE,
-    )
-    ratio = float(counts.var()) / 21.0
-    if not 0.55 < ratio < 1.45:
-        raise AssertionError(
-            f"over 300 batches of 100 rows with reinit_fraction = 0.3 the number of fresh rows had variance "
-            f"{float(counts.var()):.1f}; independent draws give about 21. Decide every row on its own "
-            "(fresh = torch.rand(batch_size, generator=generator) < reinit_fraction) rather than fixing the count."
-        )
-
-
-# ----------------------------------------------------------------------------- 4.4 the autocorrelation function
+# ----------------------------------------------------------------------------- 4.3 the autocorrelation function
 def _direct_acf(x: torch.Tensor) -> torch.Tensor:
     xc = x - x.mean()
     n = len(x)
@@ -311,6 +208,77 @@ def check_acf_ar1(autocorrelation):
         )
 
 
+# ----------------------------------------------------------------------------- 4.4 what a ULA chain is worth
+def _ess_by_series(n, eps, s2):
+    """n / tau with tau = 1 + 2 sum_t rho(t), the autocorrelations got by iterating the step's covariance.
+
+    Cov(x_{t+1}, x_0) = a Cov(x_t, x_0) with a = 1 - eps / (2 s2): summed numerically until negligible.
+    """
+    a = 1 - eps / (2 * s2)
+    total, rho = 1.0, 1.0
+    for _ in range(100_000):
+        rho *= a
+        total += 2 * rho
+        if abs(rho) < 1e-17:
+            break
+    return n / total
+
+
+def _call_ess(ula_chain_ess, n, eps, s2):
+    what = f"ula_chain_ess(n={n}, step_size={eps:.4g}, s2={s2:.4g})"
+    out = ula_chain_ess(n, eps, s2)
+    if isinstance(out, torch.Tensor):
+        out = float(out)
+    if not isinstance(out, (int, float)) or not math.isfinite(out):
+        raise AssertionError(f"{what} should return one finite number; got {out!r}.")
+    return float(out), what
+
+
+def check_ess_series(ula_chain_ess):
+    g = _gen(30)
+    for _ in range(6):
+        s2 = 0.3 + 2.7 * float(torch.rand((), generator=g, dtype=DTYPE))
+        eps = 4 * s2 * (0.05 + 0.9 * float(torch.rand((), generator=g, dtype=DTYPE)))
+        n = int(torch.randint(100, 10_000, (), generator=g))
+        got, what = _call_ess(ula_chain_ess, n, eps, s2)
+        expected = _ess_by_series(n, eps, s2)
+        if abs(got - expected) > 1e-6 * expected:
+            rho = 1 - eps / (2 * s2)
+            hint = ""
+            if abs(got - n * eps / (2 * s2) / (2 - eps / (2 * s2))) < 1e-6 * expected:
+                hint = " Check the drift: the step multiplies x by 1 - eps / (2 s2), not 1 - eps / s2."
+            elif abs(got - n * (1 - rho)) < 1e-6 * expected:
+                hint = " tau = 1 + 2 sum_{t>=1} rho(t): the factor 2 counts negative and positive lags."
+            raise AssertionError(f"{what} gave {got:.6g}; the autocorrelation series gives {expected:.6g}.{hint}")
+
+
+def check_ess_simulated(ula_chain_ess):
+    # 4000 stationary chains of n = 2000 steps: the variance of their means is v / ESS (v the stationary
+    # variance), up to O(tau / n) (< 2 % here). The sample variance of 4000 means has a relative standard
+    # error of sqrt(2 / 3999) = 2.2 %, so 12 % is more than 5 standard errors.
+    g = _gen(31)
+    n, m = 2000, 4000
+    s2 = 0.5 + float(torch.rand((), generator=g, dtype=DTYPE))
+    for frac in (0.15 + 0.2 * float(torch.rand((), generator=g, dtype=DTYPE)), 0.75):  # rho > 0, rho = -0.5
+        eps = 4 * s2 * frac
+        a = 1 - eps / (2 * s2)
+        v = eps / (1 - a * a)  # the stationary variance of the chain
+        x = torch.randn(m, generator=g, dtype=DTYPE) * math.sqrt(v)
+        total = torch.zeros(m, dtype=DTYPE)
+        for _ in range(n):
+            x = a * x + math.sqrt(eps) * torch.randn(m, generator=g, dtype=DTYPE)
+            total += x
+        measured = v / float((total / n).var())
+        got, what = _call_ess(ula_chain_ess, n, eps, s2)
+        if abs(got / measured - 1) > 0.12:
+            raise AssertionError(
+                f"{what} gave {got:.1f}, but 4000 simulated chains of {n} steps behave like {measured:.1f} "
+                "independent draws (the variance of their means is the stationary variance divided by that). "
+                + ("At this step size a is negative: successive steps are anticorrelated, and the chain is "
+                   "worth more than n draws." if a < 0 else "")
+            )
+
+
 EXERCISES = [
     Exercise(
         id="4.1",
@@ -332,21 +300,19 @@ EXERCISES = [
     ),
     Exercise(
         id="4.3",
-        name="sample_from_buffer",
-        checks=[
-            Check("re-initialises a fraction within binomial error, with whole rows from noise or buffer",
-                  check_buffer_fraction_and_rows, 1),
-            Check("draws the buffer's rows uniformly (chi-square test)", check_buffer_uniform, 1),
-            Check("handles an empty buffer, fractions 0 and 1, and uses the generator", check_buffer_edge_cases, 1),
-            Check("decides every row independently (the count of fresh rows is binomial)", check_buffer_independent_rows, 1),
-        ],
-    ),
-    Exercise(
-        id="4.4",
         name="autocorrelation",
         checks=[
             Check("matches the direct sum over lags and ignores shifting and scaling", check_acf_direct, 1),
             Check("gives rho^t for an AR(1) chain", check_acf_ar1, 1),
+        ],
+    ),
+    Exercise(
+        id="4.4",
+        name="ula_chain_ess",
+        checks=[
+            Check("matches n / tau with tau summed from the step's autocorrelations", check_ess_series, 1.5),
+            Check("predicts the variance of the mean of simulated chains, also when rho < 0",
+                  check_ess_simulated, 1.5),
         ],
     ),
 ]

@@ -7,6 +7,11 @@
     hand-derived form, and the rejection of a batch without nu noise points per data point.
 5.3 the decision boundary against bisection on the logit built from torch's Normal log-density (never the
     closed form), and the rejection of cases without a boundary.
+5.4 the noise ratio for a given efficiency against Gutmann & Hyvarinen's covariance evaluated by quadrature
+    (ebm_teach.nce.nce_asymptotic_covariance) on a random 1-D Gaussian with noise equal to the data.
+
+Random inputs come from ebm_teach.grade.spec.check_seed, so a secret grading seed changes them; the expected
+answers are computed from the inputs.
 """
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ import math
 import torch
 
 from ebm_teach.grade.asserts import as_float64, assert_close, assert_raises, assert_shape
-from ebm_teach.grade.spec import Check, Exercise
+from ebm_teach.grade.spec import Check, Exercise, check_seed
+from ebm_teach.nce import nce_asymptotic_covariance
 
 DTYPE = torch.float64
 
@@ -26,15 +32,26 @@ def _logit_by_ratio(energy, c, log_noise, nu):
     return torch.log(torch.exp(-energy - c) / (nu * torch.exp(log_noise)))
 
 
-LOGIT_CASES = [
-    (torch.tensor([0.3, -1.2, 2.0, 0.0], dtype=DTYPE), 0.7, torch.tensor([-1.0, -0.5, -4.0, -2.2], dtype=DTYPE), 5.0),
-    (torch.tensor([1.5, 0.1], dtype=DTYPE), -0.4, torch.tensor([-3.0, -1.0], dtype=DTYPE), 1.0),
-    (torch.tensor([0.0, 4.0, -2.0], dtype=DTYPE), 1.2, torch.tensor([-0.9, -6.0, -1.5], dtype=DTYPE), 0.5),
-]
+def _gen(k: int) -> torch.Generator:
+    """A generator for the check's k-th random input (changed by a secret grading seed)."""
+    return torch.Generator().manual_seed(check_seed(k))
+
+
+def _logit_cases():
+    """Three random batches (energies, c, log p_n, nu) with moderate values, nu in (0.2, 6)."""
+    g = _gen(0)
+    cases = []
+    for n in (4, 2, 3):
+        energy = 2 * torch.randn(n, generator=g, dtype=DTYPE)
+        c = float(torch.randn((), generator=g, dtype=DTYPE))
+        log_noise = -0.5 - 4 * torch.rand(n, generator=g, dtype=DTYPE)
+        nu = 0.2 + 5.8 * float(torch.rand((), generator=g, dtype=DTYPE))
+        cases.append((energy, c, log_noise, nu))
+    return cases
 
 
 def check_logit_values(nce_logit):
-    for energy, c, log_noise, nu in LOGIT_CASES:
+    for energy, c, log_noise, nu in _logit_cases():
         out = as_float64(nce_logit(energy.clone(), c, log_noise.clone(), nu), "nce_logit(...)")
         where = f"nce_logit for E = {energy.tolist()}, c = {c}, log p_n = {log_noise.tolist()}, nu = {nu}"
         assert_shape(out, tuple(energy.shape), where)
@@ -79,7 +96,7 @@ def _minus_j_over_1_plus_nu(e_data, e_noise, ln_data, ln_noise, c, nu):
 
 
 def _batch(seed, t_d, nu):
-    gen = torch.Generator().manual_seed(seed)
+    gen = _gen(10 + seed)
     t_n = round(nu * t_d)
     return (torch.randn(t_d, generator=gen, dtype=DTYPE), torch.randn(t_n, generator=gen, dtype=DTYPE) + 1.0,
             -1.0 - torch.rand(t_d, generator=gen, dtype=DTYPE), -1.0 - 2 * torch.rand(t_n, generator=gen, dtype=DTYPE))
@@ -167,12 +184,24 @@ def check_boundary_worked_example(decision_boundary):
                  "decision_boundary(1, 4), the worked example (E = x^2/2, noise N(0, 4), nu = 1, c = 0)", rtol=1e-7)
 
 
+def _boundary_cases():
+    """c = log Z of the standard normal against N(0, 4), then random cases that have a boundary: noise
+    broader than the model with Delta(0) > 0, or narrower with Delta(0) < 0 (then Delta changes sign)."""
+    cases = [(1.0, 4.0, 1.0, 0.5 * math.log(2 * math.pi))]  # where N(0,1) = N(0,4): |x| = 1.360
+    g = _gen(20)
+    while len(cases) < 5:
+        sigma2 = 0.3 + 3 * float(torch.rand((), generator=g, dtype=DTYPE))
+        sigma_n2 = 0.3 + 8 * float(torch.rand((), generator=g, dtype=DTYPE))
+        nu = 0.2 + 4 * float(torch.rand((), generator=g, dtype=DTYPE))
+        c = 2 * float(torch.randn((), generator=g, dtype=DTYPE))
+        delta_0 = -c - math.log(nu) + 0.5 * math.log(2 * math.pi * sigma_n2)
+        if abs(sigma_n2 - sigma2) > 0.2 and abs(delta_0) > 0.05 and (delta_0 > 0) == (sigma_n2 > sigma2):
+            cases.append((sigma2, sigma_n2, nu, c))
+    return cases
+
+
 def check_boundary_other_cases(decision_boundary):
-    cases = [(1.0, 4.0, 1.0, 0.5 * math.log(2 * math.pi)),  # c = log Z: where N(0,1) = N(0,4), |x| = 1.360
-             (0.5, 9.0, 3.0, 0.2),
-             (4.0, 1.0, 1.0, 2.0),                          # noise narrower than the model
-             (2.0, 2.5, 0.25, -0.3)]
-    for sigma2, sigma_n2, nu, c in cases:
+    for sigma2, sigma_n2, nu, c in _boundary_cases():
         assert_close(decision_boundary(sigma2, sigma_n2, nu, c), _boundary_by_bisection(sigma2, sigma_n2, nu, c),
                      f"decision_boundary(sigma2={sigma2}, sigma_n2={sigma_n2}, nu={nu}, c={c:.4g})", rtol=1e-7)
 
@@ -184,12 +213,60 @@ def check_boundary_rejects_no_boundary(decision_boundary):
                   what="decision_boundary(1, 4, nu=1, c=5) (Delta < 0 for every x: the noise always wins)")
 
 
+# ----------------------------------------------------------------------------- 5.4 noise for an efficiency
+def _ratio_by_quadrature(nu, mu, lam):
+    """NCE's asymptotic variances of (mu, Lambda, c) over the Cramer-Rao bound for data N(mu, 1/lam) and
+    noise equal to the data, from Gutmann & Hyvarinen's Theorem 3 by quadrature."""
+    def score(x):  # g = d/d(mu, Lambda, c) of -Lambda (x - mu)^2 / 2 - c
+        r = x[:, 0] - mu
+        return torch.stack([lam * r, -0.5 * r**2, -torch.ones_like(r)], 1)
+
+    def log_p(x):
+        return -0.5 * lam * (x[:, 0] - mu) ** 2 + 0.5 * math.log(lam / (2 * math.pi))
+
+    half = 12 / math.sqrt(lam)
+    sigma = nce_asymptotic_covariance(score, log_p, log_p, nu, [(mu - half, mu + half)], 12000)
+    cramer_rao = torch.tensor([1 / lam, 2 * lam**2, 0.5], dtype=DTYPE)  # ML's variances (c = log Z(Lambda))
+    return torch.diagonal(sigma) / cramer_rao
+
+
+def _call_nu(noise_ratio_for_efficiency, ratio):
+    what = f"noise_ratio_for_efficiency({ratio:.4g})"
+    out = noise_ratio_for_efficiency(ratio)
+    if isinstance(out, torch.Tensor):
+        out = float(out)
+    if not isinstance(out, (int, float)) or not math.isfinite(out) or out <= 0:
+        raise AssertionError(f"{what} should return a number nu > 0; got {out!r}.")
+    return float(out), what
+
+
+def check_efficiency_by_quadrature(noise_ratio_for_efficiency):
+    g = _gen(40)
+    for target in [1.1] + [1.02 + 2 * float(torch.rand((), generator=g, dtype=DTYPE)) for _ in range(3)]:
+        nu, what = _call_nu(noise_ratio_for_efficiency, target)
+        mu = float(torch.randn((), generator=g, dtype=DTYPE))
+        lam = 0.5 + 3 * float(torch.rand((), generator=g, dtype=DTYPE))
+        ratios = _ratio_by_quadrature(nu, mu, lam)
+        if not bool(((ratios - target).abs() < 1e-6 * target).all()):
+            raise AssertionError(
+                f"{what} gave nu = {nu:.6g}; at that nu, with noise equal to the data N({mu:.3g}, 1/{lam:.3g}), "
+                f"the theorem gives variance ratios {[round(v, 5) for v in ratios.tolist()]} for (mu, Lambda, c), "
+                f"not {target:.5g}. Find the multiple of the Cramer-Rao bound as a function of nu first."
+            )
+
+
+def check_efficiency_rejects_the_impossible(noise_ratio_for_efficiency):
+    for ratio in (1.0, 0.8):
+        assert_raises(ValueError, noise_ratio_for_efficiency, ratio,
+                      what=f"noise_ratio_for_efficiency({ratio}) (no finite nu reaches the bound or beats it)")
+
+
 EXERCISES = [
     Exercise(
         id="5.1",
         name="nce_logit",
         checks=[
-            Check("matches log(p_model / (nu p_n)) on three batches", check_logit_values, 1),
+            Check("matches log(p_model / (nu p_n)) on three random batches", check_logit_values, 1),
             Check("is differentiable in the energies and in c", check_logit_gradient, 1),
             Check("raises ValueError for nu <= 0", check_logit_rejects_bad_nu, 1),
         ],
@@ -198,7 +275,7 @@ EXERCISES = [
         id="5.2",
         name="nce_loss",
         checks=[
-            Check("equals -J / (1 + nu) for nu = 1, 3 and 0.5", check_loss_values, 2),
+            Check("equals -J / (1 + nu) for nu = 1, 3 and 0.5 on random batches", check_loss_values, 2),
             Check("stays finite and exact for logits of +-600", check_loss_is_stable, 1),
             Check("its gradient in c matches the hand-derived form", check_loss_gradient_in_c, 0.5),
             Check("raises ValueError without nu noise points per data point", check_loss_rejects_wrong_noise_count, 0.5),
@@ -209,8 +286,18 @@ EXERCISES = [
         name="decision_boundary",
         checks=[
             Check("the worked example: |x| = 2.073", check_boundary_worked_example, 1),
-            Check("matches bisection on the logit in four more cases", check_boundary_other_cases, 1),
+            Check("matches bisection on the logit in five more cases, four of them random",
+                  check_boundary_other_cases, 1),
             Check("raises ValueError when there is no boundary", check_boundary_rejects_no_boundary, 1),
+        ],
+    ),
+    Exercise(
+        id="5.4",
+        name="noise_ratio_for_efficiency",
+        checks=[
+            Check("nu gives the asked variance ratio by the theorem, by quadrature, for 4 ratios",
+                  check_efficiency_by_quadrature, 1.5),
+            Check("raises ValueError for a ratio of 1 or less", check_efficiency_rejects_the_impossible, 0.5),
         ],
     ),
 ]
