@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -39,14 +39,13 @@ from .core import (
     check_probability,
     check_tensor,
     make_generator,
-    progress,
 )
 from .data import GaussianMixture, ring_of_gaussians, toy_data_labelled
 from .energies import MLPEnergy
 from .evaluate import grid
 from .nce import GaussianNoise, NCEModel, nce_loss
 from .rbm import BernoulliRBM
-from .samplers import ReplayBuffer, ula, uniform_noise
+from .samplers import ReplayBuffer, ula
 from .score import (
     EnergyScore,
     denoising_score_matching_loss,
@@ -454,9 +453,10 @@ def train(method: Method, energy: nn.Module, data: torch.Tensor, budget: Optiona
     method's own (NCE's c), and the divergence guard on the loss every ``check_every`` steps. Training stops
     after the first step at which the count reaches ``budget`` (so it overshoots by less than one step's
     cost), or after ``max_steps`` steps (give at least one of the two).
-    checkpoints: counts at which ``on_checkpoint(energy, record)`` is called (e.g. to measure the test
-    log-likelihood); ``record`` holds "evaluations", "seconds" (training time so far, callbacks excluded)
-    and "steps", and the callback's returned dict is merged into it.
+    energy: a module x -> (batch,), or a :class:`CountedEnergy` to go on counting from its current count.
+    checkpoints: counts at which ``on_checkpoint(energy, method)`` is called (e.g. to measure the test
+    log-likelihood); each checkpoint's record holds "evaluations", "seconds" (training time so far, callbacks
+    excluded) and "steps", and the dict the callback returns is merged into it.
 
     Returns a dict: "evaluations" (the exact count), "steps", "seconds", "records" (one per checkpoint
     reached, plus the end). Raises DivergenceError when the loss becomes NaN/inf or explodes.

@@ -37,10 +37,13 @@ from ebm_teach.compare import (
     make_target,
     mean_spread,
     median_bandwidth,
+    mixture_target,
     mmd2,
     mode_weight_error,
     moons_log_prob,
+    noise_conditional_score,
     rbm_measures,
+    read_results,
     train,
 )
 from ebm_teach.compare import _toy_mixture
@@ -344,6 +347,18 @@ def test_bad_input_is_refused_with_a_message(mixture):
         evaluate_2d(mlp(), "mixture")
     with pytest.raises(ValueError, match="box"):
         LangevinML(1, 0.1, "data", box=((1, 0), (0, 1)))
+    with pytest.raises(TypeError, match="GaussianMixture"):
+        mixture_target("t", "a mixture", BOX, small_data(), small_data())
+    with pytest.raises(TypeError, match="callable"):
+        noise_conditional_score(3.0)
+    with pytest.raises(FileNotFoundError, match="experiments/comparison.py"):
+        read_results("/nonexistent/comparison_2d.csv")
+    with pytest.raises(TypeError, match="BernoulliRBM"):
+        rbm_measures(mlp(), torch.zeros(3, 2))
+    with pytest.raises(TypeError, match="Target"):
+        langevin_diagnostics(mlp(), "mixture")
+    with pytest.raises(ValueError, match="at least 2 models"):
+        kendall_tau([1.0], [1.0])
 
 
 def test_the_line_ups_build():
