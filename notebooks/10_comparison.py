@@ -396,10 +396,10 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Against time the score-matching methods lose part of their lead (every step differentiates twice, and they
-# take the most steps), but at this budget they stay ahead. The stored grid follows every method over six
-# budgets from $2^{14}$ to $2^{19}$ on all three targets (mean over three seeds, band from the worst to the best
-# seed):
+# Against time the score-matching methods lose part of their lead, since each of their steps differentiates
+# twice and they take the most steps (the time axis describes this machine only). The stored grid follows
+# every method over six budgets from $2^{14}$ to $2^{19}$ on all three targets (mean over three seeds, band
+# from the worst to the best seed):
 
 # %%
 fig, axes = plt.subplots(2, 2, figsize=(8, 6.6))
@@ -446,12 +446,12 @@ print("STORED:", claim(all(curves[t, m][-1] - curves[t, m][-2] > 0.15 for t in c
 # Read the curves as a practitioner would:
 #
 # * **Where a method is cheap.** Score matching is the cheapest road to a decent density: at $2^{14}$
-#   evaluations a score-matching method leads on every target, since each of its steps costs $B$ evaluations
-#   and it takes thousands of them. NCE is poor at the smallest budgets (its noise must first be told apart from
-#   the data everywhere) and climbs fastest between $2^{15}$ and $2^{17}$.
-# * **Where it saturates.** The score-matching curves flatten early, and sliced SM and NC-DSM wander by a few
-#   tenths of a nat from budget to budget (the band is wide): they have reached the noise floor of their
-#   objectives. CD-1 flattens on the ring and the mixture far below the truth.
+#   evaluations a score-matching method leads on every target: each of its steps costs only $B$ evaluations,
+#   so it takes the most updates. NCE is poor at the smallest budgets (at five evaluations per data point it
+#   has taken 13 updates at $2^{14}$) and climbs fastest between $2^{15}$ and $2^{17}$.
+# * **Where it saturates.** The score-matching curves flatten early, and sliced SM and NC-DSM move up and down
+#   by a few tenths of a nat from budget to budget (wide bands): more updates of these objectives stop buying
+#   likelihood. CD-1 flattens on the ring and the mixture far below the truth.
 # * **Where it is still climbing.** The maximum-likelihood methods with 10-step chains gain more than 0.15 nats
 #   from the last doubling on every target: this grid stops before they saturate. Where they level off, and
 #   whether they then overtake, needs a larger run (`python experiments/comparison.py --scale 8 --seeds 5
@@ -510,11 +510,12 @@ print(claim(min(rbm_ll["CD-1"]) > max(rbm_ll["CD-10"]), "CD-1 beats CD-10 on eve
 # At an equal budget **CD-10 loses to CD-1**: ten sweeps per update buy a better gradient, but a quarter of the
 # updates. Persistent chains do not help at this learning rate (chapter 3 found PCD sensitive to large steps:
 # the chains lag behind a model that moves fast). NCE learns $\log Z$ to a few hundredths of a nat, as in
-# chapter 5, but its model improves slowly: independent Bernoulli noise is easy to tell from digits, so the
-# classifier's signal fades (chapter 5's "noise too far from the data"). And the pseudo-likelihood, which
-# never samples and never touches $Z$, wins on the exact yardstick. On a 64-pixel RBM this is no paradox: the
-# one-pixel conditionals of so small a model pin its parameters down well (Besag's estimator is consistent),
-# and each update is cheap and has no sampling noise. The stored run, at four times the budget:
+# chapter 5, but its model improves slowly, as chapter 5 warns for noise far from the data: independent
+# Bernoulli noise looks little like digits, so the classifier learns little from telling them apart. And the
+# pseudo-likelihood, which never samples and never touches $Z$, wins on the exact yardstick. On a 64-pixel RBM
+# this is no paradox: Besag's estimator is consistent, so the one-pixel conditionals of a model this small pin
+# its parameters down, and each update is cheap and has no sampling noise. The stored run, at four times the
+# budget:
 
 # %%
 stored_rbm_final = [r for r in stored_rbm if "recon" in r]
@@ -534,11 +535,11 @@ print("STORED:", claim(mean_spread(stored_rbm_ll["PCD-1"])[1] > 10 * mean_spread
 # %% [markdown]
 # With more budget CD-1 nearly catches up with the pseudo-likelihood; whether it passes it at a larger budget
 # (the pseudo-likelihood's optimum is not the likelihood's), this run cannot say. PCD-1's spread over seeds is
-# more than ten times CD-1's: its persistent chains fell behind on one seed.
+# more than ten times CD-1's: one of its three runs ended well below the other two.
 #
 # ## 4. What each measure sees
 #
-# Most papers cannot compute the likelihood, so they report something else. With fifteen live RBMs (five
+# Many papers cannot compute the likelihood, so they report something else. With fifteen live RBMs (five
 # methods, three seeds) and their exact log-likelihoods in hand, we can ask how well each proxy *orders* the
 # models. For each proxy, oriented so that larger should mean better, Kendall's $\tau$ with the exact
 # log-likelihood counts agreeing minus disagreeing pairs of models over all pairs ($+1$: the same order;
@@ -603,20 +604,19 @@ print(claim(all(taus[p] > taus["-|energy gap|"] and taus_stored[p] > taus_stored
 #   proxy here, and no surprise: it is a sum of exact conditionals of the same model.
 # * **Reconstruction error agrees too, in these runs.** The models differ mostly in how far training got, and a
 #   better-trained RBM also reconstructs better. That is a property of this line-up, not of the measure:
-#   reconstruction ignores the negative phase and $Z$ altogether (chapter 2), and a model that copies its input
-#   through the hidden layer reconstructs perfectly while its likelihood can be anything. Use it as a sanity
+#   reconstruction ignores the negative phase and $Z$ altogether (chapter 2), and a model with enough hidden
+#   units to copy its input reconstructs perfectly while its likelihood can be anything. Use it as a sanity
 #   check during training, never to rank methods.
 # * **The energy gap is unreliable.** Live it orders the models *backwards* ($\tau < 0$), stored it agrees
 #   fairly well, and in both it is the worst of the four. It says whether a *sampler* finds regions as low as
 #   the data (chapter 4), so it measures the 200 Gibbs sweeps as much as the model: a gap near zero is
 #   compatible with a poor model whose chains mix easily, and a large gap with a good, sharp model whose chains
 #   have not yet reached its low-energy regions.
-# * **MMD² of model samples is weak** at this sample size: 500 samples against 359 test images in 64
-#   dimensions cannot tell models a nat or two apart, and every sample also carries the Gibbs chains' mixing
-#   error.
+# * **MMD² of model samples is weak** (Kendall's $\tau$ near 0.2, live and stored): 500 samples against 359 test
+#   images in 64 dimensions, from chains that may not have mixed, separate the models only coarsely.
 #
-# The 2-D models tell the same story with the measures available there, against the exact log-likelihood of
-# the 24 live models:
+# The 2-D models show the same weakness with the measures available there, against the exact log-likelihood
+# of the 24 live models:
 
 # %%
 models_2d = [(name, d, l) for name in CONTINUOUS_METHODS for d, l in zip(diag[name], ll[name])]
@@ -710,6 +710,7 @@ for situation, choice, evidence, strength in guidance:
 #   repairs that, and noise-conditional DSM's density has among the worst weights while its annealed sampler
 #   has among the best.
 # - Proxies: the pseudo-likelihood ranks small RBMs almost as the exact likelihood does; the energy gap and
-#   sample MMD² do not rank models; reconstruction error agreed here for a reason that does not generalise.
+#   sample MMD² do not rank models reliably; reconstruction error agreed here for a reason that does not
+#   generalise.
 # - A guidance table is only as good as its numbers: in this chapter the evidence is solid for 2-D mixtures and a
 #   64-pixel RBM, and thin beyond.
