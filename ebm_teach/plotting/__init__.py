@@ -9,6 +9,10 @@ from .langevin import *  # noqa: F401,F403
 from .nce import *  # noqa: F401,F403
 from .score import *  # noqa: F401,F403
 from .jem import *  # noqa: F401,F403
-from . import common, jem, langevin, nce, rbm, score
+from .dbm import *  # noqa: F401,F403
+from .crf import *  # noqa: F401,F403
+from .compare import *  # noqa: F401,F403
+from . import common, compare, crf, dbm, jem, langevin, nce, rbm, score
 
-__all__ = common.__all__ + rbm.__all__ + langevin.__all__ + nce.__all__ + score.__all__ + jem.__all__
+__all__ = (common.__all__ + rbm.__all__ + langevin.__all__ + nce.__all__ + score.__all__ + jem.__all__
+           + dbm.__all__ + crf.__all__ + compare.__all__)
