@@ -15,7 +15,8 @@
 # %% [markdown]
 # # Exercises for Chapter 3: persistent contrastive divergence and annealed importance sampling
 #
-# Four functions to write, each one a piece of Chapter 3, for an RBM with energy
+# Four functions to write: three pieces of Chapter 3 and one derivation whose result the grader checks against
+# an experiment (Exercise 3.3), for an RBM with energy
 # $E(\mathbf v, \mathbf h) = -\mathbf v^\top W \mathbf h - \mathbf b^\top \mathbf v - \mathbf c^\top \mathbf h$,
 # $W$ of shape $(n_v, n_h)$. Write them with plain torch operations (not with `ebm_teach.rbm` or
 # `ebm_teach.evaluate`), in float64 where the inputs are float64. Replace every `raise NotImplementedError()`
@@ -122,34 +123,46 @@ assert abs(float(value[0]) - 1.5) < 1e-12, "not yet right: compare with -F_beta 
 
 
 # %% [markdown]
-# ## Exercise 3.3: a numerically stable log-mean-exp (2 points)
+# ## Exercise 3.3: how low is log Ẑ on average? A derivation (3 points)
 #
-# The AIS estimate is $\log \hat Z = \log Z_A + \log\big(\frac1M\sum_m e^{\log w_m}\big)$. Log-weights of a
-# few hundred overflow `exp` (float64 overflows above about 709), and large negative ones underflow to 0.
-# Subtract the maximum first: with $m = \max_i x_i$,
+# With $M$ chains, $\hat Z = Z_A\,\bar w$ with $\bar w = \frac1M\sum_m w_m$, and the weights are independent
+# with mean $\mu = Z/Z_A$ and variance $\sigma^2$. Jensen's inequality says $\mathbb E[\log\hat Z] \le \log Z$;
+# how large is the gap?
 #
-# $$\log \frac1n \sum_i e^{x_i} = m + \log \frac1n \sum_i e^{x_i - m},$$
+# 1. Expand $\log \bar w$ to second order around $\mu$: $\log\bar w \approx \log\mu + \frac{\bar w - \mu}{\mu}
+#    - \frac{(\bar w - \mu)^2}{2\mu^2}$ (the *delta method*).
+# 2. Take expectations, using $\mathbb E[\bar w] = \mu$ and $\operatorname{Var}(\bar w) = \sigma^2/M$, to get
+#    $\mathbb E[\log \hat Z] - \log Z$ in terms of $\sigma^2/\mu^2$ and $M$.
+# 3. Write `log_z_bias(log_w, n_chains)`: estimate $\mu$ and $\sigma^2$ from a sample of log-weights
+#    (say, from a long pilot run) and return your approximation of $\mathbb E[\log\hat Z] - \log Z$ for an
+#    estimate that averages `n_chains` weights. Use the population variance (divide by the number of
+#    log-weights), and compute in a way that does not overflow when the log-weights are in the hundreds
+#    (the ratio $\sigma^2/\mu^2$ does not change when every weight is multiplied by the same number).
 #
-# where every $e^{x_i - m} \le 1$ and the largest is exactly 1. Reduce along `dim`. Entries equal to $-\infty$
-# (a weight of zero) must simply contribute nothing. (Writing it yourself is the exercise: do not call
-# `torch.logsumexp`.)
+# The grader compares your formula with a Monte Carlo experiment on weights whose distribution it knows.
 
 # %%
-def log_mean_exp(x, dim=0):
-    """log((1/n) sum_i exp(x_i)) along ``dim``, stable for large |x|.
+def log_z_bias(log_w, n_chains):
+    """The delta-method approximation of E[log Z^] - log Z for an AIS estimate averaging n_chains weights.
 
-    x: a float tensor with n >= 1 entries along ``dim``, finite or -inf (not all -inf). Returns x reduced
-    along ``dim`` (that dimension removed).
+    log_w: (n,) float64 log-weights, a sample from the weights' distribution; n_chains: M >= 1.
+    Returns a float (<= 0).
     """
+    if n_chains < 1:
+        raise ValueError(f"n_chains must be >= 1; got {n_chains}.")
     # YOUR CODE HERE
     raise NotImplementedError()
 
 
 # %% tags=["self-check"]
-# Self-check: two weights of e^1000: the mean is e^1000, so the answer is 1000 (exp(1000) alone is inf).
-value = float(log_mean_exp(torch.tensor([1000.0, 1000.0], dtype=D)))
-print(f"log_mean_exp([1000, 1000]) = {value}, expected 1000.0")
-assert abs(value - 1000.0) < 1e-9, "not yet right: subtract the maximum before exponentiating"
+# Self-check: weights 1 and 3 have mean 2 and (population) variance 1, so with M = 2 the bias is
+# -1 / (2 * 2 * 2²) = -0.0625; equal weights have no bias; and shifting every log-weight by 1000 changes nothing.
+log_w = torch.log(torch.tensor([1.0, 3.0], dtype=D))
+value = log_z_bias(log_w, 2)
+print(f"log_z_bias = {value:.6f}, expected -0.0625; shifted by 1000: {log_z_bias(log_w + 1000, 2):.6f}")
+assert abs(value + 0.0625) < 1e-12, "not yet right: -Var(w) / (2 M mean(w)^2)"
+assert abs(log_z_bias(log_w + 1000, 2) + 0.0625) < 1e-12, "not yet right: scale the weights before exp"
+assert log_z_bias(torch.zeros(5, dtype=D), 3) == 0.0
 
 
 # %% [markdown]
@@ -165,10 +178,10 @@ assert abs(value - 1000.0) < 1e-9, "not yet right: subtract the maximum before e
 #    $v_i \sim \sigma\big((1-\beta_k) b_{A,i} + \beta_k(b_i + (W\mathbf h)_i)\big)$.
 # 3. At $\beta = 0$ the visible units are independent and the $n_h$ hidden units are fair coins, so
 #    $\log Z_A = \sum_i \operatorname{softplus}(b_{A,i}) + n_h \log 2$, and
-#    $\log \hat Z = \log Z_A + \operatorname{log\text{-}mean\text{-}exp}(\log w)$ (exercise 3.3).
+#    $\log \hat Z = \log Z_A + \log\frac1M\sum_m e^{\log w_m}$ (`torch.logsumexp(log_w, 0) - math.log(M)`).
 #
 # Draw every random number with `torch.rand(..., generator=generator)` and compare it with its probability
-# ($1$ where $u < p$), as in chapter 2. You may call your functions from exercises 3.2 and 3.3.
+# ($1$ where $u < p$), as in chapter 2. You may call your function from exercise 3.2.
 
 # %%
 def ais_log_z(W, b, c, b_A, betas, n_chains, generator):
@@ -184,11 +197,23 @@ def ais_log_z(W, b, c, b_A, betas, n_chains, generator):
 
 
 # %% tags=["self-check"]
-# Self-check: when the RBM is the base (W = 0, b = b_A, c = 0) every weight is 1 and log Z^ is exact,
+# Self-check 1: when the RBM is the base (W = 0, b = b_A, c = 0) every weight is 1 and log Z^ is exact,
 # sum_i softplus(b_i) + n_h log 2.
 b_self = torch.tensor([0.5, -1.0, 2.0], dtype=D)
-log_z_hat, log_w = ais_log_z(torch.zeros(3, 2, dtype=D), b_self, torch.zeros(2, dtype=D), b_self, [0.0, 0.5, 1.0], 10,
-                             torch.Generator().manual_seed(0))
+log_z_hat, log_w = ais_log_z(torch.zeros(3, 2, dtype=D), b_self, torch.zeros(2, dtype=D), b_self,
+                             [0.0, 0.5, 1.0], 10, torch.Generator().manual_seed(0))
 expected = float(F.softplus(b_self).sum()) + 2 * math.log(2)
 print(f"log Z^ = {log_z_hat:.6f}, expected {expected:.6f}")
 assert abs(log_z_hat - expected) < 1e-9, "not yet right: check log Z_A and the weights"
+# Self-check 2: an 8 x 4 RBM with strong weights, whose log Z we can sum over all 2^8 x 2^4 states. With 200
+# temperatures and 100 chains AIS lands within about 0.05 nats; without its Gibbs steps (plain importance
+# sampling from the base) it is off by more than half a nat here.
+g = torch.Generator().manual_seed(0)
+W8, b8, c8 = 2 * torch.randn(8, 4, generator=g, dtype=D), torch.randn(8, generator=g, dtype=D), \
+    torch.randn(4, generator=g, dtype=D)
+vs = torch.tensor([[(i >> k) & 1 for k in range(8)] for i in range(256)], dtype=D)
+exact_log_z = float(torch.logsumexp(vs @ b8 + F.softplus(vs @ W8 + c8).sum(1), 0))  # the hidden units summed
+log_z_hat, _ = ais_log_z(W8, b8, c8, torch.zeros(8, dtype=D), [k / 200 for k in range(201)], 100,
+                         torch.Generator().manual_seed(0))
+print(f"log Z^ = {log_z_hat:.4f}, exact log Z = {exact_log_z:.4f}")
+assert abs(log_z_hat - exact_log_z) < 0.15, "not yet right: check the Gibbs step at each beta_k"

@@ -14,9 +14,10 @@
 # %% [markdown]
 # # Exercises for Chapter 1: the Gaussian EBM
 #
-# Three functions to write, each one a result of Chapter 1. Replace every `raise NotImplementedError()`
-# with your code, then run the **self-check** cell below the exercise: it tries your function on one case
-# whose answer you can verify by hand. The grader runs further, hidden checks on other inputs:
+# Four functions to write: three results of Chapter 1 to implement, and one derivation whose answer the
+# grader checks numerically (Exercise 1.4). Replace every `raise NotImplementedError()` with your code, then
+# run the **self-check** cell below the exercise: it tries your function on one case whose answer you can
+# verify by hand. The grader runs further, hidden checks on other inputs:
 #
 # ```
 # python -m ebm_teach.grade 01_gaussian_ebm.ipynb
@@ -80,48 +81,51 @@ run_checks("01_gaussian_ebm", "1.1", log_partition_quadratic)
 #   = -\frac1B\sum_{i=1}^B \nabla_{\boldsymbol\mu} E(\mathbf{x}_i)
 #   + \mathbb{E}_{\mathbf{x}'\sim p}\left[\nabla_{\boldsymbol\mu} E(\mathbf{x}')\right].$$
 #
-# Estimate the expectation with $n$ exact samples $\mathbf{x}'_j \sim \mathcal N(\boldsymbol\mu, \Lambda^{-1})$:
-# with the Cholesky factor $\Lambda = L L^\top$, $\mathbf{x}' = \boldsymbol\mu + L^{-\top}\mathbf{z}$ and
-# $\mathbf{z} \sim \mathcal N(0, I)$ (`torch.linalg.cholesky`, `torch.linalg.solve_triangular`). Draw every
-# random number from `generator`. The exact answer is $\Lambda(\bar{\mathbf{x}} - \boldsymbol\mu)$, since
-# the negative phase has expectation zero; your estimate should scatter around it with covariance
-# $\Lambda / n$.
+# Estimate the expectation with $n$ exact samples $\mathbf{x}'_j \sim \mathcal N(\boldsymbol\mu, \Lambda^{-1})$,
+# made from the standard normal draws you are given, $\mathbf{z}_j$ (the rows of `z`): with the Cholesky
+# factor $\Lambda = L L^\top$ (`torch.linalg.cholesky`), $\mathbf{x}'_j = \boldsymbol\mu + L^{-\top}\mathbf{z}_j$
+# (`torch.linalg.solve_triangular`). The exact answer is $\Lambda(\bar{\mathbf{x}} - \boldsymbol\mu)$, since
+# the negative phase has expectation zero; your estimate scatters around it with covariance $\Lambda / n$.
+# Mind the signs: the positive phase is $-\nabla E$ at the data, the negative phase $+\nabla E$ at the samples.
 
 # %%
-def loglik_grad_mu(x_data, mu, precision, n_samples, generator):
+def loglik_grad_mu(x_data, mu, precision, z):
     """Monte Carlo estimate of the batch-averaged gradient of log p(x) for μ, with a sampled negative phase.
 
-    (1/B) Σᵢ Λ(xᵢ − μ)  −  (1/n) Σⱼ Λ(x'ⱼ − μ),   x'ⱼ ~ N(μ, Λ⁻¹) drawn with ``generator``.
+    (1/B) Σᵢ Λ(xᵢ − μ)  −  (1/n) Σⱼ Λ(x'ⱼ − μ),   x'ⱼ = μ + L⁻ᵀ zⱼ with Λ = L Lᵀ, so x'ⱼ ~ N(μ, Λ⁻¹).
 
     x_data: (B, d) data batch; mu: (d,); precision: (d, d) symmetric positive definite Λ;
-    n_samples: n ≥ 1 model samples; generator: a torch.Generator. Returns a (d,) tensor in mu's dtype.
+    z: (n, d) standard normal draws, one row per model sample. Returns a (d,) tensor in mu's dtype.
     """
     if x_data.dim() != 2 or mu.dim() != 1 or x_data.shape[1] != mu.shape[0]:
         raise ValueError(f"x_data must be (B, d) and mu (d,); got {tuple(x_data.shape)} and {tuple(mu.shape)}.")
     if precision.shape != (mu.shape[0], mu.shape[0]):
         raise ValueError(f"precision must be (d, d) = {(mu.shape[0],) * 2}; got {tuple(precision.shape)}.")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1; got {n_samples}.")
+    if z.dim() != 2 or z.shape[1] != mu.shape[0] or len(z) < 1:
+        raise ValueError(f"z must be (n, d) with n >= 1 and d = {mu.shape[0]}; got {tuple(z.shape)}.")
     ### BEGIN SOLUTION
-    d = mu.shape[0]
     positive = ((x_data - mu) @ precision).mean(0)  # −∇μE averaged over the data (Λ is symmetric)
     L = torch.linalg.cholesky(precision)
-    z = torch.randn(n_samples, d, generator=generator, dtype=mu.dtype, device=mu.device)
-    x_neg = mu + torch.linalg.solve_triangular(L.T, z.T, upper=True).T  # rows L⁻ᵀz ~ N(0, Λ⁻¹)
+    x_neg = mu + torch.linalg.solve_triangular(L.T, z.T, upper=True).T  # (n, d): rows μ + L⁻ᵀzⱼ
     negative = -((x_neg - mu) @ precision).mean(0)  # ∇μE averaged over the model samples
     return positive + negative
     ### END SOLUTION
 
 
 # %% tags=["self-check"]
-# Self-check: with many samples the estimate is close to the exact gradient Λ(x̄ − μ).
+# Self-check 1: with z = 0 every model sample sits at μ, so the negative phase is 0 and the answer is Λ(x̄ − μ).
 mu = torch.tensor([0.5, -1.0], dtype=torch.float64)
-precision = torch.tensor([[2.0, 0.9], [0.9, 1.0]], dtype=torch.float64)
+precision = torch.tensor([[2.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
 x_data = torch.tensor([[1.0, 0.0], [2.0, -0.5]], dtype=torch.float64)
-estimate = loglik_grad_mu(x_data, mu, precision, 100_000, torch.Generator().manual_seed(0))
-exact = precision @ (x_data.mean(0) - mu)
-print("estimate:", [round(v, 3) for v in estimate.tolist()], " exact:", [round(v, 3) for v in exact.tolist()])
-assert (estimate - exact).abs().max() < 0.03, "not yet right: more than 5 standard errors away"
+at_zero = loglik_grad_mu(x_data, mu, precision, torch.zeros(3, 2, dtype=torch.float64))
+print("z = 0:", at_zero.tolist(), "(expected [2.0, 3.0])")
+assert torch.allclose(at_zero, torch.tensor([2.0, 3.0], dtype=torch.float64)), "not yet right: the positive phase"
+# Self-check 2: one sample z = (1, 0). With Λ diagonal, L = diag(√2, 2), so x' = μ + (1/√2, 0) and the negative
+# phase is −Λ(x' − μ) = (−√2, 0).
+one = loglik_grad_mu(x_data, mu, precision, torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+print("z = (1, 0):", [round(v, 4) for v in one.tolist()], f"(expected [{2 - math.sqrt(2):.4f}, 3.0])")
+assert torch.allclose(one, torch.tensor([2 - math.sqrt(2), 3.0], dtype=torch.float64)), (
+    "not yet right: the negative phase (mind its sign, and x' = μ + L⁻ᵀz)")
 
 # %% tags=["hidden-test"]
 ### BEGIN HIDDEN TESTS
@@ -131,45 +135,99 @@ run_checks("01_gaussian_ebm", "1.2", loglik_grad_mu)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Exercise 1.3: one step of contrastive divergence (3 points)
+# ## Exercise 1.3: one step of contrastive divergence for a two-parameter energy (3 points)
 #
-# For $E_\theta(x) = \theta x^2$, start at the data $x^{(0)}$ and take one Langevin step
+# The chapter's worked example had one parameter. Take $E_{a,b}(x) = a x^2 - b x$ (a Gaussian with precision
+# $2a$ and mean $b/(2a)$), start at the data $x^{(0)}$ and take one Langevin step
 #
-# $$x^{(1)} = x^{(0)} - \frac{\epsilon}{2}\,\nabla_x E_\theta(x^{(0)}) + \sqrt{\epsilon}\,\eta .$$
+# $$x^{(1)} = x^{(0)} - \frac{\epsilon}{2}\,\frac{\partial E}{\partial x}(x^{(0)}) + \sqrt{\epsilon}\,\eta .$$
 #
-# The CD-1 gradient is $\nabla_\theta E_\theta(x^{(0)}) - \nabla_\theta E_\theta(x^{(1)})$, with $x^{(1)}$ held
-# fixed, averaged over the batch. Work out both derivatives by hand (no autograd needed). The chapter's worked
-# example, $x^{(0)} = 1$, $\epsilon = 0.1$, $\theta = 1$, $\eta = 0$, gives $x^{(1)} = 0.9$ and gradient $0.19$.
+# The CD-1 gradient of the loss for each parameter is $\partial E/\partial\theta$ at $x^{(0)}$ minus
+# $\partial E/\partial\theta$ at $x^{(1)}$, with $x^{(1)}$ held fixed, averaged over the batch. Work out the
+# derivatives by hand (no autograd needed): $\partial E/\partial x$, $\partial E/\partial a$ and
+# $\partial E/\partial b$.
 
 # %%
-def cd1_step(theta, x_data, step_size, noise):
-    """One CD-1 step for E(x) = θ x² with a Langevin move; returns the new points and the CD-1 gradient for θ.
+def cd1_step(a, b, x_data, step_size, noise):
+    """One CD-1 step for E(x) = a x² − b x with a Langevin move; returns (x1, grad_a, grad_b).
 
-    x¹ = x⁰ − (ε/2)·∂E/∂x(x⁰) + √ε·η,   grad = mean over the batch of ∂E/∂θ(x⁰) − ∂E/∂θ(x¹).
+    x¹ = x⁰ − (ε/2)·∂E/∂x(x⁰) + √ε·η,  grad_θ = mean over the batch of ∂E/∂θ(x⁰) − ∂E/∂θ(x¹), θ = a, b.
 
-    theta: θ (number); x_data: (B,) tensor x⁰; step_size: ε > 0; noise: (B,) tensor η of standard normals.
-    Returns (x1, grad): x1 a (B,) tensor, grad a 0-dim tensor.
+    a, b: numbers; x_data: (B,) tensor x⁰; step_size: ε > 0; noise: (B,) tensor η of standard normals.
+    Returns x1, a (B,) tensor, and grad_a, grad_b, 0-dim tensors.
     """
     if step_size <= 0:
         raise ValueError(f"step_size must be > 0; got {step_size}.")
     if noise.shape != x_data.shape:
         raise ValueError(f"noise must have the shape of x_data {tuple(x_data.shape)}; got {tuple(noise.shape)}.")
     ### BEGIN SOLUTION
-    x1 = x_data - 0.5 * step_size * 2 * theta * x_data + math.sqrt(step_size) * noise
+    x1 = x_data - 0.5 * step_size * (2 * a * x_data - b) + math.sqrt(step_size) * noise
     grad = (x_data**2 - x1**2).mean()
-    return x1, grad
+    return x1, grad, -(x_data - x1).mean()
     ### END SOLUTION
 
 
 # %% tags=["self-check"]
-# Self-check: the chapter's worked example.
-x1, grad = cd1_step(1.0, torch.tensor([1.0]), 0.1, torch.tensor([0.0]))
-print(f"x1 = {float(x1[0]):.4f} (expected 0.9), grad = {float(grad):.4f} (expected 0.19)")
-assert abs(float(x1[0]) - 0.9) < 1e-6 and abs(float(grad) - 0.19) < 1e-6, "not yet right"
+# Self-check: a = 1, b = 2 (mean 1), x⁰ = 3, ε = 0.1, η = 0: ∂E/∂x = 2·3 − 2 = 4, so x¹ = 3 − 0.2 = 2.8;
+# grad_a = 3² − 2.8² = 1.16 and grad_b = −3 + 2.8 = −0.2.
+x1, grad_a, grad_b = cd1_step(1.0, 2.0, torch.tensor([3.0]), 0.1, torch.tensor([0.0]))
+print(f"x1 = {float(x1[0]):.4f} (expected 2.8), grad_a = {float(grad_a):.4f} (expected 1.16), "
+      f"grad_b = {float(grad_b):.4f} (expected -0.2)")
+assert abs(float(x1[0]) - 2.8) < 1e-6 and abs(float(grad_a) - 1.16) < 1e-5, "not yet right: x1 or grad_a"
+assert abs(float(grad_b) + 0.2) < 1e-6, "not yet right: grad_b (∂E/∂b = −x)"
 
 # %% tags=["hidden-test"]
 ### BEGIN HIDDEN TESTS
 from ebm_teach.grade import run_checks
 
 run_checks("01_gaussian_ebm", "1.3", cd1_step)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Exercise 1.4: where CD-1 stops, a derivation (3 points)
+#
+# Back to $E_\theta(x) = \theta x^2$, now with data whose second moment is $s = \mathbb{E}_{\text{data}}[x^2]$.
+# Maximum likelihood sets $\mathbb{E}_{p_\theta}[x^2] = 1/(2\theta)$ equal to $s$: $\theta_{\text{ML}} = 1/(2s)$.
+# CD-1 with a Langevin step of size $\epsilon$ (as in the chapter) stops where its *expected* gradient
+# $\mathbb{E}\big[(x^{(0)})^2 - (x^{(1)})^2\big]$ is zero, averaged over the data and the noise $\eta$.
+#
+# 1. Show that $x^{(1)} = (1 - \epsilon\theta)\,x^{(0)} + \sqrt\epsilon\,\eta$, and that
+#    $\mathbb{E}\big[(x^{(1)})^2\big] = (1-\epsilon\theta)^2 s + \epsilon$.
+# 2. Solve for the $\theta$ where the expected CD-1 gradient vanishes. There are two roots; take the one with
+#    $\epsilon\theta < 1$ (a Langevin step that does not overshoot), which tends to $\theta_{\text{ML}}$ as
+#    $\epsilon \to 0$.
+# 3. For which $\epsilon$ is there no root? Raise a `ValueError` there.
+#
+# The chapter compares your formula with $\theta_{\text{ML}}$ for $s = 1$, $\epsilon = 0.1$.
+
+# %%
+def cd1_fixed_point(second_moment, step_size):
+    """The θ > 0 with εθ < 1 at which the expected CD-1 gradient for E(x) = θ x² vanishes (a float).
+
+    second_moment: s = mean of x² over the data, > 0; step_size: the Langevin step ε > 0.
+    Raises ValueError when no such θ exists.
+    """
+    if second_moment <= 0 or step_size <= 0:
+        raise ValueError(f"need s > 0 and ε > 0; got s = {second_moment}, ε = {step_size}.")
+    ### BEGIN SOLUTION
+    if step_size >= second_moment:
+        raise ValueError(f"with ε = {step_size} ≥ s = {second_moment} the noise alone makes E[x1²] ≥ s: "
+                         "the expected CD-1 gradient never vanishes.")
+    return (1 - math.sqrt(1 - step_size / second_moment)) / step_size
+    ### END SOLUTION
+
+
+# %% tags=["self-check"]
+# Self-check: the expected CD-1 gradient, s − (1 − εθ)² s − ε, must vanish at your θ (checked here for s = 2,
+# ε = 0.5), and a tiny step must give nearly the maximum-likelihood answer 1/(2s).
+theta = cd1_fixed_point(2.0, 0.5)
+print(f"theta = {theta:.6f}; expected CD-1 gradient there: {2.0 - (1 - 0.5 * theta) ** 2 * 2.0 - 0.5:.2e}")
+assert abs(2.0 - (1 - 0.5 * theta) ** 2 * 2.0 - 0.5) < 1e-9 and 0.5 * theta < 1, "not yet a root with εθ < 1"
+assert abs(cd1_fixed_point(2.0, 1e-6) - 0.25) < 1e-3, "not yet right: a tiny step should give about 1/(2s)"
+
+# %% tags=["hidden-test"]
+### BEGIN HIDDEN TESTS
+from ebm_teach.grade import run_checks
+
+run_checks("01_gaussian_ebm", "1.4", cd1_fixed_point)
 ### END HIDDEN TESTS

@@ -14,7 +14,8 @@
 # %% [markdown]
 # # Exercises for Chapter 2: restricted Boltzmann machines and contrastive divergence
 #
-# Four functions to write, each one a result of Chapter 2, for an RBM with energy
+# Four functions to write: a derivation whose result the grader checks by enumeration (Exercise 2.2, the
+# Ising model as a Boltzmann machine) and three results of Chapter 2 for an RBM with energy
 # $E(\mathbf v, \mathbf h) = -\mathbf v^\top W \mathbf h - \mathbf b^\top \mathbf v - \mathbf c^\top \mathbf h$,
 # $W$ of shape $(n_v, n_h)$. Write them with plain torch operations (not with `ebm_teach.rbm`). Replace every
 # `raise NotImplementedError()` with your code, then run the **self-check** cell below the exercise: it
@@ -80,43 +81,47 @@ run_checks("02_rbm_cd", "2.1", free_energy)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Exercise 2.2: sampling h given v (3 points)
+# ## Exercise 2.2: the Ising model is a Boltzmann machine, a derivation (3 points)
 #
-# Given $\mathbf v$, the hidden units are independent with $p(h_j = 1 \mid \mathbf v) = \sigma(c_j + \sum_i v_i
-# W_{ij})$. Draw one sample of $\mathbf h$ for each row of $\mathbf v$: compare one uniform number per unit,
-# drawn with `torch.rand(..., generator=generator)`, with its probability ($h_j = 1$ when $u_j < p_j$).
-# Return the sample as a float tensor of 0s and 1s, together with the probabilities.
+# The Ising model on a periodic square lattice has spins $s_i \in \{-1, +1\}$, a coupling $J$ between nearest
+# neighbours (each site has four) and an external field $H$:
+#
+# $$E(\mathbf s) = -J\sum_{\langle ij\rangle} s_i s_j - H \sum_i s_i, \qquad p(\mathbf s) \propto e^{-\beta E(\mathbf s)} .$$
+#
+# With units $x_i = (s_i + 1)/2 \in \{0, 1\}$ it is a Boltzmann machine,
+# $p(\mathbf x) \propto \exp\big(\sum_{\langle ij\rangle} J' x_i x_j + \sum_i b' x_i\big)$, with one coupling
+# $J'$ on every bond and one bias $b'$ on every unit. Substitute $s_i = 2x_i - 1$ into $\beta E$, collect
+# the terms in $x_i x_j$, in $x_i$ and the constant (count how many bonds each site belongs to), and return
+# $J'$ and $b'$. The grader checks your answer by listing every state of a small lattice.
 
 # %%
-def sample_h_given_v(v, W, c, generator):
-    """h ~ p(h | v), every h_j independently 1 with probability sigma(c_j + (v^T W)_j).
+def ising_as_boltzmann_machine(beta, J, H):
+    """The coupling J' and bias b' of the Boltzmann machine on 0/1 units that is the lattice Ising model.
 
-    v: (batch, n_v); W: (n_v, n_h); c: (n_h,); generator: a torch.Generator for every random number.
-    Returns (h, p): h a (batch, n_h) float tensor of 0/1 samples, p the (batch, n_h) probabilities.
+    beta: inverse temperature 1/T; J: nearest-neighbour coupling; H: external field (numbers).
+    Returns (J_prime, b_prime) as numbers: p(x) ~ exp(J' sum over bonds x_i x_j + b' sum_i x_i).
     """
-    if v.dim() != 2 or W.shape != (v.shape[1], c.shape[0]):
-        raise ValueError(f"need v (batch, n_v), W (n_v, n_h), c (n_h,); got {tuple(v.shape)}, {tuple(W.shape)}, "
-                         f"{tuple(c.shape)}.")
     ### BEGIN SOLUTION
-    p = torch.sigmoid(v @ W + c)
-    u = torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device)
-    return (u < p).to(p.dtype), p
+    return 4 * beta * J, 2 * beta * H - 8 * beta * J
     ### END SOLUTION
 
 
 # %% tags=["self-check"]
-# Self-check: with weights +-20 the probabilities are 0 or 1 to within 2e-9, so the sample is known.
-W = torch.tensor([[20.0, -20.0], [0.0, 0.0]], dtype=torch.float64)
-h, p = sample_h_given_v(torch.tensor([[1.0, 0.0]], dtype=torch.float64), W, torch.zeros(2, dtype=torch.float64),
-                        torch.Generator().manual_seed(0))
-print("h =", h.tolist(), "(expected [[1.0, 0.0]])")
-assert h.tolist() == [[1.0, 0.0]], "not yet right: h_j = 1 when a uniform number falls below p_j"
+# Self-check: both routes to p(x_i = 1 | neighbours) must agree. In spins it is sigma(2 beta (J sum_nbr s_j + H));
+# in the Boltzmann machine sigma(b' + J' sum_nbr x_j). Try all four neighbours up (x = 1) and all down (x = 0).
+beta, J, H = 0.7, 1.3, -0.4
+J_prime, b_prime = ising_as_boltzmann_machine(beta, J, H)
+for x_nbr, s_nbr in [(1, 1), (0, -1)]:
+    spin_route = torch.sigmoid(torch.tensor(2 * beta * (J * 4 * s_nbr + H)))
+    bm_route = torch.sigmoid(torch.tensor(b_prime + J_prime * 4 * x_nbr))
+    print(f"neighbours x = {x_nbr}: spins give {float(spin_route):.6f}, your machine {float(bm_route):.6f}")
+    assert abs(float(spin_route - bm_route)) < 1e-9, "not yet right: collect the x_i terms again"
 
 # %% tags=["hidden-test"]
 ### BEGIN HIDDEN TESTS
 from ebm_teach.grade import run_checks
 
-run_checks("02_rbm_cd", "2.2", sample_h_given_v)
+run_checks("02_rbm_cd", "2.2", ising_as_boltzmann_machine)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -157,13 +162,18 @@ def cd1_gradient(v0, W, b, c, u_h, u_v):
 
 
 # %% tags=["self-check"]
-# Self-check: with u_v = 1 no visible unit can turn on (u < p fails), so v1 = 0 and p1 = sigmoid(c).
-v0 = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
-W, b, c = torch.zeros(2, 1, dtype=torch.float64), torch.zeros(2, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
-dW, db, dc = cd1_gradient(v0, W, b, c, torch.full((1, 1), 0.3, dtype=torch.float64), torch.ones(1, 2, dtype=torch.float64))
-print("dW =", dW.tolist(), "(expected [[0.5], [0.5]]), db =", db.tolist(), "(expected [1.0, 1.0]), dc =", dc.tolist(),
-      "(expected [0.0])")
-assert torch.allclose(dW, torch.full((2, 1), 0.5, dtype=torch.float64)) and torch.allclose(db, torch.ones(2, dtype=torch.float64))
+# Self-check: one visible unit on, one hidden unit, W = [[ln 3], [0]], b = c = 0. Then p0 = sigma(ln 3) = 3/4;
+# u_h = 0.5 < 3/4 gives h0 = 1; u_v = 1 turns no visible unit on, so v1 = 0 and p1 = sigma(0) = 1/2.
+# Hence dW = [[3/4 - 0], [0 - 0]], db = [1 - 0, 0 - 0] and dc = [3/4 - 1/2] = [1/4].
+D = torch.float64
+v0 = torch.tensor([[1.0, 0.0]], dtype=D)
+W, b, c = torch.tensor([[math.log(3.0)], [0.0]], dtype=D), torch.zeros(2, dtype=D), torch.zeros(1, dtype=D)
+dW, db, dc = cd1_gradient(v0, W, b, c, torch.full((1, 1), 0.5, dtype=D), torch.ones(1, 2, dtype=D))
+print("dW =", dW.tolist(), "(expected [[0.75], [0.0]]), db =", db.tolist(), "(expected [1.0, 0.0]), dc =",
+      dc.tolist(), "(expected [0.25])")
+assert torch.allclose(dW, torch.tensor([[0.75], [0.0]], dtype=D)), "not yet right: dW"
+assert torch.allclose(db, torch.tensor([1.0, 0.0], dtype=D)), "not yet right: db"
+assert torch.allclose(dc, torch.tensor([0.25], dtype=D)), "not yet right: dc (uses p0 and p1, not samples)"
 
 # %% tags=["hidden-test"]
 ### BEGIN HIDDEN TESTS

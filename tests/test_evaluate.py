@@ -33,3 +33,51 @@ def test_bad_bounds_and_nan_energies():
         grid([(0, 1)] * 3, 10)
     with pytest.raises(ValueError, match="NaN/inf somewhere on the grid"):
         log_partition_grid(lambda x: torch.log(x[:, 0]), [(-1, 1)], 10)
+
+
+# --------------------------------------------------------------------------------------------- chapter 1's exercise checks
+def _fails(check, wrong):
+    with pytest.raises(AssertionError):
+        check(wrong)
+
+
+def test_ch01_exercise_checks_reject_typical_mistakes():
+    """The hidden checks of chapter 1 fail a flipped sign, a dropped term, the wrong covariance, the maximum-
+    likelihood answer where the CD-1 fixed point is asked for, and a missing ValueError."""
+    from ebm_teach.grade.checks import ch01_gaussian_ebm as ch01
+
+    def grad(sign=1.0, transform="solve", negative="sampled"):
+        def loglik_grad_mu(x_data, mu, precision, z):
+            positive = ((x_data - mu) @ precision).mean(0)
+            L = torch.linalg.cholesky(precision)
+            if transform == "solve":
+                x_neg = mu + torch.linalg.solve_triangular(L.T, z.T, upper=True).T
+            elif transform == "covariance factor":  # right covariance, but not the asked-for map of z
+                x_neg = mu + z @ torch.linalg.cholesky(torch.linalg.inv(precision)).T
+            else:  # z L^T: covariance Lambda instead of Lambda^-1
+                x_neg = mu + z @ L.T
+            neg = -((x_neg - mu) @ precision).mean(0) if negative == "sampled" else torch.zeros_like(mu)
+            return positive + sign * neg
+        return loglik_grad_mu
+
+    for check in (ch01.check_grad_shape, ch01.check_grad_exact, ch01.check_grad_converges):
+        check(grad())
+    _fails(ch01.check_grad_exact, grad(sign=-1.0))  # return positive - negative
+    _fails(ch01.check_grad_exact, grad(negative="exact"))
+    _fails(ch01.check_grad_exact, grad(transform="covariance factor"))
+    _fails(ch01.check_grad_exact, grad(transform="L"))
+
+    def cd1(half=0.5, order=1.0, b_sign=1.0, reduce=torch.mean):
+        def cd1_step(a, b, x, step_size, noise):
+            x1 = x - half * step_size * (2 * a * x - b) + math.sqrt(step_size) * noise
+            return x1, order * reduce(x**2 - x1**2), b_sign * -reduce(x - x1)
+        return cd1_step
+
+    ch01.check_cd1_against_autograd(cd1())
+    for wrong in (cd1(half=1.0), cd1(order=-1.0), cd1(b_sign=-1.0), cd1(reduce=torch.sum)):
+        _fails(ch01.check_cd1_against_autograd, wrong)
+
+    ch01.check_fixed_point_by_bisection(lambda s, eps: (1 - math.sqrt(1 - eps / s)) / eps)
+    _fails(ch01.check_fixed_point_by_bisection, lambda s, eps: 1 / (2 * s))  # maximum likelihood
+    _fails(ch01.check_fixed_point_by_bisection, lambda s, eps: (1 + math.sqrt(1 - eps / s)) / eps)  # other root
+    _fails(ch01.check_fixed_point_no_root, lambda s, eps: (1 - math.sqrt(max(0.0, 1 - eps / s))) / eps)

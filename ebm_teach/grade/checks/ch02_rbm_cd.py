@@ -2,12 +2,13 @@
 
 2.1 the free energy against -log sum_h exp(-E(v, h)) summed over every hidden state, and against an
     overflow-free max(a, 0) + log1p(exp(-|a|)) form for large weights.
-2.2 sampling h given v: binary output, the conditional probabilities against the enumerated joint, sample
-    means within 5 standard errors of them, units independent (no shared uniform), randomness from the generator.
+2.2 the Ising model as a Boltzmann machine (a derivation): for every state of a periodic 3 x 3 lattice,
+    beta E_Ising(s) - E_BM(x) must be one constant, with energies summed bond by bond (random beta, J, H).
 2.3 the CD-1 gradient against a loop-by-loop float64 computation from the same uniforms, and its average over
     20,000 chains against the exact expected CD-1 gradient (a sum over every h_0 and v_1).
 2.4 exact log Z against a brute-force sum over both layers, an RBM that only the smaller layer can enumerate,
     and weights large enough to overflow exp.
+Random inputs come from check_seed(k), so a secret grading seed changes them.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import math
 import torch
 
 from ebm_teach.grade.asserts import as_float64, assert_close, assert_shape
-from ebm_teach.grade.spec import Check, Exercise
+from ebm_teach.grade.spec import Check, Exercise, check_seed
 
 DTYPE = torch.float64
 
@@ -27,7 +28,7 @@ def _states(n: int) -> torch.Tensor:
 
 
 def _rbm(n_v: int, n_h: int, seed: int, scale: float = 1.0):
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(check_seed(seed))
     return (scale * torch.randn(n_v, n_h, generator=g, dtype=DTYPE), scale * torch.randn(n_v, generator=g, dtype=DTYPE),
             scale * torch.randn(n_h, generator=g, dtype=DTYPE))
 
@@ -62,82 +63,74 @@ def check_free_energy_large_weights(free_energy):
     assert_close(out, expected, "free_energy with weights of size ~400", rtol=1e-9, atol=1e-6)
 
 
-# ----------------------------------------------------------------------------- 2.2 sampling h given v
-def _exact_p_h(W, c, v_row):
-    """p(h_j = 1 | v) from the enumerated conditional: sum_h h_j exp(v^T W h + c^T h) / sum_h exp(...)."""
-    hs = _states(W.shape[1])
-    weights = torch.softmax(hs @ (v_row @ W + c), 0)
-    return weights @ hs
+# ----------------------------------------------------------------------------- 2.2 the Ising model as a BM
+def _lattice_bonds(L: int):
+    """The 2 L^2 bonds (i, j) of a periodic L x L lattice: each site to its right and lower neighbour."""
+    bonds = []
+    for r in range(L):
+        for c in range(L):
+            bonds.append((r * L + c, r * L + (c + 1) % L))
+            bonds.append((r * L + c, ((r + 1) % L) * L + c))
+    return bonds
 
 
-def _call_sampler(sample_h_given_v, v, W, c, seed):
-    out = sample_h_given_v(v, W, c, torch.Generator().manual_seed(seed))
+def _energy_gap(beta, J, H, J_prime, b_prime, L=3):
+    """beta E_Ising(s) - E_BM(x) over all 2^(L^2) states, both summed bond by bond: (2^(L^2),)."""
+    xs = _states(L * L)
+    s = 2 * xs - 1
+    i, j = torch.tensor(_lattice_bonds(L)).T
+    e_ising = -J * (s[:, i] * s[:, j]).sum(1) - H * s.sum(1)
+    e_bm = -J_prime * (xs[:, i] * xs[:, j]).sum(1) - b_prime * xs.sum(1)
+    return beta * e_ising - e_bm
+
+
+def _call_mapping(ising_as_boltzmann_machine, beta, J, H):
+    out = ising_as_boltzmann_machine(beta, J, H)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise AssertionError(f"sample_h_given_v should return a pair (h, p); got {type(out).__name__}.")
-    h = as_float64(out[0], "h from sample_h_given_v")
-    p = as_float64(out[1], "p from sample_h_given_v")
-    assert_shape(h, (v.shape[0], W.shape[1]), "h (one row of hidden units per row of v)")
-    assert_shape(p, (v.shape[0], W.shape[1]), "p (one row of probabilities per row of v)")
-    return h, p
+        raise AssertionError(f"ising_as_boltzmann_machine should return a pair (J_prime, b_prime); got "
+                             f"{type(out).__name__}.")
+    values = []
+    for t, name in zip(out, ("J_prime", "b_prime")):
+        t = as_float64(t, name)
+        if t.numel() != 1:
+            raise AssertionError(f"{name} should be one number (the same on every bond / unit); got shape "
+                                 f"{tuple(t.shape)}.")
+        values.append(float(t.reshape(())))
+    return values
 
 
-V_ROW = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0], dtype=DTYPE)
+def _mapping_cases():
+    g = torch.Generator().manual_seed(check_seed(30))
+    cases = [(0.44, 1.0, 0.0)]
+    for _ in range(3):
+        beta, J, H = torch.empty(3, dtype=DTYPE).uniform_(-1.5, 1.5, generator=g).tolist()
+        cases.append((round(abs(beta) + 0.1, 3), round(J, 3), round(H, 3)))
+    return cases
 
 
-def check_sample_binary_and_probabilities(sample_h_given_v):
-    W, _, c = _rbm(6, 4, 4)
-    v = torch.stack([V_ROW, 1 - V_ROW, torch.zeros(6, dtype=DTYPE)])
-    h, p = _call_sampler(sample_h_given_v, v, W, c, seed=0)
-    if not bool(((h == 0) | (h == 1)).all()):
-        raise AssertionError(f"h must hold only 0s and 1s (a sample), got values such as {h.flatten()[:4].tolist()}.")
-    expected = torch.stack([_exact_p_h(W, c, row) for row in v])
-    assert_close(p, expected, "p = p(h_j = 1 | v) (compared with the enumerated conditional)", rtol=1e-9, atol=1e-12)
+def check_mapping_by_enumeration(ising_as_boltzmann_machine):
+    for beta, J, H in _mapping_cases():
+        J_prime, b_prime = _call_mapping(ising_as_boltzmann_machine, beta, J, H)
+        gap = _energy_gap(beta, J, H, J_prime, b_prime)
+        spread = float(gap.max() - gap.min())
+        if spread > 1e-9:
+            hint = ""
+            if abs(J_prime - 4 * beta * J) < 1e-9:
+                hint = " J' is right; count the bonds each site is part of when you collect the x_i terms."
+            elif abs(J_prime - 2 * beta * J) < 1e-9 or abs(J_prime - beta * J) < 1e-9:
+                hint = " (2x_i - 1)(2x_j - 1) = 4 x_i x_j - 2 x_i - 2 x_j + 1: mind the factor 4."
+            raise AssertionError(
+                f"for beta = {beta}, J = {J}, H = {H} your (J', b') = ({J_prime:.6g}, {b_prime:.6g}) do not give the "
+                f"Ising probabilities: over the 512 states of a periodic 3 x 3 lattice, beta E_Ising - E_BM varies "
+                f"by {spread:.4g} instead of being one constant.{hint}"
+            )
 
 
-def check_sample_means(sample_h_given_v):
-    # Each h_j is Bernoulli(p_j): over n rows its mean has standard error sqrt(p_j (1 - p_j) / n); 5 of them
-    # are exceeded with probability < 1e-6 per unit.
-    n = 20_000
-    W, _, c = _rbm(6, 4, 5)
-    h, _ = _call_sampler(sample_h_given_v, V_ROW.expand(n, 6).clone(), W, c, seed=1)
-    p = _exact_p_h(W, c, V_ROW)
-    tol = 5 * torch.sqrt(p * (1 - p) / n)
-    if bool(((h.mean(0) - p).abs() > tol).any()):
-        raise AssertionError(
-            f"over {n} samples of h given one v the means are {[round(x, 4) for x in h.mean(0).tolist()]}; "
-            f"p(h_j = 1 | v) = {[round(x, 4) for x in p.tolist()]} (tolerance 5 standard errors "
-            f"{[round(x, 4) for x in tol.tolist()]}). Set h_j = 1 when the uniform number is below p_j."
-        )
-
-
-def check_sample_independent_units(sample_h_given_v):
-    # Units are conditionally independent: the sample covariance of two units has standard error about
-    # sqrt(p_j (1-p_j) p_k (1-p_k) / n). One uniform shared by a whole row makes them strongly dependent.
-    n = 20_000
-    W, c = torch.zeros(6, 3, dtype=DTYPE), torch.tensor([0.0, 0.3, -0.3], dtype=DTYPE)
-    h, _ = _call_sampler(sample_h_given_v, V_ROW.expand(n, 6).clone(), W, c, seed=2)
-    m = h.mean(0)
-    cov = h.T @ h / n - torch.outer(m, m)
-    sd = torch.sqrt(torch.outer(m * (1 - m), m * (1 - m)) / n)
-    off = ~torch.eye(3, dtype=torch.bool)
-    if bool((cov[off].abs() > 5 * sd[off]).any()):
-        raise AssertionError(
-            f"the hidden units of one sample are correlated (covariance {cov[off].abs().max().item():.3f}); given v "
-            "they are independent: draw one uniform number per unit, e.g. torch.rand(p.shape, generator=generator)."
-        )
-
-
-def check_sample_uses_generator(sample_h_given_v):
-    W, _, c = _rbm(6, 4, 6)
-    v = V_ROW.expand(50, 6).clone()
-    first, _ = _call_sampler(sample_h_given_v, v, W, c, seed=7)
-    again, _ = _call_sampler(sample_h_given_v, v, W, c, seed=7)
-    other, _ = _call_sampler(sample_h_given_v, v, W, c, seed=8)
-    assert torch.equal(first, again), (
-        "two calls with generators seeded alike gave different samples: draw every random number from the "
-        "generator argument, e.g. torch.rand(p.shape, generator=generator, dtype=p.dtype)."
+def check_mapping_zero_field_and_temperature(ising_as_boltzmann_machine):
+    J_prime, b_prime = _call_mapping(ising_as_boltzmann_machine, 0.0, 1.0, 0.5)
+    assert abs(J_prime) < 1e-12 and abs(b_prime) < 1e-12, (
+        f"at beta = 0 (infinite temperature) every state is equally likely, so J' = b' = 0; got ({J_prime}, {b_prime})."
     )
-    assert not torch.equal(first, other), "generators with different seeds gave the same 200 hidden units."
 
 
 # ----------------------------------------------------------------------------- 2.3 the CD-1 gradient
@@ -178,7 +171,7 @@ def _call_cd1(cd1_gradient, v0, W, b, c, u_h, u_v):
 def check_cd1_against_loops(cd1_gradient):
     for n, n_v, n_h, seed in [(7, 5, 3, 10), (1, 4, 4, 11), (12, 3, 6, 12)]:
         W, b, c = _rbm(n_v, n_h, seed, scale=1.2)
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator().manual_seed(check_seed(seed + 100))
         v0 = (torch.rand(n, n_v, generator=g, dtype=DTYPE) < 0.5).to(DTYPE)
         u_h, u_v = torch.rand(n, n_h, generator=g, dtype=DTYPE), torch.rand(n, n_v, generator=g, dtype=DTYPE)
         got = _call_cd1(cd1_gradient, v0, W, b, c, u_h, u_v)
@@ -195,7 +188,7 @@ def check_cd1_expectation(cd1_gradient):
     data = torch.tensor([[1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 0, 0], [0, 1, 1, 1]], dtype=DTYPE)
     n = 20_000
     v0 = data.repeat_interleave(n // len(data), 0)
-    g = torch.Generator().manual_seed(14)
+    g = torch.Generator().manual_seed(check_seed(14))
     got = _call_cd1(cd1_gradient, v0, W, b, c, torch.rand(n, 3, generator=g, dtype=DTYPE),
                     torch.rand(n, 4, generator=g, dtype=DTYPE))
     vs, hs = _states(4), _states(3)
@@ -272,12 +265,10 @@ EXERCISES = [
     ),
     Exercise(
         id="2.2",
-        name="sample_h_given_v",
+        name="ising_as_boltzmann_machine",
         checks=[
-            Check("h is binary and p is the enumerated p(h | v)", check_sample_binary_and_probabilities, 1),
-            Check("sample means within 5 standard errors of p(h | v)", check_sample_means, 1),
-            Check("hidden units are sampled independently", check_sample_independent_units, 0.5),
-            Check("draws its randomness from the generator argument", check_sample_uses_generator, 0.5),
+            Check("gives the Ising probabilities on every state of a 3 x 3 lattice", check_mapping_by_enumeration, 2.5),
+            Check("J' = b' = 0 at infinite temperature", check_mapping_zero_field_and_temperature, 0.5),
         ],
     ),
     Exercise(
