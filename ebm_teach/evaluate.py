@@ -460,22 +460,26 @@ def ais_reference(rbm, betas, b_A, n_chains: int, generator: Optional[torch.Gene
     betas: 0 = beta_0 < ... < beta_K = 1 (a list); b_A: (n_v,). Returns (log Z^, log w: (M,) float64).
     On the CPU it draws the same random numbers as ais_log_partition (float64 RBMs: the same chains).
     """
-    W, b, c = rbm.W, rbm.b, rbm.c
+    W, b, c = _check_rbm(rbm)  # input checks: the RBM, the base, the chains, the schedule
+    b_A = check_tensor(b_A, "b_A", shape=(W.shape[0],), like=W)
+    n_chains, betas = check_int(n_chains, "n_chains", minimum=1), _ais_betas_list(None, betas)
 
-    def log_p_star(v, beta):  # log p*_beta(v) = -F_beta(v)
-        return (v @ ((1 - beta) * b_A + beta * b) + F_.softplus(beta * (v @ W + c)).sum(1)).double()
+    def log_p_star(v, beta):  # log p*_beta(v) = -F_beta(v), in float64: the steps are tiny
+        a = (v @ W + c).double()  # the hidden units' inputs
+        return v.double() @ ((1 - beta) * b_A + beta * b).double() + F_.softplus(beta * a).sum(1)
 
     def bernoulli(p):  # 1 where u < p; uniforms drawn unit by unit, as the fast version stores them
-        return (torch.rand(p.shape[::-1], generator=generator, dtype=p.dtype, device=p.device).T < p).to(p.dtype)
+        u = torch.rand(p.shape[::-1], generator=generator, dtype=p.dtype, device=p.device).T
+        return (u < p).to(p.dtype)
 
     v = bernoulli(torch.sigmoid(b_A).expand(n_chains, -1))  # v_1 ~ p_A
     log_w = torch.zeros(n_chains, dtype=torch.float64, device=W.device)
     for k in range(1, len(betas)):
-        log_w += log_p_star(v, betas[k]) - log_p_star(v, betas[k - 1])  # w *= p*_k(v_k) / p*_(k-1)(v_k)
-        if k < len(betas) - 1:  # v_(k+1) ~ T_k(v_k): one Gibbs step that leaves p_beta_k invariant
+        log_w += log_p_star(v, betas[k]) - log_p_star(v, betas[k - 1])  # w *= p*_k / p*_(k-1) at v_k
+        if k < len(betas) - 1:  # v_(k+1) ~ T_k(v_k): a Gibbs step that leaves p_beta_k invariant
             h = bernoulli(torch.sigmoid(betas[k] * (v @ W + c)))
             v = bernoulli(torch.sigmoid((1 - betas[k]) * b_A + betas[k] * (h @ W.T + b)))
-    log_z_A = float(F_.softplus(b_A.double()).sum()) + W.shape[1] * math.log(2.0)  # Z_A of the base
+    log_z_A = float(F_.softplus(b_A.double()).sum()) + W.shape[1] * math.log(2.0)  # the base's log Z
     return log_z_A + float(log_mean_exp(log_w)), log_w
 
 

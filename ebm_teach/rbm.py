@@ -15,11 +15,15 @@ and the hidden units sum out in closed form: p(v) = exp(-F(v)) / Z with the free
 :class:`BernoulliRBM` holds (W, b, c) and gives the conditionals, block Gibbs sampling, the CD-k gradient
 (negative chains started at the data, or at given persistent chains: PCD), a fast training loop, exact log Z
 by enumerating the smaller layer, and the pseudo-likelihood and reconstruction error that are often quoted
-instead of the likelihood. :func:`ising_gibbs` samples the Ising model, the Boltzmann machine on a lattice.
+instead of the likelihood. :func:`ising_gibbs` samples the Ising model, the Boltzmann machine on a lattice;
+:func:`bm_gibbs`, :func:`bm_energy` and :func:`bm_log_partition_exact` handle a general (fully connected)
+Boltzmann machine, down to zero temperature (the Hopfield network), and :func:`ising_to_bm` maps an Ising model
+with any couplings and field onto one.
 
 References: Hinton (2002) "Training products of experts by minimizing contrastive divergence"; Tieleman (2008)
-"Training RBMs using approximations to the likelihood gradient" (PCD); Hinton (2010) "A practical guide to
-training RBMs"; seeds 000, 002, 004. Chapter 2 of the book derives everything here.
+"Training RBMs using approximations to the likelihood gradient" (PCD); Younes (1989) on stochastic maximum
+likelihood; Hinton (2010) "A practical guide to training RBMs"; Ackley, Hinton & Sejnowski (1985) and Hopfield
+(1982) for the Boltzmann machine and its zero-temperature limit. Chapter 2 of the book derives everything here.
 """
 from __future__ import annotations
 
@@ -389,7 +393,7 @@ class BernoulliRBM:
         phase continues ``n_chains`` (default batch_size) persistent chains instead of restarting at the data;
         they start at ``v_chains`` or at uniformly random binary vectors. With ``reinit_fraction`` f > 0, before
         each update round(f * n_chains) chains, picked at random, restart from the data's base rates (pixel i on
-        with probability mean(v[:, i])): fresh particles for chains stuck in one mode (seed 000's 5 %).
+        with probability mean(v[:, i])): fresh particles for chains stuck in one mode (5 % is a common choice).
         callback(epoch, rbm) may return a dict of numbers (e.g. the exact log-likelihood), recorded per epoch.
 
         The habits of Hinton's (2010) practical guide, all off by default: ``momentum`` m in [0, 1) (a number or

@@ -168,6 +168,16 @@ def test_the_chapters_reference_ais_is_the_fast_one_on_the_same_random_stream(n_
     assert math.isclose(fast.log_z, log_z, abs_tol=1e-9)
 
 
+def test_ais_reference_rejects_bad_input():
+    rbm = _random_rbm(6, 3, seed=8, dtype=D)
+    with pytest.raises(ValueError, match="betas must increase strictly from 0 to 1"):
+        ais_reference(rbm, [0.0, 0.7, 0.5, 1.0], torch.zeros(6, dtype=D), 5)
+    with pytest.raises(ValueError, match="b_A"):
+        ais_reference(rbm, [0.0, 1.0], torch.zeros(5, dtype=D), 5)
+    with pytest.raises(ValueError, match="n_chains must be >= 1"):
+        ais_reference(rbm, [0.0, 1.0], torch.zeros(6, dtype=D), 0)
+
+
 def test_log_z_hat_is_low_on_average_although_z_hat_is_unbiased():
     """Jensen: E[log Z^] <= log E[Z^] = log Z. With 10 temperatures and 5 chains per run, 4,000 independent runs
     (one vectorised call, the weights split into runs) give a mean log Z^ clearly below log Z, while the mean of
@@ -286,7 +296,7 @@ def test_ch03_exercise_checks_reject_typical_mistakes():
     from ebm_teach.grade.checks import ch03_pcd_ais as ch03
 
     sol = _solution_functions()
-    pcd, step, lme, ais = sol["pcd_update"], sol["ais_log_weight_step"], sol["log_mean_exp"], sol["ais_log_z"]
+    pcd, step, bias, ais = sol["pcd_update"], sol["ais_log_weight_step"], sol["log_z_bias"], sol["ais_log_z"]
 
     def pcd_restarting_at_the_data(W, b, c, v_data, v_chains, u_h, u_v, eps):  # CD, not PCD
         return pcd(W, b, c, v_data, v_data.repeat(len(v_chains), 1)[:len(v_chains)], u_h, u_v, eps)
@@ -320,8 +330,13 @@ def test_ch03_exercise_checks_reject_typical_mistakes():
     _fails(ch03.check_step_small_steps_in_float64, step_in_float32)
     _fails(ch03.check_step_enumeration, step_with_beta_outside_the_softplus)
     _fails(ch03.check_step_large_weights, step_with_log_one_plus_exp)
-    _fails(ch03.check_lme_extremes, lambda x, dim=0: torch.log(torch.exp(x).mean(dim)))
-    _fails(ch03.check_lme_values, lambda x, dim=0: torch.logsumexp(x, dim))  # a sum, not a mean
+    for check in (ch03.check_bias_formula, ch03.check_bias_large_log_weights, ch03.check_bias_against_monte_carlo):
+        check(bias)
+    _fails(ch03.check_bias_formula, lambda log_w, M: -bias(log_w, M))  # Jensen's gap has a sign
+    _fails(ch03.check_bias_against_monte_carlo, lambda log_w, M: bias(log_w, 1))  # the 1/M forgotten
+    _fails(ch03.check_bias_against_monte_carlo, lambda log_w, M: 2 * bias(log_w, M))  # the 1/2 forgotten
+    _fails(ch03.check_bias_large_log_weights,
+           lambda log_w, M: float(-torch.exp(log_w).var(correction=0) / (2 * M * torch.exp(log_w).mean() ** 2)))
 
     def ais_without_the_hidden_units_in_log_z_base(*args):
         log_z, log_w = ais(*args)
@@ -336,7 +351,33 @@ def test_ch03_exercise_checks_reject_typical_mistakes():
             h = (torch.rand(n_chains, len(c), generator=generator, dtype=D) < torch.sigmoid(beta * (v @ W + c))).to(D)
             p_v = torch.sigmoid((1 - beta) * b_A + beta * (h @ W.T + b))
             v = (torch.rand(p_v.shape, generator=generator, dtype=D) < p_v).to(D)
-        return float(F_.softplus(b_A).sum()) + W.shape[1] * math.log(2) + float(lme(log_w)), log_w
+        return float(F_.softplus(b_A).sum()) + W.shape[1] * math.log(2) + float(log_mean_exp(log_w)), log_w
+
+    def ais_without_gibbs_steps(W, b, c, b_A, betas, n_chains, generator):  # plain importance sampling
+        v = (torch.rand(n_chains, len(b), generator=generator, dtype=D) < torch.sigmoid(b_A)).to(D)
+        log_w = torch.zeros(n_chains, dtype=D)
+        for k in range(1, len(betas)):
+            log_w = step(log_w, v, W, b, c, b_A, betas[k - 1], betas[k])
+        return float(F_.softplus(b_A).sum()) + W.shape[1] * math.log(2) + float(log_mean_exp(log_w)), log_w
 
     _fails(ch03.check_ais_accuracy, ais_without_the_hidden_units_in_log_z_base)
     _fails(ch03.check_ais_unbiased, ais_with_gibbs_at_the_previous_beta)
+    _fails(ch03.check_ais_accuracy, ais_without_gibbs_steps)
+
+
+def test_ch03_self_check_of_ais_fails_without_the_gibbs_step():
+    """The learner's own check of 3.4 (the self-check cell) rejects the solution with its Gibbs step deleted."""
+    import jupytext
+
+    path = Path(__file__).resolve().parents[1] / "solutions" / "03_pcd_ais.py"
+    cells = jupytext.read(path, fmt="py:percent").cells
+    definition = next(c for c in cells if c.cell_type == "code" and "def ais_log_z(" in c.source)
+    self_check = cells[cells.index(definition) + 1]
+    assert "self-check" in self_check.metadata.get("tags", ())
+    namespace = _solution_functions()
+    exec(compile(self_check.source, "<self-check>", "exec"), dict(namespace))  # the solution passes
+    broken = definition.source.replace("        if k < len(betas) - 1:", "        if False:")
+    assert broken != definition.source
+    exec(compile(broken, "<broken>", "exec"), namespace)
+    with pytest.raises(AssertionError, match="Gibbs step"):
+        exec(compile(self_check.source, "<self-check>", "exec"), dict(namespace))

@@ -640,3 +640,62 @@ def test_ising_bad_input():
         ising_gibbs(torch.ones(1, 5, 5), 0.4, 1)
     with pytest.raises(ValueError, match="beta"):
         ising_gibbs(torch.ones(2, 4, 4), -1.0, 1)
+
+
+# --------------------------------------------------------------------------------------------- exercise checks
+def _fails(check, fn):
+    with pytest.raises(AssertionError):
+        check(fn)
+
+
+def test_ch02_exercise_checks_reject_typical_mistakes():
+    """The hidden checks of chapter 2's exercises fail a flipped sign, a dropped factor or term (they check the
+    math, not the solution's own output)."""
+    from ebm_teach.grade.checks import ch02_rbm_cd as ch02
+
+    def mapping(factor=4.0, bonds_per_site=4, field_sign=1.0):
+        def ising_as_boltzmann_machine(beta, J, H):
+            return factor * beta * J, field_sign * 2 * beta * H - 2 * bonds_per_site * beta * J
+        return ising_as_boltzmann_machine
+
+    ch02.check_mapping_by_enumeration(mapping())
+    ch02.check_mapping_zero_field_and_temperature(mapping())
+    _fails(ch02.check_mapping_by_enumeration, mapping(factor=2.0))  # (2x-1)(2y-1) has 4xy, not 2xy
+    _fails(ch02.check_mapping_by_enumeration, mapping(bonds_per_site=2))  # each site is in 4 bonds, not 2
+    _fails(ch02.check_mapping_by_enumeration, mapping(field_sign=-1.0))
+
+    def cd1(stat="probabilities", sign=1.0):
+        def cd1_gradient(v0, W, b, c, u_h, u_v):
+            p0 = torch.sigmoid(v0 @ W + c)
+            h0 = (u_h < p0).to(v0.dtype)
+            v1 = (u_v < torch.sigmoid(h0 @ W.T + b)).to(v0.dtype)
+            p1 = torch.sigmoid(v1 @ W + c)
+            h1 = (torch.rand(p1.shape, generator=torch.Generator().manual_seed(0), dtype=p1.dtype) < p1).to(p1.dtype)
+            dc = (p0 - p1).mean(0) if stat == "probabilities" else (h0 - h1).mean(0)
+            return sign * (v0.T @ p0 - v1.T @ p1) / len(v0), (v0 - v1).mean(0), dc
+        return cd1_gradient
+
+    ch02.check_cd1_against_loops(cd1())
+    _fails(ch02.check_cd1_against_loops, cd1(stat="samples"))  # dc from sampled h, not p
+    _fails(ch02.check_cd1_against_loops, cd1(sign=-1.0))
+
+
+def test_ch02_self_check_of_cd1_checks_dc():
+    """The learner's self-check of 2.3 rejects a dc computed from samples instead of probabilities."""
+    import jupytext
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "solutions" / "02_rbm_cd.py"
+    cells = jupytext.read(path, fmt="py:percent").cells
+    definition = next(c for c in cells if c.cell_type == "code" and "def cd1_gradient(" in c.source)
+    self_check = cells[cells.index(definition) + 1]
+    namespace = {"__name__": "__main__"}
+    exec(compile(cells[next(i for i, c in enumerate(cells) if c.cell_type == "code")].source, "<imports>", "exec"),
+         namespace)
+    exec(compile(definition.source, "<definition>", "exec"), namespace)
+    exec(compile(self_check.source, "<self-check>", "exec"), dict(namespace))  # the solution passes
+    broken = definition.source.replace("(p0 - p1).mean(0)", "(h0 - (p1 > 0.5).to(p1.dtype)).mean(0)")
+    assert broken != definition.source
+    exec(compile(broken, "<broken>", "exec"), namespace)
+    with pytest.raises(AssertionError, match="dc"):
+        exec(compile(self_check.source, "<self-check>", "exec"), dict(namespace))

@@ -37,9 +37,11 @@ def plot_energy_2d(
     dtype=torch.float32,
     levels: int = 30,
     cmap: str = "viridis",
+    colorbar: bool = True,
 ):
     """Heat map with contours of a 2-D energy over ``bounds``: ``kind`` "density" shows exp(-E) normalised
-    on the grid, "energy" shows E itself. Optional ``samples`` (n, 2) are scattered on top.
+    on the grid, "energy" shows E itself. Optional ``samples`` (n, 2) are scattered on top; ``colorbar=False``
+    leaves out the colour bar (for narrow panels side by side).
     """
     if kind not in ("density", "energy"):
         raise ValueError(f"kind must be 'density' or 'energy'; got {kind!r}.")
@@ -52,7 +54,8 @@ def plot_energy_2d(
     else:
         z = e
     cs = ax.contourf(_np(xs), _np(ys), _np(z), levels=levels, cmap=cmap)
-    ax.figure.colorbar(cs, ax=ax, shrink=0.8, label="p(x)" if kind == "density" else "E(x)")
+    if colorbar:
+        ax.figure.colorbar(cs, ax=ax, shrink=0.8, label="p(x)" if kind == "density" else "E(x)")
     if samples is not None:
         s = _np(samples)
         ax.scatter(s[:, 0], s[:, 1], s=3, c="white", alpha=0.6, linewidths=0)
@@ -100,7 +103,8 @@ def image_grid(images, n_cols: int = 10, image_shape=None, ax=None, title: str =
         r, c = divmod(i, n_cols)
         canvas[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = imgs[i]
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.5 * n_cols + 0.5, 0.5 * n_rows + 0.6))
+        side = min(0.5, 7.5 / n_cols)  # inches per image: the figure stays within the book's 8-inch column
+        _, ax = plt.subplots(figsize=(side * n_cols + 0.5, side * n_rows + 0.6))
     ax.imshow(canvas, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])

@@ -66,7 +66,7 @@ def plot_magnetisation(temperatures, abs_m, err=None, exact: Optional[Callable] 
         ax.axvline(t_critical, ls=":", color="gray")
         ax.text(t_critical + 0.02, 0.03, "$T_c$", ha="left", va="bottom", fontsize=9, color="gray")
     ax.set(xlabel="temperature $T$", ylabel=r"$\langle |m| \rangle$", ylim=(0, 1.08))
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=9)
     if title:
         ax.set_title(title)
     return ax
@@ -95,7 +95,7 @@ def plot_state_distribution(p_exact, p_sampled: dict, ax=None, title: str = "", 
     ax.plot(x, p[order], "k_", ms=14, mew=2, label="exact p(v)")
     ax.set_xticks(x[::max(1, len(x) // 10)], [str(i + 1) for i in x[::max(1, len(x) // 10)]])
     ax.set(xlabel=f"visible state (the {len(order)} most probable, by rank)", ylabel="probability")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=9)
     if title:
         ax.set_title(title)
     return ax
@@ -111,7 +111,7 @@ def plot_curves(curves: dict, ax=None, title: str = "", xlabel: str = "epoch", y
     if hline is not None:
         ax.axhline(hline, ls="--", color="gray", lw=1, label=hline_label or None)
     ax.set(xlabel=xlabel, ylabel=ylabel)
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=9)
     if title:
         ax.set_title(title)
     return ax
@@ -126,16 +126,20 @@ def plot_log_likelihood_curves(histories: dict, ax=None, title: str = "", x_key:
         ax.plot(_np(h[x_key]), _np(h["train"]), color=colour, label=f"{label} train")
         ax.plot(_np(h[x_key]), _np(h["test"]), color=colour, ls="--", label=f"{label} test")
     ax.set(xlabel="epoch", ylabel=ylabel)
-    ax.legend(frameon=False, fontsize=8, ncol=2)
+    ax.legend(frameon=False, fontsize=9, ncol=2)
     if title:
         ax.set_title(title)
     return ax
 
 
-def plot_image_rows(rows: dict, image_shape=(8, 8), n_cols: int = 16, title: str = ""):
+def plot_image_rows(rows: dict, image_shape=(8, 8), n_cols: int = 16, title: str = "",
+                    width: Optional[float] = None):
     """One row of images per entry of ``rows`` (a label, e.g. "epoch 10", to images (n, h*w)), the label
-    written on the left: fantasy particles over training, or samples along an annealing path. Returns the figure."""
-    fig, axes = plt.subplots(len(rows), 1, figsize=(0.45 * n_cols + 1.2, 0.5 * len(rows) + 0.4), squeeze=False)
+    written on the left: fantasy particles over training, or samples along an annealing path. ``width``: the
+    figure's width in inches (default: 0.45 per image plus room for the labels, at most 8). Returns the figure."""
+    width = min(8.0, 0.45 * n_cols + 1.2) if width is None else float(width)
+    per_image = (width - 1.2) / n_cols
+    fig, axes = plt.subplots(len(rows), 1, figsize=(width, per_image * 1.1 * len(rows) + 0.45), squeeze=False)
     for ax, (label, images) in zip(axes[:, 0], rows.items()):
         image_grid(_np(images)[:n_cols], n_cols=n_cols, image_shape=image_shape, ax=ax)
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
@@ -150,7 +154,7 @@ def plot_ais_convergence(n_betas, errors: dict, seconds: dict, axes=None, title:
     (``errors`` maps a label to (len(n_betas),)) and the seconds per run (``seconds``, same keys). A dotted
     line of slope -1/2 through the smallest final error marks an estimator whose variance falls as 1/K."""
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        _, axes = plt.subplots(1, 2, figsize=(8, 3.3))
     k = _np(n_betas).astype(float)
     for label, err in errors.items():
         axes[0].loglog(k, _np(err), "o-", label=label)
@@ -161,9 +165,10 @@ def plot_ais_convergence(n_betas, errors: dict, seconds: dict, axes=None, title:
     axes[0].set(xlabel="number of temperatures $K$", ylabel=r"RMS error of $\log \hat Z$ (nats)")
     axes[1].set(xlabel="number of temperatures $K$", ylabel="seconds per run")
     for ax in axes:
-        ax.legend(frameon=False, fontsize=8)
+        ax.legend(frameon=False, fontsize=9)
     if title:
         axes[0].figure.suptitle(title)
+    axes[0].figure.tight_layout()
     return axes
 
 
@@ -179,7 +184,7 @@ def plot_log_z_errors(errors: dict, ax=None, bins: int = 40, title: str = ""):
         ax.axvline(err.mean(), color=f"C{i}", lw=1.5)
     ax.axvline(0.0, color="k", lw=1.5, label=r"truth: $\log Z$")
     ax.set(xlabel=r"$\log \hat Z - \log Z$ (nats)", ylabel="runs")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=9)
     if title:
         ax.set_title(title)
     return ax
