@@ -51,7 +51,8 @@ device = get_device()
 seed_everything(0)
 expectations(SCALE == 1)  # the "expected" ranges printed below hold at SCALE = 1
 if device.type == "cpu":
-    torch.set_num_threads(1)  # every computation here is small: a second thread costs more than it saves
+    # every computation here is small: a second thread costs more than it saves
+    torch.set_num_threads(1)
 dtype = torch.float64  # exact computations in this chapter are done in double precision
 print(f"device: {device.type}, SCALE = {SCALE}")
 
@@ -72,14 +73,16 @@ def double_well(x):
 
 
 xs, _, dx = grid([(-3, 3)], 2000, dtype=dtype)
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+origin = torch.zeros(1, 1, dtype=dtype)
+fig, axes = plt.subplots(1, 2, figsize=(8, 3))
 for k in (0.0, 5.0):
     e = double_well(xs) + k
     log_z = log_partition_grid(lambda x: double_well(x) + k, [(-3, 3)], 2000)
     p = torch.exp(-e - log_z)
     axes[0].plot(xs[:, 0], e, label=f"E(x) + {k:g}")
-    axes[1].plot(xs[:, 0], p, ls="-" if k == 0 else "--", label=f"shift {k:g}: log Z = {log_z:.3f}")
-    p0 = float(torch.exp(-double_well(torch.zeros(1, 1, dtype=dtype)) - k - log_z))
+    axes[1].plot(xs[:, 0], p, ls="-" if k == 0 else "--",
+                 label=f"shift {k:g}: log Z = {log_z:.3f}")
+    p0 = float(torch.exp(-double_well(origin) - k - log_z))
     print(f"shift k = {k:g}: log Z = {exact(log_z, '.4f')}, p(0) = {exact(p0, '.6f')}")
 axes[0].set(xlabel="x", ylabel="energy", title="two energies that differ by a constant")
 axes[1].set(xlabel="x", ylabel="p(x)", title="... define the same density")
@@ -90,8 +93,9 @@ plt.show()
 
 # %% [markdown]
 # The log-partition functions differ by exactly 5 and $p(0)$ is identical. The grid we used has 2000
-# points. A grid with the same resolution in $d$ dimensions has $2000^d$ points: fine for $d = 2$,
-# hopeless for an 8×8 image ($d = 64$), let alone MNIST ($d = 784$). That is why $Z$ of a neural energy is
+# points on one axis. Even a coarse grid of 100 points per axis has $100^d = 10^{2d}$ points in $d$
+# dimensions (printed below): fine for $d = 2$, hopeless for an 8×8 image ($d = 64$), let alone MNIST
+# ($d = 784$). That is why $Z$ of a neural energy is
 # *intractable*: it is an integral over a space too large to visit. The rest of this book is about living
 # without it. The Gaussian is the exception where the integral has a closed form.
 
@@ -117,7 +121,8 @@ for a, b in [(0.5, 0.0), (2.0, 1.0), (0.1, -0.7)]:
     closed = 0.5 * math.log(math.pi / a) + b**2 / (4 * a)
     width = 12 / math.sqrt(a)
     centre = b / (2 * a)
-    quad = log_partition_grid(lambda x: a * x[:, 0] ** 2 - b * x[:, 0], [(centre - width, centre + width)], 4000)
+    bounds = [(centre - width, centre + width)]
+    quad = log_partition_grid(lambda x: a * x[:, 0] ** 2 - b * x[:, 0], bounds, 4000)
     print(f"a = {a:4.1f}, b = {b:5.1f}: closed form log Z = {exact(closed, '.6f')}, "
           f"quadrature = {exact(quad, '.6f')}")
 
@@ -143,8 +148,8 @@ closed = model.log_partition().item()
 quad = log_partition_grid(model.energy, [(-9.0, 11.0), (-10.5, 9.5)], 500, device=device)
 print(f"2-D Gaussian EBM: closed form log Z = {exact(closed, '.6f')}, "
       f"quadrature on a 500x500 grid = {exact(quad, '.6f')}")
-ax = plot_energy_2d(model.energy, [(-3, 5), (-4.5, 3.5)], kind="density", dtype=dtype, device=device,
-                    title="p(x) of the Gaussian EBM")
+ax = plot_energy_2d(model.energy, [(-3, 5), (-4.5, 3.5)], kind="density", dtype=dtype,
+                    device=device, title="p(x) of the Gaussian EBM")
 plt.show()
 
 # %% [markdown]
@@ -177,17 +182,23 @@ grad_mu_auto, grad_lam_auto = torch.autograd.grad(log_p.sum(), (mu, lam))
 
 diff = (x_obs[0] - mu_true)
 sigma_true = torch.linalg.inv(precision_true)
-grad_mu_formula = precision_true @ diff + 0.0                               # -dE/dmu + E_p[dE/dmu] (= 0)
-grad_lam_formula = -0.5 * torch.outer(diff, diff) + 0.5 * sigma_true       # -dE/dLambda + E_p[dE/dLambda]
-def show(t):
-    return "[" + ", ".join(exact(v, ".6f") for v in t.reshape(-1).tolist()) + "]"
+grad_mu_formula = precision_true @ diff + 0.0  # -dE/dmu + E_p[dE/dmu] (= 0)
+# -dE/dLambda + E_p[dE/dLambda]
+grad_lam_formula = -0.5 * torch.outer(diff, diff) + 0.5 * sigma_true
+
+
+def show(t, fmt=".6f"):
+    """The entries of t as exact figures, in brackets."""
+    values = torch.as_tensor(t).reshape(-1).tolist()
+    return "[" + ", ".join(exact(v, fmt) for v in values) + "]"
 
 
 print("d log p / d mu      autograd:", show(grad_mu_auto))
 print("                    formula :", show(grad_mu_formula))
 print("d log p / d Lambda  autograd:", show(grad_lam_auto))
 print("                    formula :", show(grad_lam_formula))
-max_err = max((grad_mu_auto - grad_mu_formula).abs().max(), (grad_lam_auto - grad_lam_formula).abs().max())
+max_err = max((grad_mu_auto - grad_mu_formula).abs().max(),
+              (grad_lam_auto - grad_lam_formula).abs().max())
 print(claim(max_err < 1e-12, "autograd and the formula agree to 1e-12"))
 
 # %% [markdown]
@@ -210,16 +221,20 @@ for n in sizes:
     errs = []
     for _ in range(50):
         xp = model.sample(n, generator=gen) - model.mu.detach()
-        est = 0.5 * xp.T @ xp / n                          # (1/N) sum of dE/dLambda at the samples
+        est = 0.5 * xp.T @ xp / n  # (1/N) sum of dE/dLambda at the samples
         errs.append(((est - 0.5 * sigma_true.to(device)) ** 2).sum())
     rms.append(float(torch.stack(errs).mean().sqrt()))
-logn, loge = torch.log(torch.tensor(sizes, dtype=dtype)), torch.log(torch.tensor(rms, dtype=dtype))
-fit_slope = float(((logn - logn.mean()) * (loge - loge.mean())).sum() / ((logn - logn.mean()) ** 2).sum())
+logn = torch.log(torch.tensor(sizes, dtype=dtype))
+loge = torch.log(torch.tensor(rms, dtype=dtype))
+centred = logn - logn.mean()
+fit_slope = float((centred * (loge - loge.mean())).sum() / (centred**2).sum())
 print(f"fitted slope of log(RMS error) against log N: {expect(fit_slope, -0.5, 0.05)}")
 fig, ax = plt.subplots(figsize=(4.5, 3.3))
 ax.loglog(sizes, rms, "o-", label="Monte Carlo negative phase")
-ax.loglog(sizes, rms[0] * (torch.tensor(sizes) / sizes[0]) ** -0.5, "k--", label=r"$\propto 1/\sqrt{N}$")
-ax.set(xlabel="number of model samples N", ylabel="RMS error of the gradient", title="Monte Carlo error shrinks as $1/\\sqrt{N}$")
+reference = rms[0] * (torch.tensor(sizes) / sizes[0]) ** -0.5
+ax.loglog(sizes, reference, "k--", label=r"$\propto 1/\sqrt{N}$")
+ax.set(xlabel="number of model samples N", ylabel="RMS error of the gradient",
+       title=r"Monte Carlo error shrinks as $1/\sqrt{N}$")
 ax.legend(frameon=False)
 plt.show()
 
@@ -236,7 +251,9 @@ plt.show()
 # model's mean and covariance equal the sample mean and covariance of the data.
 
 # %%
-data = torch.tensor([[2.0, 1.0]], dtype=dtype) + torch.randn(500, 2, dtype=dtype, generator=make_generator(2)) @ torch.tensor([[1.0, 0.0], [0.6, 0.5]], dtype=dtype)
+mix = torch.tensor([[1.0, 0.0], [0.6, 0.5]], dtype=dtype)  # data = (2, 1) + z mix: correlated
+z = torch.randn(500, 2, dtype=dtype, generator=make_generator(2))
+data = torch.tensor([[2.0, 1.0]], dtype=dtype) + z @ mix
 data = data.to(device)
 learner = GaussianEBM.standard(2, dtype=dtype, device=device)
 opt = torch.optim.Adam(learner.parameters(), lr=0.05)
@@ -244,7 +261,7 @@ gen = make_generator(3, device)
 history = []
 n_steps = 300 * SCALE
 for step in range(n_steps):
-    negatives = learner.sample(4000, generator=gen)               # exact samples, no gradient
+    negatives = learner.sample(4000, generator=gen)  # exact samples, no gradient
     loss = learner.energy(data).mean() - learner.energy(negatives).mean()
     opt.zero_grad()
     loss.backward()
@@ -253,25 +270,28 @@ for step in range(n_steps):
         history.append(learner.mu.detach().cpu().clone())
     if step == 200 * SCALE:
         for group in opt.param_groups:
-            group["lr"] = 0.01                                      # smaller steps average out the Monte Carlo noise
+            group["lr"] = 0.01  # smaller steps average out the Monte Carlo noise
 
 x_bar = data.mean(0)
 cov_data = torch.cov(data.T, correction=0)
-learner.requires_grad_(False)  # training is over; read the parameters without tracking gradients
-print("sample mean             :", [exact(v, ".3f") for v in x_bar.tolist()])
+# training is over; read the parameters without tracking gradients
+learner.requires_grad_(False)
+print("sample mean             :", show(x_bar, ".3f"))
 print("learned mu - sample mean:", expect(learner.mu - x_bar, 0.0, 0.02))
-print("sample covariance             :", [exact(v, ".3f") for v in cov_data.reshape(-1).tolist()])
-print("learned Lambda^-1 - sample cov:", expect((learner.covariance - cov_data).reshape(-1), 0.0, 0.025))
+print("sample covariance             :", show(cov_data, ".3f"))
+cov_error = (learner.covariance - cov_data).reshape(-1)
+print("learned Lambda^-1 - sample cov:", expect(cov_error, 0.0, 0.025))
 
 # %%
 traj = torch.stack(history)
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
 axes[0].plot(traj[:, 0], traj[:, 1], ".-", ms=3)
 axes[0].plot(*x_bar.tolist(), "r*", ms=12, label="sample mean")
-axes[0].set(xlabel=r"$\mu_1$", ylabel=r"$\mu_2$", title=r"$\mu$ during training (from the origin)")
+axes[0].set(xlabel=r"$\mu_1$", ylabel=r"$\mu_2$",
+            title=r"$\mu$ during training (from the origin)")
 axes[0].legend(frameon=False)
-plot_energy_2d(learner.energy, [(-2, 6), (-3, 5)], kind="density", samples=data, ax=axes[1], dtype=dtype,
-               device=device, title="learned density and the data")
+plot_energy_2d(learner.energy, [(-2, 6), (-3, 5)], kind="density", samples=data, ax=axes[1],
+               dtype=dtype, device=device, title="learned density and the data")
 plt.tight_layout()
 plt.show()
 
@@ -286,18 +306,18 @@ plt.show()
 #
 # and the CD-$k$ gradient of the loss is $\nabla_\theta E_\theta(x^{(0)}) - \nabla_\theta E_\theta(x^{(k)})$.
 #
-# **Worked example (seed 003).** $E_\theta(x) = \theta x^2$, one data point $x_{\text{data}} = 1$,
-# $\epsilon = 0.1$, $\theta = 1$, and the noise switched off ($\eta = 0$):
-# $x^{(1)} = 1 - 0.05\cdot 2\cdot 1 = 0.9$ and the gradient is $1^2 - 0.9^2 = 0.19$.
+# **Worked example.** $E_\theta(x) = \theta x^2$, one data point $x_{\text{data}} = 1$, $\epsilon = 0.1$,
+# $\theta = 1$, and the noise switched off ($\eta = 0$): $x^{(1)} = 1 - 0.05\cdot 2\cdot 1 = 0.9$ and the
+# gradient is $1^2 - 0.9^2 = 0.19$.
 
 # %%
 theta = torch.tensor(1.0, dtype=dtype, requires_grad=True)
 x0 = torch.tensor(1.0, dtype=dtype)
 epsilon, eta = 0.1, 0.0
 x_req = x0.clone().requires_grad_(True)
-(grad_x,) = torch.autograd.grad(theta.detach() * x_req**2, x_req)         # dE/dx = 2 theta x
+(grad_x,) = torch.autograd.grad(theta.detach() * x_req**2, x_req)  # dE/dx = 2 theta x
 x1 = (x0 - 0.5 * epsilon * grad_x + math.sqrt(epsilon) * eta).detach()
-cd_loss = theta * x0**2 - theta * x1**2                                      # E(x0) - E(x1), x1 held fixed
+cd_loss = theta * x0**2 - theta * x1**2  # E(x0) - E(x1), x1 held fixed
 (cd_grad,) = torch.autograd.grad(cd_loss, theta)
 print(f"x1 = {exact(x1, '.4f')}")
 print(f"CD-1 gradient dE/dtheta(x0) - dE/dtheta(x1) = {exact(cd_grad, '.4f')}")
@@ -306,13 +326,11 @@ print(f"CD-1 gradient dE/dtheta(x0) - dE/dtheta(x1) = {exact(cd_grad, '.4f')}")
 # Which way does this gradient push? Gradient *descent* on the loss lowers $\theta$ when the gradient is
 # positive, which flattens the energy and widens $p_\theta(x) \propto e^{-\theta x^2}$, whose variance is
 # $1/(2\theta)$. That is the right direction: the maximum-likelihood $\theta$ for a single point at $x = 1$
-# solves $\mathbb{E}_{p_\theta}[x^2] = 1/(2\theta) = 1$, i.e. $\theta^\star = 0.5$. (Seed 003 reads the
-# positive gradient as "increase $\theta$"; under gradient descent it is the other way round.)
+# solves $\mathbb{E}_{p_\theta}[x^2] = 1/(2\theta) = 1$, i.e. $\theta_{\text{ML}} = 0.5$.
 #
 # With the noise switched back on, $x^{(1)} = 0.9 + \sqrt{0.1}\,\eta$ and
-# $\mathbb{E}[(x^{(1)})^2] = 0.81 + 0.1$, so the *expected* CD-1 gradient is $1 - 0.91 = 0.09$, while the
-# exact log-likelihood gradient is $x^2 - \mathbb{E}_{p_\theta}[x^2] = 1 - 0.5 = 0.5$. One short chain from
-# the data sees little of the model: CD-1 points the right way but is strongly biased towards zero.
+# $\mathbb{E}[(x^{(1)})^2] = 0.81 + 0.1$, so the *expected* CD-1 gradient at $\theta = 1$ is
+# $1 - 0.91 = 0.09$, while the exact log-likelihood gradient is $x^2 - \mathbb{E}_{p_\theta}[x^2] = 1 - 0.5 = 0.5$.
 # A Monte Carlo check of the expectation:
 
 # %%
@@ -326,11 +344,77 @@ print(f"expected CD-1 gradient: Monte Carlo {expect(cd_mean, 0.09, 0.008)}, exac
 print("exact maximum-likelihood gradient: 1 - 1/(2 theta) = 0.50")
 
 # %% [markdown]
+# **Is CD-1 biased here?** Far from the optimum its gradient is five times too small: one short chain from
+# the data sees little of the model, so CD-1 points the right way but moves slowly. That alone would not
+# change the answer. What decides the answer is where the *expected* update vanishes. With data whose
+# second moment is $s$ ($s = 1$ here), $x^{(1)} = (1 - \epsilon\theta)\,x^{(0)} + \sqrt\epsilon\,\eta$, so
+#
+# $$\mathbb{E}\big[(x^{(0)})^2 - (x^{(1)})^2\big] = s - (1-\epsilon\theta)^2 s - \epsilon = 0
+#   \quad\Longleftrightarrow\quad \theta_{\text{CD}} = \frac{1 - \sqrt{1 - \epsilon/s}}{\epsilon}$$
+#
+# (the root with $\epsilon\theta < 1$; Exercise 1.4 asks you to derive it). For $\epsilon = 0.1$ that is
+# 0.513, not 0.5. Where does the 0.013 come from? The Langevin step is not exact: iterated, it is the chain
+# $x \mapsto (1-\epsilon\theta)x + \sqrt\epsilon\,\eta$, whose stationary variance is
+# $\epsilon / (1 - (1-\epsilon\theta)^2) = 1/(\theta(2 - \epsilon\theta))$ instead of $1/(2\theta)$. CD-1
+# stops where that *discretised* chain leaves the data's second moment unchanged. Replace the step by an
+# exact move that leaves $p_\theta$ invariant (for a Gaussian, $x \mapsto a x + \sqrt{1-a^2}\,\sigma\eta$ with
+# $\sigma^2 = 1/(2\theta)$) and $\mathbb{E}[(x^{(1)})^2] = a^2 s + (1-a^2)\sigma^2$ equals $s$ exactly when
+# $\sigma^2 = s$: the fixed point becomes $\theta_{\text{ML}}$. So for this model the whole 0.013 is the
+# sampler's discretisation bias, and it vanishes as $\epsilon \to 0$. CD's own bias, from chains too short to
+# explore the model, needs a model whose chains mix slowly; chapter 2 shows it. Below, the two expected
+# gradients as functions of $\theta$, and CD-1 run as a stochastic algorithm (40,000 noisy one-step chains
+# per update, step size 0.5, 300 updates from $\theta = 1$).
+
+# %%
+thetas = torch.linspace(0.3, 1.5, 241, dtype=dtype)
+s_data = 1.0  # the second moment of the data (one point at x = 1)
+cd_expected = s_data - (1 - epsilon * thetas) ** 2 * s_data - epsilon
+ml_gradient = s_data - 1 / (2 * thetas)
+theta_cd = (1 - math.sqrt(1 - epsilon / s_data)) / epsilon
+# variance of the Langevin chain at theta_CD
+stationary = 1 / (theta_cd * (2 - epsilon * theta_cd))
+print(f"theta_ML = 0.5; theta_CD = {exact(theta_cd, '.4f')}")
+print(f"the Langevin chain's stationary variance there: {exact(stationary, '.6f')} (= s)")
+
+gen = make_generator(5, device)
+theta_run = torch.tensor(1.0, dtype=dtype, device=device)
+path = [float(theta_run)]
+for update in range(300 * SCALE):
+    eta = torch.randn(40_000, generator=gen, device=device, dtype=dtype)
+    # one Langevin step from x = 1
+    x1 = (1 - epsilon * theta_run) * 1.0 + math.sqrt(epsilon) * eta
+    theta_run = theta_run - 0.5 * (1.0 - (x1**2).mean())  # descend the CD-1 loss E(x0) - E(x1)
+    path.append(float(theta_run))
+theta_final = sum(path[-200:]) / 200  # averaged over the last 200 updates
+print(f"stochastic CD-1, mean theta over its last 200 updates: "
+      f"{expect(theta_final, 0.513, 0.004)}")
+print(claim(abs(theta_final - theta_cd) < abs(theta_final - 0.5),
+            "stochastic CD-1 settles nearer theta_CD than theta_ML"))
+
+fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+axes[0].plot(thetas, ml_gradient, label="log-likelihood gradient")
+axes[0].plot(thetas, cd_expected, label="expected CD-1 gradient")
+axes[0].axhline(0, color="gray", lw=0.8)
+axes[0].axvline(0.5, color="C0", ls=":", lw=1)
+axes[0].axvline(theta_cd, color="C1", ls=":", lw=1)
+axes[0].set(xlabel=r"$\theta$", ylabel="gradient of the loss",
+            title="two zeros: 0.5 and 0.513")
+axes[0].legend(frameon=False, fontsize=9)
+axes[1].plot(path, color="C1")
+axes[1].axhline(theta_cd, color="C1", ls=":", lw=1, label=r"$\theta_{\mathrm{CD}}$")
+axes[1].axhline(0.5, color="C0", ls=":", lw=1, label=r"$\theta_{\mathrm{ML}}$")
+axes[1].set(xlabel="update", ylabel=r"$\theta$", title=r"stochastic CD-1 from $\theta = 1$",
+            ylim=(0.45, 1.02))
+axes[1].legend(frameon=False, fontsize=9)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
 # ## 6. Composition: adding energies multiplies densities
 #
 # If $p_1 \propto e^{-E_1}$ and $p_2 \propto e^{-E_2}$, the energy $E_1 + E_2$ defines
-# $p \propto p_1 p_2$, a *product of experts*: a point is likely only if every expert finds it likely.
-# For two Gaussian experts the sum of two quadratics is again a quadratic. Completing the square,
+# $p \propto p_1 p_2$, a *product of experts* (Hinton, 2002): a point is likely only if every expert finds it
+# likely. For two Gaussian experts the sum of two quadratics is again a quadratic. Completing the square,
 #
 # $$\Lambda = \Lambda_1 + \Lambda_2, \qquad \boldsymbol\mu = \Lambda^{-1}(\Lambda_1\boldsymbol\mu_1 + \Lambda_2\boldsymbol\mu_2),$$
 #
@@ -338,24 +422,63 @@ print("exact maximum-likelihood gradient: 1 - 1/(2 theta) = 0.50")
 # $e^{-(E_1+E_2)}$ on a grid and compare it with the Gaussian that `product_of_experts` returns.
 
 # %%
-expert1 = GaussianEBM(torch.tensor([-1.0, 0.0], dtype=dtype), torch.tensor([[1.0, 0.0], [0.0, 4.0]], dtype=dtype)).to(device)
-expert2 = GaussianEBM(torch.tensor([1.5, 1.0], dtype=dtype), torch.tensor([[3.0, -1.0], [-1.0, 1.0]], dtype=dtype)).to(device)
+expert1 = GaussianEBM(torch.tensor([-1.0, 0.0], dtype=dtype),
+                      torch.tensor([[1.0, 0.0], [0.0, 4.0]], dtype=dtype)).to(device)
+expert2 = GaussianEBM(torch.tensor([1.5, 1.0], dtype=dtype),
+                      torch.tensor([[3.0, -1.0], [-1.0, 1.0]], dtype=dtype)).to(device)
 poe = product_of_experts(expert1, expert2)
 bounds = [(-5.0, 5.0), (-5.0, 5.0)]
 points, _, cell = grid(bounds, 400, device=device, dtype=dtype)
 with torch.no_grad():
     summed = expert1.energy(points) + expert2.energy(points)
-    p_sum = torch.softmax(-summed, 0) / cell                       # exp(-(E1+E2)) normalised on the grid
+    p_sum = torch.softmax(-summed, 0) / cell  # exp(-(E1+E2)) normalised on the grid
     p_poe = poe.log_prob(points).exp()
-print("product mean     :", [exact(v, ".4f") for v in poe.mu.tolist()])
-print("product precision:", [exact(v, ".4f") for v in poe.precision.reshape(-1).tolist()])
+print("product mean     :", show(poe.mu, ".4f"))
+print("product precision:", show(poe.precision, ".4f"))
 rel_err = float((p_sum - p_poe).abs().max() / p_poe.max())
 print(f"peak density {exact(p_poe.max(), '.3f')}")
 print(claim(rel_err < 1e-10, "normalised exp(-(E1+E2)) equals the product Gaussian to 1e-10"))
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-for ax, e, title in zip(axes, [expert1.energy, expert2.energy, lambda x: expert1.energy(x) + expert2.energy(x)],
-                        ["expert 1", "expert 2", "E1 + E2: the product"]):
-    plot_energy_2d(e, bounds, kind="density", ax=ax, dtype=dtype, device=device, title=title)
+fig, axes = plt.subplots(1, 3, figsize=(8, 2.8))
+energies = [expert1.energy, expert2.energy, lambda x: expert1.energy(x) + expert2.energy(x)]
+for ax, e, title in zip(axes, energies, ["expert 1", "expert 2", "E1 + E2: the product"]):
+    plot_energy_2d(e, bounds, kind="density", ax=ax, dtype=dtype, device=device, title=title,
+                   colorbar=False)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Products of non-Gaussian experts.** The rule holds for any energies, and it is where products earn
+# their keep: each expert can enforce one constraint and leave the rest to the others. Take a *ring*,
+# $E_1(\mathbf x) = (\lVert\mathbf x\rVert - 2)^2 / (2\cdot 0.2^2)$, which says "about 2 from the origin",
+# and a soft *half-plane*, $E_2(\mathbf x) = \operatorname{softplus}(-6x_2)$, which says "above the
+# $x_1$-axis" and nothing about $x_1$ (its density is not even normalisable on its own, but the product is).
+# Their product is the upper half of the ring: sharper than either expert. A *mixture*
+# $\tfrac12(p_1 + p_2)$ can only spread mass out; a product concentrates it where all experts agree. Both
+# products are normalised by quadrature, so the masses below are exact to the grid's accuracy.
+
+# %%
+def ring(x):
+    return (x.norm(dim=1) - 2.0) ** 2 / (2 * 0.2**2)
+
+
+def half_plane(x):
+    return torch.nn.functional.softplus(-6.0 * x[:, 1])
+
+
+box = [(-3.5, 3.5), (-3.5, 3.5)]
+points, _, cell = grid(box, 400, dtype=dtype)
+upper = points[:, 1] > 0
+for name, energy in [("ring", ring), ("ring x half-plane", lambda x: ring(x) + half_plane(x))]:
+    log_z = log_partition_grid(energy, box, 400)
+    p = torch.exp(-energy(points) - log_z) * cell  # probability of each grid cell
+    print(f"{name:17s}: log Z = {exact(log_z, '.4f')}, "
+          f"mass above the x1-axis = {exact(p[upper].sum(), '.4f')}")
+fig, axes = plt.subplots(1, 3, figsize=(8, 2.8))
+panels = [(ring, "expert 1: a ring"), (half_plane, "expert 2: $x_2 > 0$, softly"),
+          (lambda x: ring(x) + half_plane(x), "their product")]
+for ax, (energy, title) in zip(axes, panels):
+    plot_energy_2d(energy, box, kind="density", ax=ax, dtype=dtype, title=title,
+                   colorbar=False)
 plt.tight_layout()
 plt.show()
 
@@ -369,9 +492,11 @@ plt.show()
 # - The log-likelihood gradient is a *positive phase* at the data minus a *negative phase* under the model;
 #   with model samples, the negative phase is a Monte Carlo average whose error falls as $1/\sqrt N$.
 # - With exact samples, gradient ascent recovers the maximum-likelihood Gaussian (sample mean and
-#   covariance). Without them, contrastive divergence runs a short chain from the data: cheap, but biased
-#   (0.09 expected vs 0.5 exact in the worked example).
-# - Adding energies multiplies densities: a product of experts.
+#   covariance). Without them, contrastive divergence runs a short chain from the data. In the worked
+#   example its expected gradient is small far from the optimum (0.09 against 0.5 at $\theta = 1$), and it
+#   stops at $\theta = 0.513$ instead of 0.5: a bias of the *discretised* Langevin step, which an exact
+#   sampler would remove. Chapter 2 meets CD's own bias, which comes from chains that mix slowly.
+# - Adding energies multiplies densities: a product of experts, which can be sharper than every expert.
 #
 # **Next:** Chapter 2 meets the first EBM whose partition function is a sum over $2^n$ binary states, the
 # restricted Boltzmann machine, and trains it with CD-$k$ where Gibbs sampling replaces Langevin dynamics.
