@@ -31,13 +31,17 @@
 #    Fisher divergence by a constant;
 # 2. fit a Gaussian EBM by exact score matching, explain why the Jacobian trace makes it expensive in high
 #    dimension, and replace it by sliced score matching;
-# 3. train a score network by denoising score matching (DSM) and read its vector field;
-# 4. explain why plain Langevin dynamics with a learned score gets the weights of separated modes wrong, and
-#    fix it with a noise-conditional model and annealed Langevin dynamics;
-# 5. train an *energy* by DSM and say what the energy buys you over a bare score network;
+# 3. derive why denoising score matching (DSM) learns the score of the noisy data, train a score network
+#    with it, and turn the score into a denoiser with Tweedie's formula;
+# 4. explain why plain Langevin dynamics with a learned score gets the weights of separated modes wrong, fix
+#    it with a noise-conditional model and annealed Langevin dynamics, choose its noise levels, step size and
+#    number of steps, and stabilise the model with an average of its weights;
+# 5. train an *energy* by DSM, measure how little score matching sees of mode weights, and compose energies
+#    by AND, OR and NOT;
 # 6. connect DSM to the noise-prediction network of diffusion models and to the score SDE.
 
 # %%
+import copy
 import functools
 import inspect
 import math
@@ -55,6 +59,7 @@ from ebm_teach.plotting import (
     plot_annealing_snapshots,
     plot_cost_vs_dimension,
     plot_energy_2d,
+    plot_log_density_2d,
     plot_objective_curves,
     plot_scalar_field,
     plot_score_field,
@@ -63,15 +68,21 @@ from ebm_teach.score import (
     EnergyScore,
     NoiseConditionalScoreNet,
     annealed_langevin,
+    annealed_variance_ratio,
+    choose_step_size,
     denoising_score_matching_loss,
     dsm_target,
+    ema_update,
     exact_score_matching_loss,
     fisher_divergence,
     geometric_sigmas,
     mixture_noisy_score,
     noise_conditional_dsm_loss,
+    sigma_max_rule,
+    sigma_ratio_rule,
     sliced_score_matching_loss,
     train_score_model,
+    tweedie_denoise,
 )
 
 SCALE = 1  # integer; raise it on a GPU for more training steps, samples and Langevin steps
@@ -79,7 +90,7 @@ device = get_device()
 seed_everything(0)
 expectations(SCALE == 1)  # the "expected" ranges printed below hold at SCALE = 1
 if device.type == "cpu":
-    torch.set_num_threads(1)  # small 2-D networks: extra CPU threads only add synchronisation overhead
+    torch.set_num_threads(1)  # small 2-D networks: more CPU threads only add synchronisation
 f64 = dict(device=device, dtype=torch.float64)  # exact computations in double precision
 f32 = dict(device=device, dtype=torch.float32)  # networks in single precision
 print(f"device: {device.type}, SCALE = {SCALE}")
@@ -95,10 +106,10 @@ print(f"device: {device.type}, SCALE = {SCALE}")
 print(inspect.getsource(EnergyScore.forward))
 energy = MLPEnergy(dim=2, hidden=32).to(device)
 x = torch.randn(5, 2, generator=make_generator(1, device), device=device)
-shifted = EnergyScore(lambda y: energy(y) + 123.0)  # E + c: Z changes by e^{-c}, the score does not
+shifted = EnergyScore(lambda y: energy(y) + 123.0)  # E + c: Z changes by e^{-c}, the score not
 with torch.no_grad():  # no graph needed: we only look at the values
     diff = float((EnergyScore(energy)(x) - shifted(x)).abs().max())
-print(claim(diff == 0.0, f"score(E + 123) equals score(E) exactly: max |difference| = {diff:g}"))
+print(claim(diff == 0.0, f"score(E + 123) equals score(E): max |difference| = {diff:g}"))
 
 # %% [markdown]
 # The natural objective is the **Fisher divergence** between the model's score and the data's,
@@ -136,7 +147,7 @@ print(inspect.getsource(exact_score_matching_loss))
 # %%
 m, s = 0.5, 1.5
 z = torch.randn(2000, 1, generator=make_generator(2, device), **f64)
-x1d = m + s * (z - z.mean()) / z.std(unbiased=False)  # sample mean m, sample variance s^2 exactly
+x1d = m + s * (z - z.mean()) / z.std(unbiased=False)  # sample mean m, variance s^2 exactly
 data_model = GaussianEBM(torch.tensor([m], **f64), torch.tensor([[1 / s**2]], **f64))
 
 
@@ -155,8 +166,8 @@ for mu in mus.tolist():
     curves["Hyvärinen J"].append(float(j.detach()))
     curves["J + 1/(2s²)"].append(float(j.detach()) + 1 / (2 * s**2))
 gap = [f - j for f, j in zip(curves["Fisher divergence F"], curves["Hyvärinen J"])]
-print(f"F - J over {len(mus)} values of mu: min {exact(min(gap), '.6f')}, max {exact(max(gap), '.6f')}; "
-      f"1/(2 s^2) = {exact(1 / (2 * s**2), '.6f')}")
+print(f"F - J over {len(mus)} values of mu: min {exact(min(gap), '.6f')}, "
+      f"max {exact(max(gap), '.6f')}; 1/(2 s^2) = {exact(1 / (2 * s**2), '.6f')}")
 
 model, j, f = objectives(-1.0, 0.5)
 grad_j = torch.autograd.grad(j, [model.mu, model.log_diag])
@@ -165,8 +176,9 @@ print("at mu = -1, v = 0.5:  dJ/d(mu, log L) =", [exact(float(g), ".4f") for g i
       "  dF/d(mu, log L) =", [exact(float(g), ".4f") for g in grad_f])
 print(f"closed form J = {exact(-1 / 0.5 + ((m + 1) ** 2 + s**2) / (2 * 0.5**2), '.6f')}, "
       f"computed J = {exact(j.detach(), '.6f')}")
-ax = plot_objective_curves(mus, curves, xlabel=r"model mean $\mu$ (variance $v = 1$)", dashed=["J + 1/(2s²)"],
-                           title="J = F − const: same minimiser, same gradient")
+ax = plot_objective_curves(mus, curves, xlabel=r"model mean $\mu$ (variance $v = 1$)",
+                           dashed=["J + 1/(2s²)"],
+                           title="J = F − const: same minimiser and gradient")
 ax.axvline(m, color="gray", lw=0.5)
 plt.show()
 
@@ -191,14 +203,16 @@ plt.show()
 # %%
 true_mean = torch.tensor([1.0, -1.0], **f64)
 true_cov = torch.tensor([[1.0, 0.6], [0.6, 0.8]], **f64)
-x2d = GaussianEBM.from_moments(true_mean, true_cov).sample(1000 * SCALE, generator=make_generator(3, device))
+x2d = GaussianEBM.from_moments(true_mean, true_cov).sample(1000 * SCALE,
+                                                           generator=make_generator(3, device))
 x_bar = x2d.mean(0)
 sample_precision = torch.linalg.inv((x2d - x_bar).T @ (x2d - x_bar) / len(x2d))
 
 fits = {}
 for name, objective in [
     ("exact SM", lambda mdl, xb, g: exact_score_matching_loss(mdl.score, xb)),
-    ("sliced SM", lambda mdl, xb, g: sliced_score_matching_loss(mdl.score, xb, n_projections=4, generator=g)),
+    ("sliced SM", lambda mdl, xb, g: sliced_score_matching_loss(mdl.score, xb, n_projections=4,
+                                                                generator=g)),
 ]:
     fits[name] = GaussianEBM.standard(2, **f64)
     train_score_model(fits[name], x2d, objective, n_steps=400, batch_size=len(x2d), lr=0.05,
@@ -214,10 +228,12 @@ def show(name, mean, precision):
 show("true", true_mean, torch.linalg.inv(true_cov))
 show("closed form (x_bar, S^-1)", x_bar, sample_precision)
 with torch.no_grad():
-    deviation = {name: max(float((fit.mu - x_bar).abs().max()), float((fit.precision - sample_precision).abs().max()))
+    deviation = {name: max(float((fit.mu - x_bar).abs().max()),
+                           float((fit.precision - sample_precision).abs().max()))
                  for name, fit in fits.items()}
-print(f"exact SM, 400 Adam steps: largest deviation from the closed form {expect(deviation['exact SM'], 0, 1e-6)}")
-print(f"sliced SM, 400 Adam steps: largest deviation from the closed form {expect(deviation['sliced SM'], 0.06, 0.15)}")
+print("largest deviation from the closed form after 400 Adam steps:")
+print(f"  exact SM  {expect(deviation['exact SM'], 0, 1e-6)}")
+print(f"  sliced SM {expect(deviation['sliced SM'], 0.06, 0.15)}")
 
 # %% [markdown]
 # Exact score matching lands on the closed-form answer; sliced score matching, introduced next, lands close to
@@ -263,7 +279,7 @@ for d in dims:
     cost["sliced SM (1 projection)"].append(
         seconds_per_call(lambda: sliced_score_matching_loss(score_d, xd).backward()))
 for d, te, ts in zip(dims, *cost.values()):
-    print(f"d = {d:4d}: exact {1e3 * te:7.1f} ms, sliced {1e3 * ts:6.1f} ms, ratio {te / ts:5.1f}")
+    print(f"d = {d:4d}: exact {1e3 * te:6.1f} ms, sliced {1e3 * ts:5.1f} ms, ratio {te / ts:.0f}")
 plot_cost_vs_dimension(dims, cost, title="exact SM grows with d; sliced SM does not")
 plt.show()
 
@@ -279,19 +295,64 @@ plt.show()
 #
 # Regressing the model on this target,
 # $\ell(\sigma) = \tfrac12\,\mathbb{E}\,\|\mathbf{s}_\theta(\tilde{\mathbf{x}}) - (\mathbf{x}-\tilde{\mathbf{x}})/\sigma^2\|^2$,
-# is minimised by the average target at each $\tilde{\mathbf{x}}$, which is the score of the *noisy* data
-# $q_\sigma = p * \mathcal N(0,\sigma^2 I)$: $\ell(\sigma)$ equals the Fisher divergence to $q_\sigma$ plus a constant.
-# We learn the score of a slightly blurred data set, with no trace and no $Z$.
+# needs no trace and no $Z$:
 
 # %%
 print(inspect.getsource(dsm_target))
 print(inspect.getsource(denoising_score_matching_loss).split('"""')[-1])
 
 # %% [markdown]
-# Train a score network on the eight-Gaussian ring (`toy_data("ring8")`, std 0.5 around a circle of radius 4)
-# at $\sigma = 0.5$. The ring is a Gaussian mixture, so `mixture_noisy_score` gives the exact score of
-# $q_\sigma$ to compare with. The loss does not go to zero: its minimum is the constant above, and the exact
-# score attains it.
+# **Why the target is right: DSM is the Fisher divergence to the noisy data.** The noisy points
+# $\tilde{\mathbf{x}}$ follow $q_\sigma(\tilde{\mathbf{x}}) = \int p(\mathbf{x})\, q_\sigma(\tilde{\mathbf{x}}\mid\mathbf{x})\,
+# d\mathbf{x} = (p * \mathcal N(0, \sigma^2 I))(\tilde{\mathbf{x}})$, the data blurred by the noise. Expand the two
+# squares, writing $\mathbf{s}$ for $\mathbf{s}_\theta(\tilde{\mathbf{x}})$:
+#
+# $$\begin{aligned}
+# \ell(\sigma) &= \tfrac12\mathbb{E}_{q_\sigma(\tilde{\mathbf{x}})}\|\mathbf{s}\|^2
+#   - \mathbb{E}_{p(\mathbf{x})\,q_\sigma(\tilde{\mathbf{x}}\mid\mathbf{x})}\big[\mathbf{s}^\top
+#   \nabla_{\tilde{\mathbf{x}}}\log q_\sigma(\tilde{\mathbf{x}}\mid\mathbf{x})\big] + C_1,\\
+# F_\sigma &= \tfrac12\mathbb{E}_{q_\sigma}\|\mathbf{s} - \nabla\log q_\sigma\|^2
+#   = \tfrac12\mathbb{E}_{q_\sigma}\|\mathbf{s}\|^2 - \mathbb{E}_{q_\sigma}\big[\mathbf{s}^\top\nabla\log q_\sigma\big]
+#   + C_2,
+# \end{aligned}$$
+#
+# with constants $C_1, C_2$ that do not involve $\theta$. The first terms are equal. In the cross term of
+# $\ell$, $q_\sigma(\tilde{\mathbf{x}}\mid\mathbf{x})\nabla\log q_\sigma(\tilde{\mathbf{x}}\mid\mathbf{x}) =
+# \nabla q_\sigma(\tilde{\mathbf{x}}\mid\mathbf{x})$, and the integral over $\mathbf{x}$ moves inside the gradient:
+#
+# $$\int\!\!\int p(\mathbf{x})\, \mathbf{s}^\top \nabla_{\tilde{\mathbf{x}}} q_\sigma(\tilde{\mathbf{x}}\mid\mathbf{x})
+#   \, d\mathbf{x}\, d\tilde{\mathbf{x}}
+#   = \int \mathbf{s}^\top \nabla_{\tilde{\mathbf{x}}} q_\sigma(\tilde{\mathbf{x}})\, d\tilde{\mathbf{x}}
+#   = \mathbb{E}_{q_\sigma}\big[\mathbf{s}^\top \nabla \log q_\sigma\big].$$
+#
+# So $\ell(\sigma) = F_\sigma + C_1 - C_2$ (Vincent, 2011): the same minimiser and the same gradients as the
+# Fisher divergence to $q_\sigma$. We learn the score of a slightly blurred data set, and the constant is
+# why the loss never reaches zero. A check where both sides are exact: data $\mathcal N(0, s^2)$ in 1-D, the
+# linear scores $s_a(\tilde x) = -a\tilde x$, and a sample of pairs $(x, z)$ whitened so that every average of
+# a quadratic equals its expectation. Then $\ell - F_\sigma$ should be
+# $C_1 - C_2 = \tfrac12\big(1/\sigma^2 - 1/(s^2 + \sigma^2)\big)$ for every $a$.
+
+# %%
+s_data, sigma_check = 1.0, 0.5
+pairs = torch.randn(1000, 2, generator=make_generator(20, device), **f64)
+pairs = pairs - pairs.mean(0)
+pairs = pairs @ torch.linalg.inv(torch.linalg.cholesky(pairs.T @ pairs / len(pairs))).T  # cov I
+x_check, z_check = s_data * pairs[:, :1], pairs[:, 1:]
+noisy_score = mixture_noisy_score(GaussianMixture.isotropic(torch.zeros(1, 1, **f64), s_data))
+for a in (0.0, 0.5, 1.0, 2.0):
+    dsm = denoising_score_matching_loss(lambda y: -a * y, x_check, sigma_check, z=z_check)
+    fisher = fisher_divergence(lambda y: -a * y, lambda y: noisy_score(y, sigma_check),
+                               x_check + sigma_check * z_check)
+    print(f"a = {a:.2f}: DSM loss {exact(dsm, '.6f')}, Fisher divergence to q_sigma "
+          f"{exact(fisher, '.6f')}, difference {exact(dsm - fisher, '.6f')}")
+constant = 0.5 * (1 / sigma_check**2 - 1 / (s_data**2 + sigma_check**2))
+print(f"1/2 (1/sigma^2 - 1/(s^2 + sigma^2)) = {exact(constant, '.6f')}")
+
+# %% [markdown]
+# The Fisher divergence is smallest (zero) at $a = 1/(s^2 + \sigma^2) = 0.8$, the exact score of $q_\sigma$,
+# where the DSM loss is just the constant. Now train a score network on the eight-Gaussian ring (`toy_data("ring8")`, std
+# 0.5 around a circle of radius 4) at $\sigma = 0.5$. The ring is a Gaussian mixture, so
+# `mixture_noisy_score` gives the exact score of $q_\sigma$ to compare with.
 
 # %%
 ring = ring_of_gaussians(8, 4.0, 0.5).to(dtype=torch.float32)
@@ -299,18 +360,21 @@ exact_ring = mixture_noisy_score(ring)
 sigma = 0.5
 x_ring = toy_data("ring8", 4000 * SCALE, seed=1, device=device)
 x_ring_test = toy_data("ring8", 4000, seed=2, device=device)
-noisy_test = x_ring_test + sigma * torch.randn(x_ring_test.shape, generator=make_generator(5, device), **f32)
+noise = torch.randn(x_ring_test.shape, generator=make_generator(5, device), **f32)
+noisy_test = x_ring_test + sigma * noise
 
 
 def relative_fisher(score, exact, x, sigma):
-    """Fisher divergence to the exact noisy score, relative to 1/2 E|exact|^2 (0 = perfect, 1 = s = 0)."""
+    """Fisher divergence to the exact noisy score over 1/2 E|exact|^2 (0: perfect; 1: s = 0)."""
     with torch.no_grad():
         num = fisher_divergence(score, lambda y: exact(y, sigma), x)
         return float(num / (0.5 * (exact(x, sigma) ** 2).sum(1).mean()))
 
 
 def dsm_at(sigma):
-    return lambda mdl, xb, g: denoising_score_matching_loss(lambda y: mdl(y, sigma), xb, sigma, generator=g)
+    def objective(mdl, xb, g):
+        return denoising_score_matching_loss(lambda y: mdl(y, sigma), xb, sigma, generator=g)
+    return objective
 
 
 seed_everything(0)
@@ -319,30 +383,78 @@ hist = train_score_model(score_net, x_ring, dsm_at(sigma), n_steps=1000 * SCALE,
                          generator=make_generator(6, device))
 with torch.no_grad():
     g = make_generator(7, device)
-    loss_net = denoising_score_matching_loss(lambda y: score_net(y, sigma), x_ring_test, sigma, generator=g)
+    loss_net = denoising_score_matching_loss(lambda y: score_net(y, sigma), x_ring_test, sigma,
+                                             generator=g)
     g = make_generator(7, device)  # the same noise for the exact score
-    loss_exact = denoising_score_matching_loss(lambda y: exact_ring(y, sigma), x_ring_test, sigma, generator=g)
+    loss_exact = denoising_score_matching_loss(lambda y: exact_ring(y, sigma), x_ring_test,
+                                               sigma, generator=g)
 print(f"DSM loss on test data: exact noisy score {expect(loss_exact, 2.4, 0.2)}, "
       f"network minus exact {expect(loss_net - loss_exact, 0.08, 0.09)}")
 rel_net = relative_fisher(lambda y: score_net(y, sigma), exact_ring, noisy_test, sigma)
-print(f"relative Fisher divergence to the exact score of q_sigma: {expect(rel_net, 0.05, 0.04)}")
+print(f"relative Fisher divergence to the exact score of q_sigma {expect(rel_net, 0.05, 0.04)}")
 
 # %%
 bounds = ((-6.5, 6.5), (-6.5, 6.5))
 noisy_log_prob = ring.convolve(sigma).log_prob
-fig, axes = plt.subplots(1, 2, figsize=(9, 4.3))
+
+
+def score_error(y):
+    """|s_theta(y) - exact score of q_sigma at y|, the length of the arrows on the right."""
+    return (score_net(y, sigma) - exact_ring(y, sigma)).norm(dim=1)
+
+
+fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
 with torch.no_grad():
-    plot_score_field(lambda y: score_net(y, sigma), bounds, log_density=noisy_log_prob, ax=axes[0],
-                     title=r"learned $s_\theta(x)$ by DSM, $\sigma = 0.5$", device=device)
-    plot_score_field(lambda y: exact_ring(y, sigma), bounds, log_density=noisy_log_prob, ax=axes[1],
-                     title=r"exact score of $q_\sigma = p * N(0, \sigma^2 I)$", device=device)
+    plot_score_field(lambda y: score_net(y, sigma), bounds, log_density=noisy_log_prob,
+                     ax=axes[0], device=device, title=r"learned $s_\theta$ ($\sigma$ = 0.5)")
+    plot_scalar_field(score_error, bounds, log_density=noisy_log_prob, ax=axes[1],
+                      device=device, title=r"$s_\theta - \nabla\log q_\sigma$",
+                      label="length of the error")
+    plot_score_field(lambda y: score_net(y, sigma) - exact_ring(y, sigma), bounds, ax=axes[1],
+                     device=device)
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The arrows point uphill in log-density, towards the nearest mode. Near the modes, where the training data
-# are, the two fields agree; in the empty centre and at the edges the learned field only guesses, since DSM
-# never sees a noisy point there. That weakness is the subject of the next section.
+# The arrows point uphill in log-density, towards the nearest mode. On the left the learned field looks
+# right everywhere; the right panel shows where it is not: the error $\mathbf{s}_\theta - \nabla\log q_\sigma$,
+# with the density's contours in white. Near the modes, where the training data are, the error is small;
+# in the empty centre and beyond the ring it is large, since DSM never sees a noisy point there. That
+# weakness is the subject of the next section.
 #
+# **Tweedie's formula: a score is a denoiser.** Differentiate
+# $q_\sigma(\tilde{\mathbf{x}}) = \int p(\mathbf{x})\,\mathcal N(\tilde{\mathbf{x}}; \mathbf{x}, \sigma^2 I)\,d\mathbf{x}$
+# under the integral. The Gaussian's gradient is
+# $\nabla_{\tilde{\mathbf{x}}}\mathcal N(\tilde{\mathbf{x}}; \mathbf{x}, \sigma^2 I) =
+# \mathcal N(\tilde{\mathbf{x}}; \mathbf{x}, \sigma^2 I)\,(\mathbf{x}-\tilde{\mathbf{x}})/\sigma^2$, so
+#
+# $$\begin{aligned}
+# \nabla\log q_\sigma(\tilde{\mathbf{x}})
+#   &= \frac{\int p(\mathbf{x})\,\mathcal N(\tilde{\mathbf{x}}; \mathbf{x}, \sigma^2 I)\,(\mathbf{x}-\tilde{\mathbf{x}})\,d\mathbf{x}}
+#          {\sigma^2\, q_\sigma(\tilde{\mathbf{x}})}
+#   = \frac{\mathbb{E}[\mathbf{x}\mid\tilde{\mathbf{x}}] - \tilde{\mathbf{x}}}{\sigma^2},\\
+# \text{so}\quad \mathbb{E}[\mathbf{x}\mid\tilde{\mathbf{x}}]
+#   &= \tilde{\mathbf{x}} + \sigma^2\,\nabla\log q_\sigma(\tilde{\mathbf{x}}),
+# \end{aligned}$$
+#
+# because $p(\mathbf{x})\,\mathcal N(\tilde{\mathbf{x}}; \mathbf{x}, \sigma^2 I)/q_\sigma(\tilde{\mathbf{x}})$ is the posterior
+# $p(\mathbf{x}\mid\tilde{\mathbf{x}})$ (Efron, 2011, who credits Tweedie). The posterior mean is the denoiser with
+# the least mean squared error, so one step along the exact noisy score is the best possible denoiser, and a
+# learned score gives a denoiser as good as the score. Measured on the noisy test points (error per
+# coordinate; doing nothing leaves $\sigma^2 = 0.25$):
+
+# %%
+print(inspect.getsource(tweedie_denoise).split('"""')[-1])
+with torch.no_grad():
+    denoised = {"noisy input (no denoising)": noisy_test,
+                "Tweedie, learned score": tweedie_denoise(score_net, noisy_test, sigma),
+                "Tweedie, exact score": tweedie_denoise(exact_ring, noisy_test, sigma)}
+mse = {name: ((x - x_ring_test) ** 2).mean() for name, x in denoised.items()}
+want = {"noisy input (no denoising)": (0.25, 0.02), "Tweedie, learned score": (0.155, 0.015),
+        "Tweedie, exact score": (0.15, 0.015)}
+for name, value in mse.items():
+    print(f"{name:28s} mean squared error per coordinate {expect(value, *want[name])}")
+
 # ## 4. The low-density problem, and annealed Langevin dynamics
 #
 # With a score we can sample by Langevin dynamics, $\mathbf{x} \leftarrow \mathbf{x} + \tfrac{\epsilon}{2}\mathbf{s}(\mathbf{x}) + \sqrt{\epsilon}\,\mathbf{z}$
@@ -356,8 +468,10 @@ plt.show()
 # on $[-8, 8]^2$. About half of them start on each side of the diagonal.
 
 # %%
-mixture = GaussianMixture.isotropic(torch.tensor([[5.0, 5.0], [-5.0, -5.0]]), 1.0, [0.8, 0.2]).to(device=device, dtype=torch.float32)
+mixture = GaussianMixture.isotropic(torch.tensor([[5.0, 5.0], [-5.0, -5.0]]), 1.0, [0.8, 0.2])
+mixture = mixture.to(device=device, dtype=torch.float32)
 exact_mix = mixture_noisy_score(mixture)
+x_mix = mixture.sample(4000 * SCALE, generator=make_generator(10, device))  # training data
 x_start = torch.rand(2000 * SCALE, 2, generator=make_generator(8, device), **f32) * 16 - 8
 
 
@@ -396,6 +510,79 @@ print(f"exact score, annealed Langevin ({len(sigmas)} levels x {n_steps_each} st
 print(inspect.getsource(annealed_langevin).split('"""')[-1])
 
 # %% [markdown]
+# **Choosing $\sigma_1$, $\sigma_L$, $\epsilon$ and $T$.** Song & Ermon (2020) derive rules from a model in
+# which the data sit at a single point, so that every $q_{\sigma_i}$ is $\mathcal N(0, \sigma_i^2 I)$:
+# 1. $\sigma_1$ as large as the largest distance between two training points, so that at the first level a
+#    chain can reach any data point from any other;
+# 2. a geometric sequence whose ratio $\gamma = \sigma_{i-1}/\sigma_i$ keeps neighbouring levels overlapping.
+#    In $d$ dimensions the norm of a sample of $\mathcal N(0, \sigma^2 I)$ is close to $\sigma\sqrt d$ with standard
+#    deviation $\sigma/\sqrt2$; $\gamma$ is set so that a sample of level $i$ lies within 3 of those standard deviations
+#    of level $i-1$'s typical norm half of the time,
+#    $\Phi(\sqrt{2d}(\gamma-1) + 3\gamma) - \Phi(\sqrt{2d}(\gamma-1) - 3\gamma) = \tfrac12$;
+# 3. $\sigma_L$ small enough that $q_{\sigma_L}$ is the data for practical purposes (for images, a fraction of
+#    one grey level);
+# 4. $T$ as large as the budget allows, then $\epsilon$ such that $T$ steps at a level take a sample of the
+#    previous level to the right spread. For data at a point, each step at level $i$ is the linear recursion
+#    $\mathbf{x} \leftarrow \rho\,\mathbf{x} + \sqrt{\alpha_i}\,\mathbf{z}$ with $\rho = 1 - \epsilon/(2\sigma_L^2)$ at every level, so
+#    starting from variance $\gamma^2\sigma_i^2$ the variance after $T$ steps, relative to the target $\sigma_i^2$, is
+#    $$r(\epsilon) = \rho^{2T}(\gamma^2 - c) + c, \qquad c = \frac{\epsilon/\sigma_L^2}{1-\rho^2} > 1,$$
+#    where $c$ is unadjusted Langevin's stationary bias (chapter 4); $\epsilon$ is chosen to bring $r$ closest to 1.
+#    (Song & Ermon write the step as $\mathbf{x} + \alpha\mathbf{s} + \sqrt{2\alpha}\,\mathbf{z}$: their $\epsilon$ is half of ours.)
+#
+# Applied to this chapter's mixture: rule 1 asks for $\sigma_1 \approx 21$ (we used 10), rule 2 places no
+# constraint in two dimensions (it is meant for images), and for $T = 100$ rule 4 picks $\epsilon \approx 0.015$.
+# Rule 4's premise fails at the last levels here: $q_{\sigma_L}$'s modes are not $\sigma_L = 0.5$ wide but
+# $\sqrt{1 + \sigma_L^2} \approx 1.1$, and Langevin relaxes a Gaussian of variance $w^2$ at a rate proportional to
+# $\epsilon / w^2$, five times more slowly. The same formula with the modes' width in place of $\sigma_L$ gives
+# $\epsilon \approx 0.077$. Each setting, run three times from fresh starts with the exact score, measured by the
+# mass near $(5, 5)$ (truth 0.8) and the variance of that mode's samples (truth $1 + \sigma_L^2 = 1.25$):
+
+# %%
+print(inspect.getsource(annealed_variance_ratio).split('"""')[-1])
+sigma_1 = sigma_max_rule(x_mix)
+try:
+    sigma_ratio_rule(2)
+except ValueError as err:
+    print("rule 2 in 2-D:", err)
+gamma_rule = (sigma_1 / 0.5) ** (1 / 9)  # 10 geometric levels from sigma_1 down to 0.5
+width_l = math.sqrt(1 + 0.5**2)  # the standard deviation of a mode of q at sigma_L = 0.5
+settings = {  # name: sigma_1, epsilon; expected epsilon, mass near (5, 5), variance of that mode
+    "the chapter's settings": (10.0, 0.05, (0.05, 0.8, 1.25)),
+    "rules 1 and 4": (sigma_1, choose_step_size(100, gamma_rule, 0.5), (0.0153, 0.77, 1.36)),
+    "rule 4 with the modes' width": (sigma_1, choose_step_size(100, gamma_rule, width_l),
+                                     (0.077, 0.79, 1.25)),
+}
+print(f"rule 1: sigma_1 = {expect(sigma_1, 21.0, 1.5)}, the largest distance between data points")
+mode_var, mode_mass = {}, {}
+for name, (s1, eps, (want_eps, want_mass, want_var)) in settings.items():
+    levels = geometric_sigmas(s1, 0.5, 10, **f32)
+    fractions, variances = [], []
+    for rep in range(3):
+        g = make_generator(30 + rep, device)
+        start = 16 * torch.rand(4000 * SCALE, 2, generator=g, **f32) - 8
+        x_end, _ = annealed_langevin(exact_mix, start, levels, eps, 100 * SCALE,
+                                     generator=make_generator(40 + rep, device))
+        fractions.append(near_first_mode(x_end))
+        variances.append(float(x_end[x_end.sum(1) > 0].var(0).mean()))
+    mode_var[name], mode_mass[name] = variances, fractions
+    print(f"{name}: eps = {expect(eps, want_eps, 0.002, fmt='.4f')}")
+    print(f"  mass near (5, 5) {expect(fractions, want_mass, 0.04)}")
+    print(f"  variance of that mode {expect(variances, want_var, 0.08)}")
+chapter, rule, width = (sum(v) / len(v) for v in mode_var.values())
+print(claim(rule > chapter + 0.05 and rule > width + 0.05,
+            "rule 4's step leaves the mode at least 0.05 too broad (mean of the three runs)"))
+print(claim(abs(width - 1.25) < 0.06, "with the modes' width in rule 4 the spread is 1.25 ± 0.06"))
+mass_chapter, _, mass_width = (sum(v) / len(v) for v in mode_mass.values())
+print(claim(abs(mass_width - mass_chapter) < 0.02,
+            "sigma_1 = 21 with that step leaves the same mass near (5, 5) as sigma_1 = 10, within 0.02"))
+
+# %% [markdown]
+# The chapter's $\epsilon = 0.05$ was chosen by trying. Rule 4 with the right width gives a step of the same
+# size, 0.077, and the right spread; rule 4 as stated does not, because its model of the data is wrong at the
+# last levels. The larger $\sigma_1$ of rule 1 does no harm, and here it also brings nothing: $q_{10}$ is
+# already one blob, since the modes are 14 apart. The rules are where to start; the spread of each level's
+# samples, checked against $q_{\sigma_i}$ where you can, says whether they worked.
+# %% [markdown]
 # **Now with a learned score.** A *noise-conditional* network $\mathbf{s}_\theta(\mathbf{x}, \sigma)$ learns all
 # levels at once. For a geometric sequence $\sigma_1 > \dots > \sigma_L$ the loss weights level $i$ by
 # $\lambda(\sigma_i) = \sigma_i^2$:
@@ -408,19 +595,62 @@ print(inspect.getsource(annealed_langevin).split('"""')[-1])
 
 # %%
 print(inspect.getsource(noise_conditional_dsm_loss).split('"""')[-1])
-x_mix = mixture.sample(4000 * SCALE, generator=make_generator(10, device))
 seed_everything(0)
 nc_net = NoiseConditionalScoreNet(dim=2, hidden=128, n_layers=3).to(device)
-hist_nc = train_score_model(nc_net, x_mix,
-                            lambda mdl, xb, g: noise_conditional_dsm_loss(mdl, xb, sigmas, generator=g),
-                            n_steps=2000 * SCALE, lr=2e-3, generator=make_generator(11, device))
+nc_ema = copy.deepcopy(nc_net)  # a moving average of nc_net's weights (explained below)
+noise = torch.randn(2000, 2, generator=make_generator(12, device), **f32)
+noisy_min = x_mix[:2000] + 0.5 * noise
+tracked = {"trained weights": [], "EMA weights": []}
+
+
+def track(step, model):
+    """Every 100 steps of the second half: relative Fisher divergence at sigma_L, both models."""
+    if step > 1000 * SCALE and step % 100 == 0:
+        for name, m in (("trained weights", model), ("EMA weights", nc_ema)):
+            rel = relative_fisher(lambda y: m(y, 0.5), exact_mix, noisy_min, 0.5)
+            tracked[name].append(rel)
+
+
+
+
+def nc_objective(mdl, xb, g):
+    return noise_conditional_dsm_loss(mdl, xb, sigmas, generator=g)
+
+
+hist_nc = train_score_model(nc_net, x_mix, nc_objective, n_steps=2000 * SCALE, lr=2e-3,
+                            generator=make_generator(11, device), ema=nc_ema, ema_decay=0.99,
+                            callback=track)
 print(f"noise-conditional DSM loss: first 50 steps {expect(hist_nc['loss'][0], 0.49, 0.04)}, "
       f"last 50 steps {expect(hist_nc['loss'][-1], 0.35, 0.02)}")
-for i, want, tol in ((0, 0.015, 0.02), (4, 0.012, 0.007), (9, 0.04, 0.1)):
+
+# %% [markdown]
+# **An exponential moving average (EMA) of the weights** (Song & Ermon 2020, technique 5). With a constant
+# learning rate, Adam's iterates jitter around a good solution, and the last iterate is one draw from that
+# jitter. Averaging the weights over the last steps, $\theta_\text{EMA} \leftarrow m\,\theta_\text{EMA} + (1-m)\,\theta$
+# after every step, cancels much of it. With $m = 0.99$ the average covers about the last $1/(1-m) = 100$
+# steps (Song & Ermon use $m = 0.999$ over hundreds of thousands of steps). The training above kept such a copy
+# and measured both every 100 steps of its second half, at the smallest level where the error is largest:
+
+# %%
+print(inspect.getsource(ema_update).split('"""')[-1])
+want = {"trained weights": (0.04, 0.07), "EMA weights": (0.0055, 0.0065)}
+print("relative Fisher divergence at sigma = 0.5, at the last 10 checkpoints:")
+for name, values in tracked.items():
+    print(f"  {name:15s} {expect(values, *want[name], fmt='.3f')}")
+raw, averaged = tracked.values()
+print(claim(all(a < r for a, r in zip(averaged, raw)), "the EMA is better at every checkpoint"))
+print(claim(max(averaged) < sum(raw) / len(raw),
+            "the EMA's worst checkpoint beats the trained weights' average"))
+
+# %% [markdown]
+# From here on we use the EMA weights. At every level, averaged over noisy data:
+
+# %%
+for i, want, tol in ((0, 0.003, 0.0015), (4, 0.003, 0.003), (9, 0.0055, 0.008)):
     level = float(sigmas[i])
-    noisy = x_mix[:2000] + level * torch.randn(2000, 2, generator=make_generator(12, device), **f32)
-    rel = relative_fisher(lambda y: nc_net(y, level), exact_mix, noisy, level)
-    print(f"sigma = {exact(level, '5.2f', rel=1e-5)}: relative Fisher divergence to the exact noisy score "
+    noisy = x_mix[:2000] + level * noise
+    rel = relative_fisher(lambda y: nc_ema(y, level), exact_mix, noisy, level)
+    print(f"sigma = {exact(level, '5.2f', rel=1e-5)}: relative Fisher divergence "
           f"{expect(rel, want, tol)}")
 
 # %% [markdown]
@@ -434,13 +664,15 @@ bounds_mix = ((-9, 9), (-9, 9))
 
 
 def relative_error(y):
-    exact = exact_mix(y, sigma_min)
-    return ((nc_net(y, sigma_min) - exact).norm(dim=1) / exact.norm(dim=1)).clamp(max=1.0)
+    truth = exact_mix(y, sigma_min)
+    return ((nc_ema(y, sigma_min) - truth).norm(dim=1) / truth.norm(dim=1)).clamp(max=1.0)
 
 
-plot_scalar_field(relative_error, bounds_mix, log_density=lambda y: mixture.convolve(sigma_min).log_prob(y),
-                  title=rf"relative score error at $\sigma$ = {sigma_min:.1f}", label="relative error (capped at 1)",
-                  device=device, vmax=1.0)
+fig, ax = plt.subplots(figsize=(5, 4))
+plot_scalar_field(relative_error, bounds_mix, log_density=mixture.convolve(sigma_min).log_prob,
+                  ax=ax, title=rf"relative score error at $\sigma$ = {sigma_min:.1f}",
+                  label="relative error (capped at 1)", device=device, vmax=1.0)
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -448,18 +680,21 @@ plt.show()
 # start. Now sample with the learned score: plain Langevin at the smallest level, and annealed Langevin.
 
 # %%
-x_plain_nn, _ = annealed_langevin(nc_net, x_start, sigmas[-1:], step_size, 10 * n_steps_each,
+x_plain_nn, _ = annealed_langevin(nc_ema, x_start, sigmas[-1:], step_size, 10 * n_steps_each,
                                   generator=make_generator(13, device))
-x_anneal_nn, info_nn = annealed_langevin(nc_net, x_start, sigmas, step_size, n_steps_each,
+x_anneal_nn, info_nn = annealed_langevin(nc_ema, x_start, sigmas, step_size, n_steps_each,
                                          generator=make_generator(13, device))
-print(f"learned score, plain Langevin:    fraction near (5, 5) = {expect(near_first_mode(x_plain_nn), 0.47, 0.12)}")
-print(f"learned score, annealed Langevin: fraction near (5, 5) = {expect(near_first_mode(x_anneal_nn), 0.77, 0.18)}"
-      "   (true weight 0.8)")
-plot_annealing_snapshots(info_nn.x_levels, sigmas, levels=[0, 3, 5, 9], bounds=((-16, 16), (-16, 16)),
-                         title="annealed Langevin with the learned score: the 0.8/0.2 split appears as sigma falls")
+print("learned score, fraction near (5, 5) (true weight 0.8):")
+print(f"  plain Langevin    {expect(near_first_mode(x_plain_nn), 0.47, 0.11)}")
+print(f"  annealed Langevin {expect(near_first_mode(x_anneal_nn), 0.79, 0.05)}")
+plot_annealing_snapshots(info_nn.x_levels, sigmas, levels=[0, 3, 5, 9], bounds=((-16, 16),) * 2,
+                         title="learned score: the 0.8/0.2 split appears as sigma falls")
 plt.show()
 
 # %% [markdown]
+# The learned score behaves like the exact one: plain Langevin keeps the start's split, annealed Langevin
+# recovers the 0.8/0.2 weights up to the mass left behind when the gap opened.
+#
 # ## 5. An energy trained by denoising score matching
 #
 # Nothing in DSM asks the score to be a free vector field. Take an energy network $E_\theta$ and use
@@ -475,39 +710,137 @@ train_score_model(energy_model, x_ring, dsm_at(sigma), n_steps=1000 * SCALE, lr=
                   generator=make_generator(6, device))
 seconds_energy = time.perf_counter() - start
 start = time.perf_counter()
-train_score_model(NoiseConditionalScoreNet(2, 64, 3).to(device), x_ring, dsm_at(sigma), n_steps=1000 * SCALE,
-                  lr=2e-3, generator=make_generator(6, device))
+train_score_model(NoiseConditionalScoreNet(2, 64, 3).to(device), x_ring, dsm_at(sigma),
+                  n_steps=1000 * SCALE, lr=2e-3, generator=make_generator(6, device))
 seconds_net = time.perf_counter() - start
 rel_energy = relative_fisher(energy_model, exact_ring, noisy_test, sigma)
 print(f"relative Fisher divergence: score network {expect(rel_net, 0.05, 0.04)}, "
       f"energy network {expect(rel_energy, 0.05, 0.05)}")
 
 # %% tags=["nbval-ignore-output"]
-print(f"training time for {1000 * SCALE} steps: score network {seconds_net:.1f} s, energy network {seconds_energy:.1f} s "
-      "(the energy's score is a gradient, so each step differentiates twice)")
+print(f"training time for {1000 * SCALE} steps: score network {seconds_net:.1f} s, "
+      f"energy network {seconds_energy:.1f} s (its score is a gradient: two backward passes)")
 
 # %% [markdown]
-# Both reach a relative Fisher divergence of about 0.05 (the expected ranges are mean ± 4 standard deviations
-# over 8 seeds, and they overlap); the energy version costs a second backward pass. What it buys is
-# the energy itself. In two dimensions we can normalise it by quadrature (chapter 1) and get a proper
-# density $p_\theta = e^{-E_\theta}/Z_\theta$ of the noisy data, with a test log-likelihood to compare with the truth.
-# A score network has no such number to offer.
+# Both reach a relative Fisher divergence of about 0.05; the energy version costs a second backward pass.
+# What it buys is the energy itself. In two dimensions we can normalise it by quadrature (chapter 1) and get
+# a proper density $p_\theta = e^{-E_\theta}/Z_\theta$ of the noisy data, with a test log-likelihood to compare with
+# the truth. A score network has no such number to offer.
 
 # %%
 learned_energy = energy_model.energy
 with torch.no_grad():
-    log_z = log_partition_grid(learned_energy, [(-9, 9), (-9, 9)], 300, device=device, dtype=torch.float32)
+    log_z = log_partition_grid(learned_energy, [(-9, 9), (-9, 9)], 300, device=device,
+                               dtype=torch.float32)
     loglik_model = float(-learned_energy(noisy_test).mean()) - log_z
     loglik_true = float(ring.convolve(sigma).log_prob(noisy_test).mean())
-print(f"mean test log-likelihood of q_sigma: learned energy {expect(loglik_model, -4.2, 0.14)}, "
-      f"truth {expect(loglik_true, -4.14, 0.04)}")
-fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-plot_energy_2d(learned_energy, bounds, ax=axes[0], title=r"$e^{-E_\theta}/Z_\theta$ learned by DSM", device=device)
-plot_energy_2d(lambda y: -ring.convolve(sigma).log_prob(y), bounds, ax=axes[1], title=r"true $q_\sigma$", device=device)
+print(f"mean test log-likelihood of q_sigma: learned energy {expect(loglik_model, -4.2, 0.14)},"
+      f" truth {expect(loglik_true, -4.14, 0.04)}")
+fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+plot_energy_2d(learned_energy, bounds, ax=axes[0], device=device,
+               title=r"$e^{-E_\theta}/Z_\theta$ learned by DSM")
+plot_energy_2d(lambda y: -noisy_log_prob(y), bounds, ax=axes[1], device=device,
+               title=r"true $q_\sigma$")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# **Score matching is nearly blind to the weights of separated modes.** The learned density's modes are not
+# equally bright, although the eight true weights are equal. Quadrature gives each mode's mass (the mass of
+# the eighth of the plane around it), and two more trainings from other initial weights show that the error
+# is not bad luck:
+
+# %%
+pts, _, cell = grid([(-9, 9), (-9, 9)], 300, **f32)
+
+
+def mode_of(y):
+    """Index 0-7 of the ring mode nearest in angle to each point (mode k at k * 45 degrees)."""
+    angle = torch.atan2(y[:, 1], y[:, 0])
+    return torch.remainder(torch.round(angle / (math.pi / 4)), 8).long()
+
+
+def mode_masses(energy):
+    """The mass of e^{-E}/Z around each of the eight modes, by quadrature on the grid."""
+    with torch.no_grad():
+        w = torch.softmax(-energy(pts).double(), 0)
+    return torch.zeros(8, dtype=torch.float64, device=device).index_add_(0, mode_of(pts), w)
+
+
+energy_models = [energy_model]
+for rep in (1, 2):
+    seed_everything(rep)
+    energy_models.append(EnergyScore(MLPEnergy(dim=2, hidden=64, n_layers=3)).to(device))
+    train_score_model(energy_models[-1], x_ring, dsm_at(sigma), n_steps=1000 * SCALE, lr=2e-3,
+                      generator=make_generator(6 + rep, device))
+data_masses = torch.bincount(mode_of(x_ring), minlength=8).double() / len(x_ring)
+print(f"the training data's mode masses: {expect(data_masses, 0.125, 0.02, fmt='.3f')}")
+off_model, off_weights, kl_weights = [], [], []
+off_data = float((data_masses - 0.125).abs().max())
+for rep, model in enumerate(energy_models):
+    masses = mode_masses(model.energy)
+    # the exact ring with the learned masses as weights: how much does the objective see?
+    ring_reweighted = GaussianMixture(ring.means, ring.covs, (masses / masses.sum()).float())
+    reweighted = mixture_noisy_score(ring_reweighted)
+    with torch.no_grad():
+        log_q_reweighted = ring_reweighted.convolve(sigma).log_prob(noisy_test)
+        log_ratio = noisy_log_prob(noisy_test) - log_q_reweighted
+    kl_weights.append(float(log_ratio.mean()))
+    off_weights.append(relative_fisher(lambda y: reweighted(y, sigma), exact_ring, noisy_test,
+                                       sigma))
+    off_model.append(relative_fisher(model, exact_ring, noisy_test, sigma))
+    print(f"training {rep + 1}: learned mode masses {expect(masses, 0.125, 0.12, fmt='.3f')}")
+print(f"relative Fisher divergence of the learned energies: {expect(off_model, 0.05, 0.05)}")
+print(f"... and of the exact ring with the learned masses:  {expect(off_weights, 0.005, 0.006)}")
+print(f"log-likelihood the learned masses alone cost: {expect(kl_weights, 0.04, 0.07)} nats")
+print(claim(all(abs(mode_masses(m.energy) - 0.125).max() > 2 * off_data for m in energy_models),
+            "every training puts a mode's mass twice as far from 0.125 as any data mass is"))
+print(claim(all(w < m / 4 for w, m in zip(off_weights, off_model)),
+            "right masses would remove under a quarter of each energy's Fisher divergence"))
+
+# %% [markdown]
+# The training data are balanced to within sampling error, the learned energies are not, and the objective
+# hardly cares: an exact ring with the learned, wrong masses is closer to the truth in Fisher divergence than
+# any trained network gets. The reason is where the Fisher divergence looks. It compares *slopes* of
+# $\log p$, weighted by $p$. Two mixtures with the same components and different weights have the same slopes
+# near every mode, since each mode's score is that of its own Gaussian; they differ only where two modes
+# overlap, where the responsibilities change, and that region has little mass. A weight is a *height*
+# difference between modes, and the slopes near the modes do not record it. The log-likelihood compares
+# heights directly: the wrong masses alone cost a few hundredths of a nat, a good part of the gap between the
+# learned energy's test log-likelihood and the truth's above.
+#
+# An exact example shows how extreme this gets. Section 4's mixture $0.8\,\mathcal N((5,5), I) + 0.2\,\mathcal N((-5,-5), I)$
+# against the same components with weights $0.5/0.5$, both blurred by noise of level $\sigma$, by quadrature:
+
+# %%
+def mixture_at(weights):
+    means = torch.tensor([[5.0, 5.0], [-5.0, -5.0]], **f64)
+    return GaussianMixture.isotropic(means, 1.0, weights)
+
+
+p_08, p_05 = mixture_at([0.8, 0.2]), mixture_at([0.5, 0.5])
+score_08, score_05 = mixture_noisy_score(p_08), mixture_noisy_score(p_05)
+print("sigma   KL(p_0.8 || p_0.5)   Fisher divergence")
+for level in (0.0, 0.5, 2.64, 10.0):
+    half_width = 7 + 8 * math.sqrt(1 + level**2)  # the box holds all but ~e^-30 of the mass
+    pts64, _, cell64 = grid([(-half_width, half_width)] * 2, 801, **f64)
+    blur_08 = p_08.convolve(level) if level > 0 else p_08
+    blur_05 = p_05.convolve(level) if level > 0 else p_05
+    log_p, log_q = blur_08.log_prob(pts64), blur_05.log_prob(pts64)
+    weight = log_p.exp() * cell64
+    kl = (weight * (log_p - log_q)).sum()
+    score_gap = score_08(pts64, level) - score_05(pts64, level)
+    fisher = (weight * 0.5 * (score_gap**2).sum(1)).sum()
+    kl, fisher = exact(kl, ".4f", rel=1e-6), exact(fisher, ".1e", rel=1e-6)
+    print(f"{level:5.2f}   {kl:>18s}   {fisher:>17s}")
+
+# %% [markdown]
+# On the clean data the two mixtures differ by 0.19 nats in KL but by $10^{-11}$ in Fisher divergence: score
+# matching cannot tell 0.8/0.2 from 0.5/0.5. Noise that makes the modes overlap exposes the weights
+# ($\sigma = 2.64$), until so much noise that both become one blob. This is the second reason, after the empty
+# regions, why the noise-conditional model of section 4 with its large levels recovered the 0.8/0.2 split:
+# a model trained at $\sigma = 0.5$ alone gets almost no signal about the weights ($10^{-9}$).
+#
 # Energies also **compose**: adding an energy multiplies densities (a product of experts, chapter 1). Put an
 # expert $E_c(\mathbf{x}) = \|\mathbf{x} - (0, 4)\|^2 / (2\cdot 2^2)$, a wide Gaussian around the top of the ring,
 # on the learned energy. Because we have energies, quadrature gives the composed model's exact mass in the three
@@ -520,8 +853,13 @@ plt.show()
 top = torch.tensor([0.0, 4.0], **f32)
 
 
+def expert(y):
+    """E_c: a Gaussian of standard deviation 2 around the top of the ring."""
+    return ((y - top) ** 2).sum(1) / (2 * 2.0**2)
+
+
 def composed(y):
-    return learned_energy(y) + ((y - top) ** 2).sum(1) / (2 * 2.0**2)
+    return learned_energy(y) + expert(y)
 
 
 def in_top(y):
@@ -529,24 +867,87 @@ def in_top(y):
     return (y[:, 1] > 4.0 * math.cos(math.pi / 4) - 1.0).float()
 
 
-pts, _, _ = grid([(-9, 9), (-9, 9)], 300, **f32)
-with torch.no_grad():
-    p_grid = torch.softmax(-composed(pts), 0)
-mass_top = float((p_grid * in_top(pts)).sum())
+def mass(energy, region):
+    """The mass e^{-energy}/Z puts on a region (a 0/1 function), by quadrature on the grid."""
+    with torch.no_grad():
+        return float((torch.softmax(-energy(pts).double(), 0) * region(pts)).sum())
+
+
+mass_top = mass(composed, in_top)
 g = make_generator(14, device)
 with torch.no_grad():
-    weights = torch.softmax(-((x_ring - top) ** 2).sum(1) / (2 * 2.0**2), 0)  # e^{-E_c}, normalised
+    weights = torch.softmax(-expert(x_ring), 0)  # e^{-E_c}, normalised
 resampled = x_ring[torch.multinomial(weights, 2000, replacement=True, generator=g)]
-x_stuck, _ = annealed_langevin(EnergyScore(composed), x_ring[:2000], [1.0], 0.02, 300 * SCALE, generator=g)
-x_comp, _ = annealed_langevin(EnergyScore(composed), resampled, [1.0], 0.02, 300 * SCALE, generator=g)
+x_stuck, _ = annealed_langevin(EnergyScore(composed), x_ring[:2000], [1.0], 0.02, 300 * SCALE,
+                               generator=g)
+x_comp, _ = annealed_langevin(EnergyScore(composed), resampled, [1.0], 0.02, 300 * SCALE,
+                              generator=g)
 print("mass in the top three modes:")
 print(f"  ring data alone {expect(in_top(x_ring).mean(), 0.37, 0.025)}")
 print(f"  composed model, by quadrature {expect(mass_top, 0.95, 0.045)}")
 print(f"  Langevin from the ring data {expect(in_top(x_stuck).mean(), 0.54, 0.07)}")
 print(f"  Langevin from the resampled data {expect(in_top(x_comp).mean(), 0.945, 0.03)}")
-plot_energy_2d(composed, ((-6.5, 6.5), (-3.5, 8.5)), samples=x_comp[::2],
-               title=r"$E_\theta + E_c$: the ring times a Gaussian expert", device=device)
+fig, ax = plt.subplots(figsize=(4.6, 3.8))
+plot_energy_2d(composed, ((-6.5, 6.5), (-3.5, 8.5)), samples=x_comp[::2], ax=ax,
+               title=r"$E_\theta + E_c$: the ring AND a Gaussian expert", device=device)
+fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# **Beyond a sum: OR and NOT.** Du, Li & Mordatch (2020) compose energies in two more ways.
+# - *Disjunction* (OR), a mixture: $p \propto e^{-E_1} + e^{-E_2}$, the energy $-\log(e^{-E_1} + e^{-E_2})$. The
+#   mixture's weights are $Z_1/(Z_1 + Z_2)$ and $Z_2/(Z_1 + Z_2)$: the partition functions, which an EBM does not
+#   know, decide how much of each part you get. To weight the parts equally you must subtract each $\log Z_i$.
+# - *Negation* (AND NOT): $p \propto p_1(\mathbf{x}) / p_2(\mathbf{x})^\alpha$, the energy $E_1 - \alpha E_2$, removes what $p_2$
+#   describes. It is a proper density only if $E_1$ grows faster than $\alpha E_2$ far away; a learned energy
+#   may not, so check where the mass goes.
+#
+# With the learned ring as $E_1$: OR with a narrow Gaussian $E_2 = \|\mathbf{x}\|^2/(2\cdot 0.5^2)$ at the centre
+# ($Z_2 = 2\pi\cdot 0.5^2$), and the ring AND NOT the top expert $E_c$ above, with $\alpha = 0.5$.
+
+# %%
+def centre_energy(y):
+    return (y**2).sum(1) / (2 * 0.5**2)
+
+
+def near_centre(y):
+    return (y.norm(dim=1) < 1.5).float()
+
+
+def near_edge(y):
+    """1 within 2 of the edge of the box [-9, 9]^2 that the quadrature covers."""
+    return (y.abs().max(1).values > 7).float()
+
+
+log_z_centre = math.log(2 * math.pi * 0.5**2)
+compositions = {
+    "OR (unnormalised)": lambda y: -torch.logsumexp(
+        torch.stack([-learned_energy(y), -centre_energy(y)]), 0),
+    "OR (each log Z subtracted)": lambda y: -torch.logsumexp(
+        torch.stack([-learned_energy(y) - log_z, -centre_energy(y) - log_z_centre]), 0),
+    "ring AND NOT top (alpha = 0.5)": lambda y: learned_energy(y) - 0.5 * expert(y),
+}
+or_raw = mass(compositions["OR (unnormalised)"], near_centre)
+print(claim(or_raw < 0.05, "OR (unnormalised) puts less than 5 % of its mass at the centre"))
+print(f"OR (each log Z subtracted): mass at the centre "
+      f"{expect(mass(compositions['OR (each log Z subtracted)'], near_centre), 0.5, 0.01)}")
+not_top = compositions["ring AND NOT top (alpha = 0.5)"]
+print(f"ring AND NOT top: mass in the top modes {expect(mass(not_top, in_top), 0.03, 0.03)}, "
+      f"near the edge of the box {expect(mass(not_top, near_edge), 0.002, 0.004)}")
+fig, axes = plt.subplots(1, 2, figsize=(8, 3.5))
+plot_log_density_2d(compositions["OR (each log Z subtracted)"], bounds, ax=axes[0],
+                    device=device, decades=3, title="ring OR centre (log Z's subtracted)")
+plot_log_density_2d(not_top, bounds, ax=axes[1], device=device, decades=3,
+                    title="ring AND NOT top")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Without the partition functions the OR is almost all ring, because $Z_\theta$ is tens to thousands of
+# times $Z_2$ — and that factor is arbitrary: DSM never fixes the additive constant of $E_\theta$, so another
+# training gives another one. With the $\log Z$'s subtracted it is the half-and-half mixture we asked for. The negation removes the top modes, and on this box little mass leaks
+# to the edges, where $E_\theta - \tfrac12 E_c$ eventually falls (the learned energy grows linearly, the expert
+# quadratically). Product and negation need no partition function; a mixture does.
 
 # %% [markdown]
 # ## 6. Bridge to diffusion models
@@ -561,19 +962,19 @@ plt.show()
 # $$\boldsymbol\epsilon_\theta(\mathbf{x}_t, t) = -\sqrt{1-\bar\alpha_t}\;\mathbf{s}_\theta(\mathbf{x}_t, t):$$
 #
 # the noise predictor is a scaled score. Our noise-conditional network is built the same way: its raw output is
-# $\sigma\,\mathbf{s}_\theta(\tilde{\mathbf{x}}, \sigma)$, a prediction of $-\mathbf{z}$. The best possible prediction
-# is $\mathbb{E}[\mathbf{z}\mid\tilde{\mathbf{x}}] = -\sigma\nabla\log q_\sigma(\tilde{\mathbf{x}})$, so the exact score
-# gives the lowest achievable error:
+# $\sigma\,\mathbf{s}_\theta(\tilde{\mathbf{x}}, \sigma)$, a prediction of $-\mathbf{z}$. Tweedie's formula (section 3)
+# says which prediction is best: $\mathbb{E}[\mathbf{z}\mid\tilde{\mathbf{x}}] = (\tilde{\mathbf{x}} - \mathbb{E}[\mathbf{x}\mid\tilde{\mathbf{x}}])/\sigma
+# = -\sigma\nabla\log q_\sigma(\tilde{\mathbf{x}})$, so the exact score gives the lowest achievable error:
 
 # %%
 level = float(sigmas[4])
 z_test = torch.randn(x_mix[:2000].shape, generator=make_generator(15, device), **f32)
 x_noisy = x_mix[:2000] + level * z_test
 with torch.no_grad():
-    eps_net = -level * nc_net(x_noisy, level)
+    eps_net = -level * nc_ema(x_noisy, level)
     eps_best = -level * exact_mix(x_noisy, level)
-print(f"sigma = {exact(level, '.2f', rel=1e-5)}: mean squared error of the noise prediction per coordinate:")
-print(f"  network {expect(((eps_net - z_test) ** 2).mean(), 0.17, 0.045)}, "
+print(f"sigma = {exact(level, '.2f', rel=1e-5)}: mean squared error of the noise prediction")
+print(f"  network {expect(((eps_net - z_test) ** 2).mean(), 0.163, 0.04)}, "
       f"exact score {expect(((eps_best - z_test) ** 2).mean(), 0.16, 0.045)}, "
       f"predicting 0: {expect((z_test**2).mean(), 1.0, 0.08)}")
 
@@ -587,18 +988,21 @@ print(f"  network {expect(((eps_net - z_test) ** 2).mean(), 0.17, 0.045)}, "
 # whose only unknown is the score. An Euler step from $\sigma_k$ down to $\sigma_{k+1}$ is two lines. Start from
 # samples of the broad $q_{\sigma_1}$ (here data plus noise; a diffusion model starts from $\mathcal N(0, \sigma_1^2 I)$,
 # which is close to it when $\sigma_1$ is large) and step down through 200 levels, with the exact noisy scores
-# and with our noise-conditional network, which was trained on 10 of them only:
+# and with our noise-conditional network (its EMA weights), which was trained on 10 of them only:
 
 # %%
 fine = geometric_sigmas(10.0, 0.5, 200 * SCALE, **f32).tolist()
-for name, score, want, tol in [("exact score", exact_mix, 0.8, 0.03), ("learned score", nc_net, 0.79, 0.075)]:
+for name, score, want, tol in [("exact score", exact_mix, 0.8, 0.03),
+                               ("learned score", nc_ema, 0.795, 0.045)]:
     g = make_generator(16, device)
-    x = mixture.sample(2000, generator=g) + fine[0] * torch.randn(2000, 2, generator=g, **f32)  # q at sigma_1
+    x = mixture.sample(2000, generator=g)
+    x = x + fine[0] * torch.randn(2000, 2, generator=g, **f32)  # a sample of q at sigma_1
     with torch.no_grad():
         for s_hi, s_lo in zip(fine[:-1], fine[1:]):
             dvar = s_hi**2 - s_lo**2
-            x = x + dvar * score(x, s_hi) + math.sqrt(dvar) * torch.randn(x.shape, generator=g, **f32)
-    print(f"reverse SDE, {name}: fraction near (5, 5) = {expect(near_first_mode(x), want, tol)}")
+            z = torch.randn(x.shape, generator=g, **f32)
+            x = x + dvar * score(x, s_hi) + math.sqrt(dvar) * z
+    print(f"reverse SDE, {name}: fraction near (5, 5) {expect(near_first_mode(x), want, tol)}")
 
 # %% [markdown]
 # The reverse SDE transports $q_{\sigma_1}$ to $q_{\sigma_L}$ and keeps the weights, up to the error of its Euler
@@ -611,13 +1015,20 @@ for name, score, want, tol in [("exact score", exact_mix, 0.8, 0.03), ("learned 
 #   constant, computable from samples; on a Gaussian it recovers $\bar{\mathbf{x}}$ and $S^{-1}$ exactly.
 # * Its Jacobian trace costs $d$ backward passes; sliced score matching estimates it with random projections
 #   in one pass, without bias.
-# * Denoising score matching regresses on $(\mathbf{x}-\tilde{\mathbf{x}})/\sigma^2 = -\mathbf{z}/\sigma$ and learns the
-#   score of the noise-blurred data, with no derivatives of the model at all.
+# * Denoising score matching regresses on $(\mathbf{x}-\tilde{\mathbf{x}})/\sigma^2 = -\mathbf{z}/\sigma$; its loss is the
+#   Fisher divergence to the noise-blurred data plus a constant (derived and checked exactly), so it learns
+#   that score with no derivatives of the model at all. By Tweedie's formula,
+#   $\mathbb{E}[\mathbf{x}\mid\tilde{\mathbf{x}}] = \tilde{\mathbf{x}} + \sigma^2\nabla\log q_\sigma(\tilde{\mathbf{x}})$: a score is a denoiser.
 # * Learned scores are poor where there are no data, and Langevin chains do not cross empty regions, so plain
 #   Langevin gets mode weights wrong; a noise-conditional model with the $\sigma^2$-weighted loss and annealed
-#   Langevin from large to small $\sigma$ recovers them.
+#   Langevin from large to small $\sigma$ recovers them. Song & Ermon's rules for $\sigma_1$, $\gamma$ and $\epsilon$
+#   are a starting point whose assumptions must be checked (rule 4 assumes data at a point); an EMA of the
+#   weights cut the score error at the smallest level several-fold.
+# * Score matching barely sees the weights of separated modes: they change heights, not slopes near the
+#   modes (Fisher divergence $10^{-11}$ against KL 0.19 nats for 0.8/0.2 vs 0.5/0.5). A DSM-trained energy's mode
+#   masses came out between about 0.07 and 0.22 where the truth is 0.125.
 # * Training an energy by DSM costs a second backward pass and returns an energy you can normalise, compare and
-#   compose.
+#   compose: AND (a sum) and NOT (a difference) need no partition function; OR (a mixture) does.
 # * The noise-prediction network of a diffusion model is a scaled score, $\boldsymbol\epsilon_\theta = -\sigma\,\mathbf{s}_\theta$.
 #
 # **Next:** chapter 7 turns a classifier into an energy-based model (JEM) and asks what the energy of an
