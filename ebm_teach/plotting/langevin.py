@@ -21,6 +21,7 @@ __all__ = [
     "plot_training_curves",
     "plot_energy_gap",
     "plot_sample_panels",
+    "plot_density_panels",
     "plot_energy_magnitudes",
     "plot_image_chains",
 ]
@@ -102,18 +103,21 @@ def plot_training_curves(histories: dict, key: str = "gap", ax=None, title: str 
 def plot_energy_gap(histories: dict, ax=None, smooth: int = 20, title: str = ""):
     """The energy gap mean E(x+) - mean E(x-) of each run (solid) beside where the L2-regularised loss lets it
     settle, -2 alpha (mean E(x+)^2 + mean E(x-)^2) = -2 (loss - gap) (dashed, same colour); running means over
-    ``smooth`` iterations. ``histories`` maps a label to a history of :func:`ebm_teach.training.train_ebm`."""
-    ax = _ax(ax) if ax is not None else plt.subplots(figsize=(7, 3))[1]
+    ``smooth`` iterations. ``histories`` maps a label to a history of :func:`ebm_teach.training.train_ebm`.
+    The legend sits below the axes, where it hides no curve."""
+    ax = _ax(ax) if ax is not None else plt.subplots(figsize=(7, 3.6))[1]
     for i, (label, h) in enumerate(histories.items()):
         gap, loss = _np(h["gap"]).astype(float), _np(h["loss"]).astype(float)
-        ax.plot(*_running_mean(gap, smooth), color=f"C{i}", label=f"{label}: measured gap")
-        ax.plot(*_running_mean(-2 * (loss - gap), smooth), color=f"C{i}", ls="--", lw=1.2,
-                label=r"$-2\alpha(\overline{E(x^+)^2} + \overline{E(x^-)^2})$")
+        ax.plot(*_running_mean(gap, smooth), color=f"C{i}", label=label)
+        ax.plot(*_running_mean(-2 * (loss - gap), smooth), color=f"C{i}", ls="--", lw=1.2)
+    ax.plot([], [], color="gray", ls="--", lw=1.2,
+            label=r"dashed: $-2\alpha(\overline{E(x^+)^2} + \overline{E(x^-)^2})$")
     ax.axhline(0.0, color="gray", lw=0.5)
     ax.set(xlabel="iteration", ylabel=r"$\overline{E(x^+)} - \overline{E(x^-)}$")
-    ax.legend(frameon=False, fontsize=9)
+    ax.legend(frameon=False, fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     if title:
         ax.set_title(title)
+    ax.figure.tight_layout()
     return ax
 
 
@@ -131,6 +135,31 @@ def plot_sample_panels(panels: dict, bounds: Sequence = ((-6, 6), (-6, 6)), n_co
     for ax, (title, x) in zip(axes.flat, panels.items()):
         x = _np(x)
         ax.scatter(x[:, 0], x[:, 1], s=s, alpha=0.5, linewidths=0)
+        ax.set(xlim=bounds[0], ylim=bounds[1])
+        ax.set_aspect("equal")
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_density_panels(panels: dict, bounds: Sequence = ((-6, 6), (-6, 6)), n_cols: int = 3,
+                        width: float = 8.0, n_points: int = 100, device=None):
+    """A grid of model densities exp(-E)/Z on ``bounds``, normalised on the grid, one panel per entry of
+    ``panels`` (title -> energy callable (m, 2) -> (m,)), ``n_cols`` per row; returns the figure. Each panel has
+    its own colour scale (no colour bars: the shapes are what to compare)."""
+    n_cols = min(n_cols, len(panels))
+    n_rows = int(np.ceil(len(panels) / n_cols))
+    size = width / n_cols
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width, size * n_rows + 0.3), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    points, (xs, ys), _ = grid(bounds, n_points, device=device, dtype=torch.float32)
+    for ax, (title, energy) in zip(axes.flat, panels.items()):
+        with torch.no_grad():
+            e = energy(points).double()
+        p = torch.softmax(-e, 0).reshape(n_points, n_points)
+        ax.pcolormesh(_np(xs), _np(ys), _np(p), cmap="viridis", shading="auto")
         ax.set(xlim=bounds[0], ylim=bounds[1])
         ax.set_aspect("equal")
         ax.set_title(title, fontsize=9)
@@ -165,7 +194,7 @@ def plot_image_chains(frames, steps: Sequence[int], image_shape=(8, 8), ax=None,
         for i in range(n_chains):
             canvas[i * (h + 1): i * (h + 1) + h, j * (w + 1): j * (w + 1) + w] = f[j, i].reshape(h, w)
     if ax is None:
-        _, ax = plt.subplots(figsize=(min(8.0, 0.6 * n_steps + 0.6), 0.6 * n_chains + 0.7))
+        _, ax = plt.subplots(figsize=(min(8.0, 0.85 * n_steps + 0.6), 0.85 * n_chains + 0.7))
     ax.imshow(canvas, cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([j * (w + 1) + (w - 1) / 2 for j in range(n_steps)], [str(s) for s in steps], fontsize=9)
     ax.set_yticks([])
