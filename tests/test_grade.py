@@ -773,14 +773,15 @@ def test_read_cells_rejects_other_files(tmp_path):
 
 def test_import_flags_read_the_code_not_the_names(tmp_path):
     source = ("# %%\nimport ebm_teach.evaluate as ev\nfrom ebm_teach.jem import auroc\nimport solutions\n"
-              "def log_mean_exp(x, dim=0):\n    return ev.log_mean_exp(x, dim)\n")
+              "def expected_calibration_error(probs, y, n_bins=15):\n"
+              "    return ev.expected_calibration_error(probs, y, n_bins)\n")
     (tmp_path / "f.py").write_text(source)
-    exercises = load_exercises("03_pcd_ais")
+    exercises = load_exercises("07_jem")
     flags = runner.import_flags(read_cells(tmp_path / "f.py"), exercises)
-    assert any("ebm_teach.evaluate….log_mean_exp" in f for f in flags["3.3"])
+    ece = next(e.id for e in exercises if e.name == "expected_calibration_error")
+    assert any("ebm_teach.evaluate….expected_calibration_error" in f for f in flags[ece])
     assert all(any("imports solutions" in f for f in flags[e.id]) for e in exercises)
-    honest = runner.import_flags(read_cells(ROOT / "solutions" / "03_pcd_ais.py"), exercises)
-    assert honest == {}
+    assert runner.import_flags(read_cells(ROOT / "solutions" / "07_jem.py"), exercises) == {}
 
 
 # ------------------------------------------------------------------------------------ the proxy, against a server thread
