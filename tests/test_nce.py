@@ -31,6 +31,8 @@ from ebm_teach.nce import (
 
 D = torch.float64
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # thousands of tiny tensor ops: see tests/conftest.py
+
 
 def gaussian_1d(mu, lam):
     return GaussianEBM(torch.tensor([mu], dtype=D), torch.tensor([[lam]], dtype=D))
