@@ -140,6 +140,14 @@ def expect(value: Number, expected: Number, tol: float, fmt: Optional[str] = Non
     return text
 
 
+def _text(x: float, fmt: str) -> str:
+    """``format(x, fmt)`` without the sign of a negative zero ("-0.000" is the same figure as "0.000")."""
+    text = format(x, fmt)
+    if text.startswith("-") and not any(c in "123456789" for c in text.split("e")[0]):
+        return text[1:]
+    return text
+
+
 def exact(value: Number, fmt: str, rel: float = 1e-9) -> str:
     """Format an exact figure (closed form, enumeration, quadrature) and refuse a rounding edge.
 
@@ -149,13 +157,13 @@ def exact(value: Number, fmt: str, rel: float = 1e-9) -> str:
     differently: print one digit fewer (or more) so that every CPU shows the same text.
     """
     x = float(_values(value, "value"))
-    shown = format(x, fmt)
+    shown = _text(x, fmt)
     if _record("exact", value=x, fmt=fmt, rel=float(rel)):
         return shown
     if not math.isfinite(x):
         raise ExpectationError(f"an exact figure is {x}: an exact computation gave NaN/inf.")
     delta = abs(x) * rel + 1e-300
-    if format(x - delta, fmt) != shown or format(x + delta, fmt) != shown:
+    if _text(x - delta, fmt) != shown or _text(x + delta, fmt) != shown:
         where, source = _caller()
         raise ExpectationError(
             f"{where}: `{source}` prints {x!r} as {shown!r} on a rounding edge: within a relative {rel:g} it prints "

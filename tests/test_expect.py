@@ -68,6 +68,12 @@ def test_exact_refuses_a_rounding_edge():
         E.exact(float("nan"), ".3f")
 
 
+def test_exact_prints_zero_and_a_tiny_negative_alike():
+    assert E.exact(0.0, ".3f") == "0.000"
+    assert E.exact(-1e-12, ".3f", rel=1e-9) == "0.000"
+    assert E.exact(-0.5, ".3f") == "-0.500"
+
+
 def test_claim_ticks_a_true_statement_and_raises_on_a_false_one():
     assert E.claim(True, "PCD is above CD-1 on every seed") == "✓ PCD is above CD-1 on every seed"
     with pytest.raises(E.ExpectationError, match="no longer support"):
