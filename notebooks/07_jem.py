@@ -201,8 +201,8 @@ for name, model in toy.items():
 # a corner far from the data, where the logits of a network grow without limit and $\operatorname{logsumexp}$
 # follows them; hence an AUROC below 0.5, rating the empty box as *more* typical than the moons. The JEM with
 # JEM's SGLD settings has learned something, but not the moons: in 2-D a gradient step of size 1 overshoots
-# (gradient descent is unstable once $a$ exceeds 2 / curvature), so its negatives, in white, jump around the
-# box instead of exploring the model. With a correct Langevin sampler the JEM's density is the two moons.
+# (gradient descent is unstable once $a$ exceeds 2 / curvature), so its negatives, in white, do not explore
+# the model's density and miss much of it. With a correct Langevin sampler the JEM's density is the two moons.
 # JEM's settings were tuned for images, where they work, as section 3 shows.
 
 # %%
@@ -719,7 +719,7 @@ for name, model in fixed.items():
 # changes the objective (energies are pulled towards 0, trading some density fit for stability); a restart
 # only helps if something is changed after it, here the penalty. Spectral normalisation of the layers
 # (Miyato et al. 2018), the other stabiliser Du & Mordatch (2019) use, bounds how fast the energy can change
-# with $\mathbf{x}$ and is a fourth option (`MLPEnergy(spectral_norm=True)` in the package).
+# with $\mathbf{x}$ and is a fourth option; chapter 4 (section 6) demonstrates it on a 2-D energy.
 
 # %% [markdown]
 # ## 6. Composition: adding a constraint at sampling time
