@@ -1,9 +1,11 @@
 """Evaluating EBMs: log Z and log-likelihood by quadrature on a grid (1-D and 2-D, chapter 1), annealed
-importance sampling for RBMs (chapter 3), and classifier metrics: accuracy, calibration, AUROC (chapter 7).
+importance sampling for RBMs (chapter 3) run forwards and backwards (reverse AIS from exact samples and RAISE,
+chapter 11), and classifier metrics: accuracy, calibration, AUROC (chapter 7).
 """
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -211,8 +213,7 @@ def auroc(scores_in: torch.Tensor, scores_out: torch.Tensor) -> float:
 __all__ += ["accuracy", "ReliabilityBins", "reliability_bins", "expected_calibration_error", "auroc"]
 
 
-# --- annealed importance sampling (chapter 3) ---
-
+# --- annealed importance sampling (chapter 3), run forwards and backwards (chapter 11) ---
 
 
 #: The annealing schedule of Salakhutdinov & Murray (2008): 500 steps of 1e-3 from 0 to 0.5, 4,000 of 1e-4
@@ -227,18 +228,29 @@ AIS_STANDARD_N_BETAS = sum(n for _, n in AIS_SEGMENTS)  # 14,500
 #: 0 keeps torch's setting.
 AIS_SINGLE_THREAD_BELOW = 2**24
 
+#: On a CPU where torch may use more than one thread, the annealing loop draws the uniform random numbers of
+#: the next block of temperatures on a second thread while the current block is used. Drawing them is serial
+#: and, for an RBM with few hidden units, most of the work (100 chains of a 784 x 15 RBM need 80,000 per
+#: temperature, 3 ns each). The numbers, their order and so the results are the same either way (tested);
+#: False keeps everything on the calling thread. No effect on a GPU, or where torch uses one thread.
+AIS_BACKGROUND_RNG = True
+
 
 class AISResult(NamedTuple):
-    """What :func:`ais_log_partition` measured.
+    """What :func:`ais_log_partition` (or :func:`reverse_ais_log_partition`) measured.
 
-    log_z: the estimate log Z^ = log Z_A + log((1/M) sum_m w_m) (a float, nats).
-    std_error: its delta-method standard error std(w) / (mean(w) sqrt(M)): the spread of log Z^ over repeated
-        runs while it is small (say < 0.3); a large value means too few temperatures or chains.
-    log_z_lower, log_z_upper: log(Z^ -+ 3 sigma^) with sigma^ = std(w) / sqrt(M) (the interval Salakhutdinov &
-        Murray report); log_z_lower is -inf when Z^ - 3 sigma^ <= 0.
+    log_z: the estimate log Z^ (a float, nats): log Z_A + log((1/M) sum_m w_m) for AIS, a stochastic lower
+        bound; log Z_A - log((1/M) sum_m r_m) for reverse AIS, a stochastic upper bound when its chains start
+        at exact samples of the RBM.
+    std_error: its delta-method standard error std(w) / (mean(w) sqrt(M)) (r for reverse AIS): the spread of
+        log Z^ over repeated runs while it is small (say < 0.3); a large value means too few temperatures or
+        chains.
+    log_z_lower, log_z_upper: log Z^ moved by the weights' mean -+ 3 sigma^, sigma^ = std(w) / sqrt(M) (the
+        interval Salakhutdinov & Murray report); a bound is -inf or +inf when mean - 3 sigma^ <= 0.
     ess: the effective sample size (sum w)^2 / sum w^2 in [1, M] of the importance weights.
     log_z_base: log Z_A of the base distribution (beta = 0).
-    log_weights: (M,) float64 tensor of the log importance weights log w_m, on the RBM's device.
+    log_weights: (M,) float64 tensor of the log importance weights log w_m (log r_m, each r_m an unbiased
+        estimate of Z_A / Z, for reverse AIS), on the RBM's device.
     """
 
     log_z: float
@@ -291,7 +303,8 @@ def base_rate_bias(v, eps: float = 1e-3) -> torch.Tensor:
     sigma(b_A,i)^v_i (1 - sigma(b_A,i))^(1 - v_i) is the maximum-likelihood model with independent pixels.
     Returns (n_visible,) in v's dtype and device. Salakhutdinov & Murray (2008), section 4.2.
     """
-    v = check_binary(check_tensor(v, "v", ndim=2), "v")
+    # the binary check also rejects NaN and inf (neither is 0 or 1): no separate pass for finiteness
+    v = check_binary(check_tensor(v, "v", ndim=2, finite=False), "v")
     if len(v) == 0:
         raise ValueError("v is empty; pass the training data (n, n_visible) the base rates are fitted to.")
     eps = check_probability(eps, "eps", allow_zero=False)
@@ -315,7 +328,13 @@ def _check_rbm(rbm):
     return W.detach(), b.detach(), c.detach()
 
 
-def _ais_base_bias(base, n_visible: int, like: torch.Tensor) -> torch.Tensor:
+def ais_base_bias(base, n_visible: int, like: torch.Tensor) -> torch.Tensor:
+    """The visible biases b_A of an AIS base RBM (W = 0), from any of the forms ``base`` may take.
+
+    base: "uniform" (b_A = 0), a (n_visible,) vector b_A, or binary data (n, n_visible) whose base rates give
+    b_A (:func:`base_rate_bias`). Returns (n_visible,) on ``like``'s device and dtype. Shared by the AIS of
+    RBMs here and of deep Boltzmann machines (:mod:`ebm_teach.dbm`).
+    """
     if isinstance(base, str):
         if base != "uniform":
             raise ValueError(
@@ -323,7 +342,7 @@ def _ais_base_bias(base, n_visible: int, like: torch.Tensor) -> torch.Tensor:
                 f"(n, n_visible) to fit the base rates to; got the string {base!r}."
             )
         return torch.zeros(n_visible, device=like.device, dtype=like.dtype)
-    base = check_tensor(base, "base")
+    base = check_tensor(base, "base", finite=False)
     if base.dim() == 2:
         if base.shape[1] != n_visible:
             raise ValueError(f"base data must have {n_visible} columns (the RBM's n_visible); got {base.shape[1]}.")
@@ -332,10 +351,12 @@ def _ais_base_bias(base, n_visible: int, like: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"base must be a vector of {n_visible} visible biases or data (n, {n_visible}); got shape {tuple(base.shape)}."
         )
-    return base.to(device=like.device, dtype=like.dtype)
+    return check_tensor(base, "base").to(device=like.device, dtype=like.dtype)
 
 
-def _ais_betas_list(n_betas, betas) -> list:
+def ais_schedule(n_betas: int = AIS_STANDARD_N_BETAS, betas=None) -> list:
+    """The inverse temperatures of an AIS run as a list of floats: ``ais_betas(n_betas)`` when ``betas`` is None,
+    else ``betas`` (a sequence or tensor), checked to rise strictly from beta_0 = 0 to beta_K = 1."""
     if betas is None:
         return ais_betas(n_betas).tolist()
     betas = check_tensor(betas, "betas", ndim=1, like=torch.empty(0, dtype=torch.float64)).cpu()
@@ -347,8 +368,139 @@ def _ais_betas_list(n_betas, betas) -> list:
     return betas.tolist()
 
 
+def ais_result(log_weights: torch.Tensor, log_z_base: float, reverse: bool = False) -> AISResult:
+    """An :class:`AISResult` from the log-weights of M chains and the base's log Z_A.
+
+    AIS (``reverse`` False): each w_m is an unbiased estimate of Z / Z_A, and log Z^ = log Z_A + log mean(w).
+    Reverse AIS: each r_m is an unbiased estimate of Z_A / Z, and log Z^ = log Z_A - log mean(r). The standard
+    error, the +-3 sigma interval and the ESS come from the spread of the weights (see AISResult).
+    log_weights: (M,) float64.
+    """
+    M = len(log_weights)
+    log_mean_w = float(log_mean_exp(log_weights))
+    w = torch.exp(log_weights - log_weights.max())  # scaled weights, max 1
+    rel_sd = float(w.std() / w.mean()) if M > 1 else float("inf")  # std(w) / mean(w)
+    std_error = rel_sd / math.sqrt(M)
+    ess = float(w.sum() ** 2 / (w**2).sum())
+    up = math.log1p(3 * std_error)  # log(mean + 3 sigma) - log(mean)
+    down = math.log1p(-3 * std_error) if 3 * std_error < 1 else float("-inf")  # log(mean - 3 sigma) - log(mean)
+    if not reverse:
+        log_z = log_z_base + log_mean_w
+        return AISResult(log_z, std_error, log_z + down, log_z + up, ess, log_z_base, log_weights)
+    log_z = log_z_base - log_mean_w
+    return AISResult(log_z, std_error, log_z - up, log_z - down, ess, log_z_base, log_weights)
+
+
+_ais_result, _ais_base_bias, _ais_betas_list = ais_result, ais_base_bias, ais_schedule  # earlier names
+
+
 def _one_thread_if_small(work: int, device: torch.device):
     return single_thread_if_small(work, AIS_SINGLE_THREAD_BELOW, device)
+
+
+def _generator_for(generator, seed, device) -> Optional[torch.Generator]:
+    if generator is not None and seed is not None:
+        raise ValueError("pass either generator or seed, not both.")
+    if seed is not None:
+        generator = make_generator(seed, device)
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(f"the generator lives on {generator.device} but the RBM on {device}; use one on {device}.")
+    return generator
+
+
+def _log_z_base(b_A: torch.Tensor, n_hidden: int) -> float:
+    """log Z_A = sum_i softplus(b_A,i) + n_h log 2: independent pixels and fair hidden coins."""
+    return float(F_.softplus(b_A.double()).sum()) + n_hidden * math.log(2.0)
+
+
+class _Uniforms:
+    """The uniform numbers of the Gibbs steps, (n_h + n_v, M) per step, drawn ``chunk`` steps at a time by one
+    ``uniform_`` call each, in order. With ``background`` the next chunk is drawn on a worker thread (torch
+    releases the GIL) into a second buffer while the current one is read; the stream is the same."""
+
+    def __init__(self, n_steps: int, per_step: Tuple[int, int], generator, opts: dict, background: bool):
+        self.chunk = max(1, min(32, 2**21 // (per_step[0] * per_step[1])))  # at most ~8 MB per float32 buffer
+        self.n_chunks = -(-n_steps // self.chunk)
+        self.generator, self.index = generator, 0
+        background = background and self.n_chunks > 1
+        self.buffers = [torch.empty(self.chunk, *per_step, **opts) for _ in range(2 if background else 1)]
+        self.pool = ThreadPoolExecutor(max_workers=1) if background else None
+        self.pending = self.pool.submit(self._fill, self.buffers[0]) if background else None
+
+    def _fill(self, buffer: torch.Tensor) -> torch.Tensor:
+        return buffer.uniform_(generator=self.generator)
+
+    def next_chunk(self) -> torch.Tensor:
+        """The uniforms of the next ``chunk`` steps: (chunk, n_h + n_v, M)."""
+        self.index += 1
+        if self.pool is None:
+            return self._fill(self.buffers[0])
+        u = self.pending.result()
+        if self.index < self.n_chunks:  # the other buffer's steps are done: refill it meanwhile
+            self.pending = self.pool.submit(self._fill, self.buffers[self.index % 2])
+        return u
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+
+def _anneal(W, b, c, b_A, betas: Sequence[float], v: torch.Tensor, generator) -> torch.Tensor:
+    """Run M chains through the RBMs p_beta, beta = betas[0], betas[1], ..., betas[K]; return their log-weights.
+
+    p_beta has couplings beta W, visible biases (1 - beta) b_A + beta b and hidden biases beta c. The chains
+    start at the columns of v: (n_v, M) (v_1) and, for k = 1..K, collect
+    log w += F_{beta_(k-1)}(v_k) - F_{beta_k}(v_k), then (k < K) move to v_(k+1) by a block Gibbs step at
+    beta_k. Rising betas from 0 with v_1 ~ p_A: AIS. Falling betas from 1 with v_1 from the RBM or the data:
+    reverse AIS and RAISE. Returns (M,) float64 on W's device; v is overwritten.
+    """
+    n_visible, n_hidden = W.shape
+    M, K = v.shape[1], len(betas) - 1
+    device, dtype = W.device, W.dtype
+    opts = dict(device=device, dtype=dtype)
+    background = AIS_BACKGROUND_RNG and device.type == "cpu" and torch.get_num_threads() > 1
+    uniforms = _Uniforms(max(K - 1, 1), (n_hidden + n_visible, M), generator, opts, background)
+    try:
+        with torch.no_grad(), _one_thread_if_small(M * n_visible * (n_hidden + 1), device):
+            # Everything is stored unit-major (units x chains), and b - b_A rides along as one more "hidden"
+            # column, so one product gives both c + W^T v (for the hidden units) and (b - b_A)^T v (for the
+            # weights), and one product with h~ = (h, 1) gives W h + b - b_A (for the visible units).
+            Wb = torch.cat([W, (b - b_A)[:, None]], 1)  # (n_v, n_h + 1)
+            Wb_t = Wb.T.contiguous()  # (n_h + 1, n_v)
+            c_ext = torch.cat([c, torch.zeros(1, **opts)])[:, None]  # (n_h + 1, 1)
+            b_A_col = b_A[:, None].contiguous()  # (n_v, 1)
+            a = torch.empty(n_hidden + 1, M, **opts)  # rows c + W^T v, then (b - b_A)^T v
+            a64 = torch.empty(n_hidden + 1, M, device=device, dtype=torch.float64)
+            scaled = torch.empty(2, n_hidden, M, device=device, dtype=torch.float64)  # beta_k a, beta_(k-1) a
+            p_h = torch.empty(n_hidden, M, device=device, dtype=torch.float64)
+            h = torch.ones(n_hidden + 1, M, **opts)  # last row: the always-on unit
+            p_v = torch.empty(n_visible, M, **opts)
+            log_w = torch.zeros(M, device=device, dtype=torch.float64)
+            sign = torch.cat([torch.ones(n_hidden), -torch.ones(n_hidden)]).to(device=device, dtype=torch.float64)
+            beta_pairs = torch.tensor([[betas[k], betas[k - 1]] for k in range(1, K + 1)], device=device,
+                                      dtype=torch.float64)[:, :, None, None]
+            for k in range(1, K + 1):
+                torch.addmm(c_ext, Wb_t, v, out=a)
+                a64.copy_(a)
+                # log w += F_{beta_(k-1)}(v) - F_beta_k(v)
+                #        = (beta_k - beta_(k-1)) (b - b_A)^T v + sum_j [softplus(beta_k a_j) - softplus(beta_(k-1) a_j)]
+                torch.mul(a64[:n_hidden], beta_pairs[k - 1], out=scaled)
+                log_w.add_(a64[n_hidden], alpha=betas[k] - betas[k - 1])
+                log_w.addmv_(F_.softplus(scaled).view(2 * n_hidden, M).T, sign)
+                if k == K:
+                    break
+                # one Gibbs step that leaves p_beta_k invariant
+                step = (k - 1) % uniforms.chunk
+                if step == 0:
+                    u = uniforms.next_chunk()
+                torch.sigmoid(scaled[0], out=p_h)
+                torch.lt(u[step, :n_hidden], p_h, out=h[:n_hidden])
+                torch.addmm(b_A_col, Wb, h, alpha=betas[k], out=p_v)  # (1 - beta) b_A + beta (b + W h)
+                torch.sigmoid(p_v, out=p_v)
+                torch.lt(u[step, n_hidden:], p_v, out=v)
+    finally:
+        uniforms.close()
+    return log_w
 
 
 def ais_log_partition(
@@ -390,66 +542,15 @@ def ais_log_partition(
     """
     W, b, c = _check_rbm(rbm)
     n_visible, n_hidden = W.shape
-    device, dtype = W.device, W.dtype
     M = check_int(n_chains, "n_chains", minimum=1)
-    beta = _ais_betas_list(n_betas, betas)
-    K = len(beta) - 1
-    if generator is not None and seed is not None:
-        raise ValueError("pass either generator or seed, not both.")
-    if seed is not None:
-        generator = make_generator(seed, device)
-    if generator is not None and generator.device.type != device.type:
-        raise ValueError(f"the generator lives on {generator.device} but the RBM on {device}; use one on {device}.")
-    b_A = _ais_base_bias(base, n_visible, W)
-    log_z_base = float(F_.softplus(b_A.double()).sum()) + n_hidden * math.log(2.0)
-
-    opts = dict(device=device, dtype=dtype)
-    with torch.no_grad(), _one_thread_if_small(M * n_visible * (n_hidden + 1), device):
-        # Everything is stored unit-major (units x chains), and b - b_A rides along as one more "hidden" column,
-        # so one product gives both c + W^T v (for the hidden units) and (b - b_A)^T v (for the weights), and
-        # one product with h~ = (h, 1) gives W h + b - b_A (for the visible units).
-        Wb = torch.cat([W, (b - b_A)[:, None]], 1)  # (n_v, n_h + 1)
-        Wb_t = Wb.T.contiguous()  # (n_h + 1, n_v)
-        c_ext = torch.cat([c, torch.zeros(1, **opts)])[:, None]  # (n_h + 1, 1)
-        b_A_col = b_A[:, None].contiguous()  # (n_v, 1)
-        a = torch.empty(n_hidden + 1, M, **opts)  # rows c + W^T v, then (b - b_A)^T v
-        a64 = torch.empty(n_hidden + 1, M, device=device, dtype=torch.float64)
-        scaled = torch.empty(2, n_hidden, M, device=device, dtype=torch.float64)  # beta_k a, beta_(k-1) a
-        p_h = torch.empty(n_hidden, M, device=device, dtype=torch.float64)
-        h = torch.ones(n_hidden + 1, M, **opts)  # last row: the always-on unit
-        p_v = torch.empty(n_visible, M, **opts)
-        v = torch.empty(n_visible, M, **opts)
-        log_w = torch.zeros(M, device=device, dtype=torch.float64)
-        sign = torch.cat([torch.ones(n_hidden), -torch.ones(n_hidden)]).to(device=device, dtype=torch.float64)
-        beta_pairs = torch.tensor([[beta[k], beta[k - 1]] for k in range(1, K + 1)], device=device,
-                                  dtype=torch.float64)[:, :, None, None]
-        chunk = 16  # uniforms for this many Gibbs steps drawn at once
-        u = torch.empty(chunk, n_hidden + n_visible, M, **opts)
-
-        torch.lt(torch.rand(n_visible, M, generator=generator, **opts), torch.sigmoid(b_A_col), out=v)  # v_1 ~ p_A
-        for k in range(1, K + 1):
-            torch.addmm(c_ext, Wb_t, v, out=a)
-            a64.copy_(a)
-            # log w += F_{beta_(k-1)}(v) - F_beta_k(v)
-            #        = (beta_k - beta_(k-1)) (b - b_A)^T v + sum_j [softplus(beta_k a_j) - softplus(beta_(k-1) a_j)]
-            torch.mul(a64[:n_hidden], beta_pairs[k - 1], out=scaled)
-            log_w.add_(a64[n_hidden], alpha=beta[k] - beta[k - 1])
-            log_w.addmv_(F_.softplus(scaled).view(2 * n_hidden, M).T, sign)
-            if k == K:
-                break
-            # one Gibbs step that leaves p_beta_k invariant
-            step = (k - 1) % chunk
-            if step == 0:
-                u.uniform_(generator=generator)
-            torch.sigmoid(scaled[0], out=p_h)
-            torch.lt(u[step, :n_hidden], p_h, out=h[:n_hidden])
-            torch.addmm(b_A_col, Wb, h, alpha=beta[k], out=p_v)  # (1 - beta) b_A + beta (b + W h)
-            torch.sigmoid(p_v, out=p_v)
-            torch.lt(u[step, n_hidden:], p_v, out=v)
-
+    beta = ais_schedule(n_betas, betas)
+    generator = _generator_for(generator, seed, W.device)
+    b_A = ais_base_bias(base, n_visible, W)
+    v = torch.rand(n_visible, M, generator=generator, device=W.device, dtype=W.dtype) < torch.sigmoid(b_A)[:, None]
+    log_w = _anneal(W, b, c, b_A, beta, v.to(W.dtype), generator)  # v_1 ~ p_A, then up the path
     if not bool(torch.isfinite(log_w).all()):
         raise ValueError("AIS produced NaN/inf log-weights; check that the RBM's parameters are finite and moderate.")
-    return _ais_result(log_w, log_z_base)
+    return ais_result(log_w, _log_z_base(b_A, n_hidden))
 
 
 def ais_reference(rbm, betas, b_A, n_chains: int, generator: Optional[torch.Generator] = None):
@@ -462,7 +563,7 @@ def ais_reference(rbm, betas, b_A, n_chains: int, generator: Optional[torch.Gene
     """
     W, b, c = _check_rbm(rbm)  # input checks: the RBM, the base, the chains, the schedule
     b_A = check_tensor(b_A, "b_A", shape=(W.shape[0],), like=W)
-    n_chains, betas = check_int(n_chains, "n_chains", minimum=1), _ais_betas_list(None, betas)
+    n_chains, betas = check_int(n_chains, "n_chains", minimum=1), ais_schedule(None, betas)
 
     def log_p_star(v, beta):  # log p*_beta(v) = -F_beta(v), in float64: the steps are tiny
         a = (v @ W + c).double()  # the hidden units' inputs
@@ -483,17 +584,124 @@ def ais_reference(rbm, betas, b_A, n_chains: int, generator: Optional[torch.Gene
     return log_z_A + float(log_mean_exp(log_w)), log_w
 
 
-def _ais_result(log_w: torch.Tensor, log_z_base: float) -> AISResult:
-    M = len(log_w)
-    log_mean_w = float(log_mean_exp(log_w))
-    w = torch.exp(log_w - log_w.max())  # scaled weights, max 1
-    rel_sd = float(w.std() / w.mean()) if M > 1 else float("inf")  # std(w) / mean(w)
-    std_error = rel_sd / math.sqrt(M)
-    log_z = log_z_base + log_mean_w
-    upper = log_z + math.log1p(3 * std_error)
-    lower = log_z + math.log1p(-3 * std_error) if 3 * std_error < 1 else float("-inf")
-    ess = float(w.sum() ** 2 / (w**2).sum())
-    return AISResult(log_z, std_error, lower, upper, ess, log_z_base, log_w)
+def reverse_ais_log_partition(
+    rbm,
+    v_samples,
+    n_betas: int = AIS_STANDARD_N_BETAS,
+    betas=None,
+    base: Union[str, torch.Tensor] = "uniform",
+    generator: Optional[torch.Generator] = None,
+    seed: Optional[int] = None,
+) -> AISResult:
+    """Estimate log Z of a Bernoulli RBM by reverse AIS: chains that start at samples of the RBM and anneal down.
+
+    The path of :func:`ais_log_partition`, walked backwards: chain m starts at v_K = v_samples[m] and, for
+    k = K, ..., 1, collects
+
+        log r += F_{beta_k}(v_k) - F_{beta_(k-1)}(v_k),     v_(k-1) ~ T_(k-1)(v_k)  (a Gibbs step at beta_(k-1)),
+
+    (block Gibbs on v is reversible with respect to p_beta, so T_(k-1) is its own reversal). When the v_K are
+    exact samples of the RBM, the proposal is the reversed chain and the target the forward one: the argument
+    that makes AIS unbiased, with the roles swapped, gives E[r] = Z_A / Z exactly. So
+    log Z^ = log Z_A - log_mean_exp(log r) overestimates log Z on average (Jensen) and exceeds it by less than
+    b nats with probability at least 1 - e^-b (Markov): a stochastic upper bound. With
+    :func:`ais_log_partition`'s stochastic lower bound it brackets log Z: bidirectional Monte Carlo. Exact
+    samples exist when a layer can be enumerated (``BernoulliRBM.sample_exact``); samples from a Markov chain
+    only approximate p, and then nothing is guaranteed (the estimate may land below log Z).
+
+    v_samples: (M, n_v) binary, one chain per row (M >= 1). n_betas, betas, base, generator, seed: as for
+    :func:`ais_log_partition` (betas rising from 0 to 1; they are walked from 1 down). Returns an
+    :class:`AISResult` whose log_weights are the log r_m. Reference: Grosse, Ghahramani & Adams (2015)
+    "Sandwiching the marginal likelihood using bidirectional Monte Carlo"; Neal (2001).
+    """
+    W, b, c = _check_rbm(rbm)
+    n_visible, n_hidden = W.shape
+    v = check_binary(check_tensor(v_samples, "v_samples", shape=(None, n_visible), like=W, finite=False), "v_samples")
+    if len(v) == 0:
+        raise ValueError("v_samples is empty; pass at least one sample of the RBM (M, n_visible), one per chain.")
+    beta = ais_schedule(n_betas, betas)[::-1]  # from beta_K = 1 down to beta_0 = 0
+    generator = _generator_for(generator, seed, W.device)
+    b_A = ais_base_bias(base, n_visible, W)
+    log_r = _anneal(W, b, c, b_A, beta, v.T.clone(memory_format=torch.contiguous_format), generator)
+    if not bool(torch.isfinite(log_r).all()):
+        raise ValueError("reverse AIS produced NaN/inf log-weights; check that the RBM's parameters are finite.")
+    return ais_result(log_r, _log_z_base(b_A, n_hidden), reverse=True)
+
+
+class RAISEResult(NamedTuple):
+    """What :func:`raise_log_likelihood` measured.
+
+    log_likelihood: the mean over the data of log p^_ann(v_i) (nats): a stochastic lower bound on the mean
+        log-likelihood of the annealing model.
+    std_error: the standard deviation of the log p^_ann(v_i) over the data, divided by sqrt(n): the
+        uncertainty of the mean from the finite data set and the Monte Carlo noise together.
+    log_p: (n,) float64 tensor of the per-example estimates log p^_ann(v_i).
+    log_z_base: log Z_A of the base distribution.
+    log_weights: (n, M) float64 tensor of the log-weights of each example's M chains.
+    """
+
+    log_likelihood: float
+    std_error: float
+    log_p: torch.Tensor
+    log_z_base: float
+    log_weights: torch.Tensor
+
+
+def raise_log_likelihood(
+    rbm,
+    v,
+    n_chains: int = 1,
+    n_betas: int = AIS_STANDARD_N_BETAS,
+    betas=None,
+    base: Union[str, torch.Tensor] = "uniform",
+    generator: Optional[torch.Generator] = None,
+    seed: Optional[int] = None,
+    batch_size: Optional[int] = None,
+) -> RAISEResult:
+    """RAISE: a conservative estimate of the log-likelihood of data, by reverse AIS started at each example.
+
+    Forward AIS is a generative model in its own right, the *annealing model*: draw v_1 ~ p_A, take the
+    K - 1 Gibbs steps of the path, output v_K. Its probability of an example v is a sum over the hidden path,
+    p_ann(v) = E over the reverse chain from v_K = v of p_A(v_1) prod_k p*_k(v_(k+1)) / p*_k(v_k), so
+    the reverse chain of :func:`reverse_ais_log_partition`, started at the example itself, estimates it without
+    bias:
+
+        p^_ann(v) = exp(-F(v)) / Z_A * mean over the M chains of r_m,   log r = sum_k [F_beta_k - F_beta_(k-1)](v_k),
+
+    and log p^_ann(v) is a stochastic lower bound on log p_ann(v) (Jensen). p_ann tends to the RBM's p as the
+    path gets finer and its Gibbs steps mix; with a coarse path it is a worse model than the RBM on data like
+    the training data, which is why RAISE tends to err low: conservative in practice, but a bound only on
+    log p_ann, not on the RBM's log p. No exact samples and no log Z are needed.
+
+    v: (n, n_v) binary examples (e.g. the test set). n_chains: M >= 1 chains per example (Burda et al. use 1;
+    more tighten the bound). n_betas, betas, base, generator, seed: as for :func:`ais_log_partition`.
+    batch_size: examples annealed at once (default all: n * M chains of n_v + n_h units each, plus their
+    random numbers). Returns a :class:`RAISEResult`. Reference: Burda, Grosse & Salakhutdinov (2015)
+    "Accurate and conservative estimates of MRF log-likelihood using reverse annealing".
+    """
+    W, b, c = _check_rbm(rbm)
+    n_visible, n_hidden = W.shape
+    v = check_binary(check_tensor(v, "v", shape=(None, n_visible), like=W, finite=False), "v")
+    if len(v) == 0:
+        raise ValueError("v is empty; pass at least one example (n, n_visible).")
+    M = check_int(n_chains, "n_chains", minimum=1)
+    batch_size = len(v) if batch_size is None else check_int(batch_size, "batch_size", minimum=1)
+    beta = ais_schedule(n_betas, betas)[::-1]
+    generator = _generator_for(generator, seed, W.device)
+    b_A = ais_base_bias(base, n_visible, W)
+    log_z_base = _log_z_base(b_A, n_hidden)
+    log_weights = []
+    for rows in v.split(batch_size):
+        start = rows.repeat_interleave(M, dim=0).T.clone(memory_format=torch.contiguous_format)  # M chains each
+        log_weights.append(_anneal(W, b, c, b_A, beta, start, generator).view(len(rows), M))
+    log_weights = torch.cat(log_weights)
+    if not bool(torch.isfinite(log_weights).all()):
+        raise ValueError("RAISE produced NaN/inf log-weights; check that the RBM's parameters are finite.")
+    v64, W64 = v.double(), W.double()
+    neg_free_energy = v64 @ b.double() + F_.softplus(v64 @ W64 + c.double()).sum(1)
+    log_p = neg_free_energy - log_z_base + log_mean_exp(log_weights, dim=1)
+    sd = float(log_p.std()) if len(log_p) > 1 else float("inf")
+    return RAISEResult(float(log_p.mean()), sd / math.sqrt(len(log_p)), log_p, log_z_base, log_weights)
 
 
 def ais_log_likelihood(rbm, v, log_z: Union[float, AISResult, None] = None, **ais_kwargs) -> float:
@@ -501,11 +709,12 @@ def ais_log_likelihood(rbm, v, log_z: Union[float, AISResult, None] = None, **ai
 
     F(v) = -b^T v - sum_j softplus(c_j + (v^T W)_j) is exact (in float64); only log Z is estimated, so the
     result inherits the AIS uncertainty (``std_error`` of the AISResult) and, on average, overestimates the
-    log-likelihood a little (log Z^ is a stochastic lower bound). v: (n, n_visible) binary. log_z: a float or
-    an AISResult from :func:`ais_log_partition`; when None, that function runs with ``ais_kwargs``.
+    log-likelihood a little (log Z^ is a stochastic lower bound). With log Z^ from
+    :func:`reverse_ais_log_partition` started at exact samples, it underestimates it instead. v: (n, n_visible)
+    binary. log_z: a float or an AISResult; when None, :func:`ais_log_partition` runs with ``ais_kwargs``.
     """
     W, b, c = _check_rbm(rbm)
-    v = check_binary(check_tensor(v, "v", shape=(None, W.shape[0]), like=W), "v")
+    v = check_binary(check_tensor(v, "v", shape=(None, W.shape[0]), like=W, finite=False), "v")
     if len(v) == 0:
         raise ValueError("v is empty; pass at least one example.")
     if log_z is None:
@@ -521,4 +730,5 @@ def ais_log_likelihood(rbm, v, log_z: Union[float, AISResult, None] = None, **ai
 
 
 __all__ += ["AISResult", "log_mean_exp", "ais_betas", "base_rate_bias", "ais_log_partition", "ais_log_likelihood",
-            "ais_reference", "AIS_STANDARD_N_BETAS"]
+            "ais_reference", "AIS_STANDARD_N_BETAS", "ais_schedule", "ais_base_bias", "ais_result",
+            "reverse_ais_log_partition", "RAISEResult", "raise_log_likelihood"]

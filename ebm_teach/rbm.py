@@ -549,6 +549,13 @@ class BernoulliRBM:
         logsumexp over v of -F(v). Costs 2^min(n_v, n_h) * max(n_v, n_h) operations, done in chunks.
         Refuses above ``max_units`` (2^25 states): estimate log Z by annealed importance sampling (chapter 3).
         """
+        parts = [torch.logsumexp(chunk, dim=0) for chunk in self._enumerated_log_weights(max_units, "exact log Z")]
+        return float(torch.logsumexp(torch.stack(parts), dim=0))
+
+    def _enumerated_log_weights(self, max_units: int, what: str):
+        """Yield, chunk by chunk and in the order of the states' binary expansions, the unnormalised log
+        probabilities (float64) of every state of the smaller layer: c^T h + sum_i softplus(b_i + (W h)_i) for
+        h (n_h <= n_v), else -F(v) for v."""
         max_units = check_int(max_units, "max_units", minimum=1)
         W, b, c = self.W.double(), self.b.double(), self.c.double()
         if self.n_hidden > self.n_visible:  # enumerate v: swap the layers' roles
@@ -556,16 +563,40 @@ class BernoulliRBM:
         n_enum, n_other = W.shape[1], W.shape[0]
         if n_enum > max_units:
             raise ValueError(
-                f"exact log Z enumerates 2^{n_enum} states of the smaller layer ({n_enum} units), more than "
+                f"{what} enumerates 2^{n_enum} states of the smaller layer ({n_enum} units), more than "
                 f"max_units = {max_units} allows; estimate log Z with annealed importance sampling "
                 "(chapter 3, ebm_teach.evaluate) instead, or raise max_units if you can wait."
             )
         chunk = max(1, 2 ** 22 // max(n_other, n_enum))
-        parts = []
         for start in range(0, 2**n_enum, chunk):
             h = _binary_states(start, min(start + chunk, 2**n_enum), n_enum, W.device, torch.float64)
-            parts.append(torch.logsumexp(h @ c + F_.softplus(torch.addmm(b, h, W.T)).sum(1), dim=0))
-        return float(torch.logsumexp(torch.stack(parts), dim=0))
+            yield h @ c + F_.softplus(torch.addmm(b, h, W.T)).sum(1)
+
+    def sample_exact(self, n_samples: int, generator: Optional[torch.Generator] = None,
+                     max_units: int = MAX_ENUMERATED_UNITS) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``n_samples`` independent exact samples (v, h) of p(v, h), by enumerating the smaller layer.
+
+        With n_hidden <= n_visible, the hidden marginal p(h) ~ exp(c^T h + sum_i softplus(b_i + (W h)_i)) is
+        computed for all 2^n_h states (float64), each h is drawn by inverting its cumulative distribution at a
+        uniform number, and then v ~ p(v | h); otherwise v is drawn from p(v) ~ exp(-F(v)) and h ~ p(h | v).
+        No Markov chain, so no burn-in and no correlation: what reverse AIS needs to bound log Z from above
+        (``ebm_teach.evaluate.reverse_ais_log_partition``). Returns v: (n, n_visible) and h: (n, n_hidden),
+        0/1 in the RBM's dtype. Costs 2^min(n_v, n_h) * max(n_v, n_h) operations and 2^min(n_v, n_h) floats of
+        memory; refuses above ``max_units``.
+        """
+        n_samples = check_int(n_samples, "n_samples", minimum=1)
+        g = self._gen(generator)
+        log_p = torch.cat(list(self._enumerated_log_weights(max_units, "exact sampling")))
+        cdf = torch.softmax(log_p, dim=0).cumsum(0)
+        u = torch.rand(n_samples, generator=g, device=self.device, dtype=torch.float64) * cdf[-1]
+        idx = torch.searchsorted(cdf, u, right=True).clamp_(max=len(cdf) - 1)
+        n_enum = min(self.n_visible, self.n_hidden)
+        states = ((idx[:, None] >> torch.arange(n_enum, device=self.device)) & 1).to(self.dtype)
+        if self.n_hidden <= self.n_visible:
+            h = states
+            return _bernoulli(torch.sigmoid(h @ self.W.T + self.b), g), h
+        v = states
+        return v, _bernoulli(torch.sigmoid(v @ self.W + self.c), g)
 
     def log_likelihood_exact(self, v, log_z: Optional[float] = None) -> float:
         """Mean exact log-likelihood (1/n) sum_i log p(v_i) = -mean F(v_i) - log Z, in float64 (nats).

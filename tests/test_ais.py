@@ -1,9 +1,13 @@
-"""Tests of annealed importance sampling for RBMs (ebm_teach.evaluate, chapter 3).
+"""Tests of annealed importance sampling for RBMs (ebm_teach.evaluate, chapters 3 and 11), forwards and backwards.
 
 Known answers: log Z by enumerating the hidden layer (random RBMs and a trained 784 x 15 MNIST RBM), the
 exact unbiasedness E[Z^] = Z of the importance weights for any schedule (Monte Carlo within a few standard
 errors), a base equal to the target (every weight the same, log Z exact), and Jensen's inequality (log Z^
-is low on average). Tolerances are set from the estimator's own standard error, stated at each test.
+is low on average). Reverse AIS from exact samples: E[r] = Z_A / Z, and log Z^ high on average, so that
+forward and reverse bracket the enumerated log Z. RAISE: E[p^_ann(v)] = p_ann(v), the annealing model's
+probability computed exactly by multiplying its transition matrices, and below the exact log p on data drawn
+from the RBM (Gibbs' inequality). Tolerances are set from the estimator's own standard error, stated at each
+test.
 """
 import math
 from pathlib import Path
@@ -19,9 +23,13 @@ from ebm_teach.evaluate import (
     ais_log_likelihood,
     ais_log_partition,
     ais_reference,
+    ais_result,
     base_rate_bias,
     log_mean_exp,
+    raise_log_likelihood,
+    reverse_ais_log_partition,
 )
+import ebm_teach.evaluate as evaluate
 from ebm_teach.rbm import BernoulliRBM
 
 D = torch.float64
@@ -205,6 +213,203 @@ def test_ais_log_likelihood_is_mean_negative_free_energy_minus_log_z():
     assert ais_log_likelihood(rbm, v, n_chains=50, n_betas=200, base=v, seed=0) == by_result
 
 
+# --------------------------------------------------------------------------------------------- reverse AIS, RAISE
+def _states(n):
+    return ((torch.arange(2**n)[:, None] >> torch.arange(n)) & 1).to(D)
+
+
+def _gibbs_matrix(rbm, b_A, beta):
+    """T_beta(v, v') = sum_h p_beta(h | v) p_beta(v' | h) over every visible and hidden state (float64), for the
+    RBM p_beta with couplings beta W, visible biases (1 - beta) b_A + beta b and hidden biases beta c."""
+    W, b, c = rbm.W.double(), rbm.b.double(), rbm.c.double()
+    vs, hs = _states(W.shape[0]), _states(W.shape[1])
+    p_h = torch.sigmoid(beta * (vs @ W + c))  # (V, n_h)
+    p_h_given_v = torch.exp(hs @ torch.log(p_h).T + (1 - hs) @ torch.log1p(-p_h).T).T  # (V, H)
+    p_v = torch.sigmoid((1 - beta) * b_A + beta * (hs @ W.T + b))  # (H, n_v)
+    p_v_given_h = torch.exp(vs @ torch.log(p_v).T + (1 - vs) @ torch.log1p(-p_v).T).T  # (H, V)
+    return p_h_given_v @ p_v_given_h
+
+
+def _annealing_model(rbm, b_A, betas):
+    """p_ann(v): the law of AIS's last state, p_0 T_1 ... T_(K-1) with p_0 the base's independent pixels."""
+    vs = _states(rbm.n_visible)
+    p_0 = torch.sigmoid(b_A.double())
+    p = torch.exp(vs @ torch.log(p_0) + (1 - vs) @ torch.log1p(-p_0))
+    for beta in betas[1:-1]:
+        p = p @ _gibbs_matrix(rbm, b_A.double(), beta)
+    return p
+
+
+def _reverse_by_hand(rbm, v, betas, b_A, generator):
+    """Reverse AIS written out step by step from the states v (M, n_v) (rows), drawing uniforms as the fast
+    version stores them: log r += log p*_(k-1)(v_k) - log p*_k(v_k), then a Gibbs step at beta_(k-1)."""
+    W, b, c = rbm.W, rbm.b, rbm.c
+
+    def log_p_star(x, beta):
+        return x @ ((1 - beta) * b_A + beta * b) + F_.softplus(beta * (x @ W + c)).sum(1)
+
+    def bernoulli(p):
+        return (torch.rand(p.shape[::-1], generator=generator, dtype=p.dtype).T < p).to(p.dtype)
+
+    log_r = torch.zeros(len(v), dtype=D)
+    for k in range(len(betas) - 1, 0, -1):
+        log_r += log_p_star(v, betas[k - 1]) - log_p_star(v, betas[k])
+        if k > 1:
+            h = bernoulli(torch.sigmoid(betas[k - 1] * (v @ W + c)))
+            v = bernoulli(torch.sigmoid((1 - betas[k - 1]) * b_A + betas[k - 1] * (h @ W.T + b)))
+    return log_r
+
+
+@pytest.mark.parametrize("n_betas", [1, 3, 40])
+def test_reverse_ais_is_the_forward_loop_walked_from_the_rbm_down_to_the_base(n_betas):
+    """The fast reverse AIS against a written-out loop on the same uniforms (float64: equal to rounding)."""
+    rbm = _random_rbm(10, 4, seed=2, dtype=D)
+    b_A = 0.3 * torch.randn(10, generator=torch.Generator().manual_seed(1), dtype=D)
+    v, _ = rbm.sample_exact(7, generator=torch.Generator().manual_seed(5))
+    betas = ais_betas(n_betas).tolist()
+    fast = reverse_ais_log_partition(rbm, v, betas=betas, base=b_A, generator=torch.Generator().manual_seed(9))
+    by_hand = _reverse_by_hand(rbm, v, betas, b_A, torch.Generator().manual_seed(9))
+    assert torch.allclose(fast.log_weights, by_hand, rtol=0, atol=1e-9)
+    again, _ = rbm.sample_exact(7, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(v, again), "the samples passed in are left alone (the chains run on a copy)"
+    expected = fast.log_z_base - float(log_mean_exp(by_hand))
+    assert math.isclose(fast.log_z, expected, abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("n_betas", [1, 4])
+def test_reverse_weights_from_exact_samples_are_unbiased_for_z_a_over_z(n_betas):
+    """E[r] = Z_A / Z exactly when the chains start at exact samples, however short the schedule: the mean of
+    r Z / Z_A over 200,000 chains must be 1 within 4 of its standard errors."""
+    rbm = _random_rbm(8, 4, seed=3, w_scale=3.0, dtype=D)
+    v, _ = rbm.sample_exact(200_000, generator=torch.Generator().manual_seed(1))
+    result = reverse_ais_log_partition(rbm, v, n_betas=n_betas, base="uniform", seed=0)
+    ratio = torch.exp(result.log_weights - result.log_z_base + rbm.log_partition_exact())  # r Z / Z_A, mean 1
+    standard_error = float(ratio.std()) / math.sqrt(len(ratio))
+    assert abs(float(ratio.mean()) - 1.0) < 4 * standard_error
+    assert standard_error < 0.02  # power: a wrong log Z_A (n_h log 2) or a flipped increment is far off
+    assert abs(result.log_z - (result.log_z_base - float(log_mean_exp(result.log_weights)))) < 1e-12
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_forward_and_reverse_ais_bracket_the_exact_log_z(seed):
+    """Bidirectional Monte Carlo on three random RBMs (20 x 8, strong weights). With a coarse path (10
+    temperatures), 2,000 runs of 5 chains each: AIS is low on average and reverse AIS from exact samples high,
+    both by more than 5 standard errors of the mean over runs (measured: about -2 and +2 nats, standard errors
+    0.05). With a fine path (2,000 temperatures, 100 chains) one run of each brackets log Z within 3 of its
+    own standard errors, and the two are within 0.1 nats of each other."""
+    rbm = _random_rbm(20, 8, seed=seed, w_scale=6.0, dtype=D)
+    exact = rbm.log_partition_exact()
+    runs, per_run = 2_000, 5
+    fwd = ais_log_partition(rbm, n_chains=runs * per_run, n_betas=10, seed=seed)
+    v, _ = rbm.sample_exact(runs * per_run, generator=torch.Generator().manual_seed(100 + seed))
+    rev = reverse_ais_log_partition(rbm, v, n_betas=10, seed=200 + seed)
+    low = fwd.log_z_base + log_mean_exp(fwd.log_weights.view(runs, per_run), dim=1) - exact
+    high = rev.log_z_base - log_mean_exp(rev.log_weights.view(runs, per_run), dim=1) - exact
+    assert float(low.mean()) < -5 * float(low.std()) / math.sqrt(runs)
+    assert float(high.mean()) > 5 * float(high.std()) / math.sqrt(runs)
+    fine_fwd = ais_log_partition(rbm, n_chains=100, n_betas=2_000, seed=seed)
+    fine_rev = reverse_ais_log_partition(rbm, v[:100], n_betas=2_000, seed=seed)
+    assert fine_fwd.log_z - 3 * fine_fwd.std_error <= exact <= fine_rev.log_z + 3 * fine_rev.std_error
+    assert abs(fine_rev.log_z - fine_fwd.log_z) < 0.1
+    assert fine_rev.log_z_lower < fine_rev.log_z < fine_rev.log_z_upper
+
+
+def test_raise_is_an_unbiased_estimate_of_the_annealing_models_probability():
+    """p_ann(v) computed exactly (the base's independent pixels times the K - 1 Gibbs transition matrices,
+    enumerated) for a 5 x 3 RBM and 3 temperatures; the RAISE estimates p^_ann(v) of 20,000 chains per state,
+    averaged, must equal it within 4 standard errors for every one of the 32 states. A wrong sign of the
+    increments or a missing p_A(v_1) fails by orders of magnitude."""
+    rbm = _random_rbm(5, 3, seed=6, w_scale=3.0, dtype=D)
+    b_A = torch.tensor([0.5, -1.0, 0.0, 1.5, -0.3], dtype=D)
+    betas = [0.0, 0.4, 0.8, 1.0]
+    p_ann = _annealing_model(rbm, b_A, betas)
+    assert abs(float(p_ann.sum()) - 1.0) < 1e-12
+    vs = _states(5)
+    result = raise_log_likelihood(rbm, vs, n_chains=20_000, betas=betas, base=b_A, seed=0)
+    neg_free_energy = -rbm.free_energy(vs).double()
+    p_hat = torch.exp(neg_free_energy[:, None] - result.log_z_base + result.log_weights)  # (32, 20,000)
+    standard_error = p_hat.std(1) / math.sqrt(p_hat.shape[1])
+    assert bool(((p_hat.mean(1) - p_ann).abs() < 4 * standard_error).all())
+    assert bool((standard_error < 0.05 * p_ann).all())  # power: 5 % of each probability
+    assert torch.allclose(result.log_p, neg_free_energy - result.log_z_base + log_mean_exp(result.log_weights, 1))
+    # and it is a different model from the RBM (3 temperatures): its log-likelihood of the states differs
+    log_p = neg_free_energy - rbm.log_partition_exact()
+    assert float((torch.log(p_ann) - log_p).abs().max()) > 0.1
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_raise_is_below_the_exact_log_likelihood_of_data_from_the_rbm(seed):
+    """For data drawn from the RBM itself, E[log p^_ann(v)] <= E[log p_ann(v)] <= E[log p(v)] (Jensen, then
+    Gibbs' inequality: no other model has a higher expected log-likelihood). 2,000 exact samples of a random
+    20 x 8 RBM, one chain each: with 20 temperatures the mean RAISE estimate is several nats low (measured
+    about -3), with 2,000 temperatures within 0.15 nats and still not above the exact mean log p by more than
+    4 standard errors of the paired differences (the Monte Carlo tolerance, about 0.035 nats)."""
+    rbm = _random_rbm(20, 8, seed=seed, w_scale=6.0, dtype=D)
+    data, _ = rbm.sample_exact(2_000, generator=torch.Generator().manual_seed(5))
+    exact_log_p = -rbm.free_energy(data).double() - rbm.log_partition_exact()
+    for n_betas, lowest in [(20, -10.0), (2_000, -0.15)]:
+        result = raise_log_likelihood(rbm, data, n_betas=n_betas, seed=6)
+        diff = result.log_p - exact_log_p
+        tolerance = 4 * float(diff.std()) / math.sqrt(len(diff))
+        assert lowest < float(diff.mean()) < tolerance
+    assert float(diff.mean()) > -0.15 and abs(result.log_likelihood - float(result.log_p.mean())) < 1e-12
+    assert result.std_error == pytest.approx(float(result.log_p.std()) / math.sqrt(len(data)))
+    coarse = raise_log_likelihood(rbm, data[:200], n_betas=20, seed=7)
+    assert coarse.log_likelihood < float(exact_log_p[:200].mean()) - 1.0
+
+
+def test_raise_batches_and_chains_per_example_give_the_same_estimates():
+    """batch_size only changes memory: the same generator gives the same estimates in any batching, and the M
+    chains of an example are its own (log_weights (n, M))."""
+    rbm = _random_rbm(12, 5, seed=1)
+    data = (torch.rand(9, 12, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    whole = raise_log_likelihood(rbm, data, n_chains=3, n_betas=30, seed=4)
+    batched = raise_log_likelihood(rbm, data, n_chains=3, n_betas=30, seed=4, batch_size=9)
+    assert torch.equal(whole.log_p, batched.log_p) and whole.log_weights.shape == (9, 3)
+
+
+def test_ais_result_of_reverse_weights_bounds_log_z_from_the_other_side():
+    """Forward: log Z^ = log Z_A + log mean(w); reverse: log Z_A - log mean(r), its interval mirrored."""
+    log_r = torch.log(torch.tensor([0.5, 1.0, 1.5], dtype=D))  # mean 1, sd 0.5
+    forward, reverse = ais_result(log_r, 2.0), ais_result(log_r, 2.0, reverse=True)
+    assert math.isclose(forward.log_z, 2.0, abs_tol=1e-12) and math.isclose(reverse.log_z, 2.0, abs_tol=1e-12)
+    se = 0.5 / math.sqrt(3)  # std(r) / (mean(r) sqrt(M))
+    assert math.isclose(reverse.std_error, se, rel_tol=1e-12)
+    assert math.isclose(reverse.log_z_lower, 2.0 - math.log1p(3 * se), rel_tol=1e-12)
+    assert math.isclose(reverse.log_z_upper, 2.0 - math.log1p(-3 * se), rel_tol=1e-12)
+    assert math.isclose(forward.log_z_upper, 2.0 + math.log1p(3 * se), rel_tol=1e-12)
+    assert math.isclose(forward.log_z_lower, 2.0 + math.log1p(-3 * se), rel_tol=1e-12)
+    wide = ais_result(torch.log(torch.tensor([0.1, 1.0, 1.9], dtype=D)), 2.0, reverse=True)  # 3 se > mean
+    assert wide.log_z_upper == math.inf and math.isfinite(wide.log_z_lower)
+
+
+def test_the_background_random_numbers_change_nothing(monkeypatch):
+    """AIS_BACKGROUND_RNG draws the next block of uniforms on a second thread: the same numbers, in the same
+    order, so the same chains and log-weights, forwards and backwards."""
+    rbm = _random_rbm(30, 6, seed=4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the worker thread is used only where torch may use more than one
+    try:
+        runs = {}
+        for background in (False, True):
+            monkeypatch.setattr(evaluate, "AIS_BACKGROUND_RNG", background)
+            fwd = ais_log_partition(rbm, n_chains=50, n_betas=300, seed=1)
+            rev = reverse_ais_log_partition(rbm, torch.ones(50, 30), n_betas=300, seed=2)
+            runs[background] = (fwd.log_weights, rev.log_weights)
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(runs[False], runs[True]))
+
+
+def test_the_old_private_names_still_work():
+    """ebm_teach.dbm imported these helpers under private names; they stay as aliases of the public ones."""
+    assert evaluate._ais_result is evaluate.ais_result
+    assert evaluate._ais_base_bias is evaluate.ais_base_bias
+    assert evaluate._ais_betas_list is evaluate.ais_schedule
+    assert evaluate.ais_schedule(None, [0.0, 0.5, 1.0]) == [0.0, 0.5, 1.0]
+    assert evaluate.ais_schedule(4) == ais_betas(4).tolist()
+
+
 # --------------------------------------------------------------------------------------------- contracts
 def test_ais_contracts_on_device(device):
     rbm = _random_rbm(16, 5, seed=6, device=device)
@@ -266,6 +471,34 @@ def test_bad_input_is_rejected_with_advice():
         ais_log_likelihood(rbm, torch.ones(2, 6), 1.0, n_chains=5)
     with pytest.raises(ValueError, match="log_z must be finite"):
         ais_log_likelihood(rbm, torch.ones(2, 6), float("nan"))
+
+
+def test_reverse_ais_and_raise_reject_bad_input_with_advice():
+    rbm = _random_rbm(6, 3, seed=8)
+    with pytest.raises(ValueError, match=r"v_samples must have shape \(batch, 6\)"):
+        reverse_ais_log_partition(rbm, torch.ones(4, 5))
+    with pytest.raises(ValueError, match="v_samples must be binary"):
+        reverse_ais_log_partition(rbm, torch.full((4, 6), 0.5))
+    with pytest.raises(ValueError, match="v_samples must be binary"):
+        reverse_ais_log_partition(rbm, torch.full((4, 6), float("nan")))
+    with pytest.raises(ValueError, match="v_samples is empty"):
+        reverse_ais_log_partition(rbm, torch.ones(0, 6))
+    with pytest.raises(ValueError, match="betas must increase strictly from 0 to 1"):
+        reverse_ais_log_partition(rbm, torch.ones(2, 6), betas=[1.0, 0.5, 0.0])
+    with pytest.raises(ValueError, match="either generator or seed"):
+        reverse_ais_log_partition(rbm, torch.ones(2, 6), seed=0, generator=torch.Generator())
+    with pytest.raises(ValueError, match="v must be binary"):
+        raise_log_likelihood(rbm, torch.full((2, 6), 0.3))
+    with pytest.raises(ValueError, match="v is empty"):
+        raise_log_likelihood(rbm, torch.ones(0, 6))
+    with pytest.raises(ValueError, match="n_chains must be >= 1"):
+        raise_log_likelihood(rbm, torch.ones(2, 6), n_chains=0)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        raise_log_likelihood(rbm, torch.ones(2, 6), batch_size=0)
+    with pytest.raises(ValueError, match="base must be 'uniform'"):
+        raise_log_likelihood(rbm, torch.ones(2, 6), base="rates")
+    with pytest.raises(TypeError, match="BernoulliRBM"):
+        raise_log_likelihood(object(), torch.ones(2, 6))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device to mismatch the generator with")

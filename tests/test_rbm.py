@@ -172,6 +172,36 @@ def test_gibbs_chains_reach_the_exact_p_v(device):
     assert chi2 < critical, f"chi-square {chi2:.1f} above the 1e-6 critical value {critical:.1f}"
 
 
+@pytest.mark.parametrize("n_visible, n_hidden", [(5, 3), (3, 5)])
+def test_sample_exact_draws_the_enumerated_joint(n_visible, n_hidden, device):
+    """20,000 exact samples (v, h), enumerating the smaller layer (hidden, or visible when it is smaller):
+    the counts of the joint states pass a chi-square test against the brute-force p(v, h) at p = 1e-6, and a
+    model with c's sign flipped would not (its counts are tested too, and fail)."""
+    rbm = _random_rbm(n_visible, n_hidden, 7, scale=1.0, device=device)
+    _, _, E, log_z, _ = _brute(rbm)
+    p_joint = torch.exp(-E - log_z).reshape(-1).numpy()  # (v, h) pairs, v-major
+    g = torch.Generator(device=device).manual_seed(3)
+    v, h = rbm.sample_exact(20_000, generator=g)
+    assert v.shape == (20_000, n_visible) and h.shape == (20_000, n_hidden) and v.dtype == D
+    joint = _index_of(v, n_visible) * 2**n_hidden + _index_of(h, n_hidden)
+    counts = np.bincount(joint.numpy(), minlength=len(p_joint))
+    chi2, critical = _chi_square_against(counts, p_joint)
+    assert chi2 < critical, f"chi-square {chi2:.1f} above the 1e-6 critical value {critical:.1f}"
+    flipped = BernoulliRBM.from_arrays(rbm.W, rbm.b, -rbm.c)
+    fv, fh = flipped.sample_exact(20_000, generator=torch.Generator(device=device).manual_seed(3))
+    wrong = np.bincount((_index_of(fv, n_visible) * 2**n_hidden + _index_of(fh, n_hidden)).numpy(),
+                        minlength=len(p_joint))
+    assert _chi_square_against(wrong, p_joint)[0] > critical
+
+
+def test_sample_exact_refuses_layers_too_large_to_enumerate():
+    rbm = BernoulliRBM(30, 28, seed=0)
+    with pytest.raises(ValueError, match="exact sampling enumerates 2\\^28 states"):
+        rbm.sample_exact(5)
+    with pytest.raises(ValueError, match="n_samples must be >= 1"):
+        rbm.sample_exact(0)
+
+
 def test_persistent_chains_in_fit_sample_p_v_when_the_model_stands_still():
     """The fast loop's own Gibbs sampler: with a vanishing step size the persistent chains are a Gibbs sampler of
     the fixed model, so after 40 updates (one Gibbs step each) their states are draws from p(v)."""
