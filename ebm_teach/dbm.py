@@ -23,9 +23,17 @@ form an RBM and the layers below are directed, p(v | h1) of the first RBM. :clas
 :class:`~ebm_teach.rbm.BernoulliRBM`, samples top-down, and computes the variational lower bound on log p(v)
 of a two-layer DBN exactly (enumerating h1).
 
-References: Hinton, Osindero & Teh (2006) "A fast learning algorithm for deep belief nets"; Salakhutdinov &
-Murray (2008) "On the quantitative analysis of deep belief networks"; Salakhutdinov & Hinton (2009) "Deep
-Boltzmann machines"; Salakhutdinov & Larochelle (2010) "Efficient learning of deep Boltzmann machines";
+The chapter's notation uses column vectors (W1^T v); the code uses row vectors, one example per row, so W1^T v
+is ``v @ W1``. The functions ending in ``_reference`` are the algorithms written as the chapter writes them; the
+methods of :class:`DBM` and :func:`ais_log_partition_dbm` are the fast versions, tested equal to them on the
+same random stream.
+
+References: Hinton, Osindero & Teh (2006) "A fast learning algorithm for deep belief nets"; Younes (1989)
+"Parametric inference for imperfectly observed Gibbsian fields" and Tieleman (2008) "Training restricted
+Boltzmann machines using approximations to the likelihood gradient" (persistent chains); Salakhutdinov & Murray
+(2008) "On the quantitative analysis of deep belief networks"; Salakhutdinov & Hinton (2009) "Deep Boltzmann
+machines"; Salakhutdinov & Hinton (2012) "An efficient learning procedure for deep Boltzmann machines" (Neural
+Computation 24(8)); Hinton & Salakhutdinov (2012) "A better way to pretrain deep Boltzmann machines" (NIPS);
 Neal (2001) "Annealed importance sampling".
 """
 from __future__ import annotations
@@ -47,11 +55,13 @@ from .core import (
     progress,
     single_thread_if_small,
 )
-from .evaluate import AISResult, _ais_base_bias, _ais_betas_list, _ais_result, AIS_STANDARD_N_BETAS
+from .evaluate import AIS_STANDARD_N_BETAS, AISResult, _ais_base_bias, _ais_betas_list, _ais_result, log_mean_exp
 from .rbm import MAX_ENUMERATED_UNITS, SINGLE_THREAD_BELOW, BernoulliRBM, _bernoulli, _binary_states
 
 __all__ = ["DBM", "DBMState", "DBMGradient", "MeanField", "pretrain_dbm", "PretrainedDBM", "ais_log_partition_dbm",
-           "DBN", "MAX_ENUMERATED_UNITS"]
+           "DBN", "MAX_ENUMERATED_UNITS", "gibbs_sweep_reference", "mean_field_reference", "gradient_reference",
+           "ais_dbm_reference", "binary_states", "upside_down", "visible_log_probs", "fit_rbm_exact",
+           "fit_to_distribution", "FamilyFit"]
 
 _BINARY_HINT = "A DBM models binary data: binarize first, e.g. (v > 0.5).float()."
 _STEP_HINT = "Typical values are 0.001 to 0.05."
@@ -318,11 +328,14 @@ class DBM:
 
         The bound log p*(v) >= E_q[-E(v, h1, h2)] + H(q) (see :meth:`mean_field_bound`) is maximised one layer at a
         time: with mu2 fixed, the best mu1 is sigma(c1 + W1^T v + W2 mu2), and with mu1 fixed the best mu2 is
-        sigma(c2 + W2^T mu1). Each half-step is the exact maximiser over its layer, so the bound never decreases.
-        Start (Salakhutdinov & Hinton, 2009): mu1 = sigma(c1 + 2 W1^T v) (bottom-up input doubled in place of the
-        top-down input not yet known), mu2 = sigma(c2 + W2^T mu1); then up to ``n_iter`` rounds, stopping early when
-        no mu moved by more than ``tol`` (tol=None: exactly n_iter rounds, no host synchronisation).
-        v: (batch, n_v) in {0, 1}. Returns a :class:`MeanField`.
+        sigma(c2 + W2^T mu1). Each half-step is the exact maximiser over its layer, so the bound never decreases
+        and the rounds converge to *a* fixed point: a local maximum of a bound that is not concave, which need
+        not be the best factorial q. Start (Salakhutdinov & Hinton, 2009, 2012): mu1 = sigma(c1 + 2 W1^T v) (the
+        bottom-up input doubled in place of the top-down input not yet known), mu2 = sigma(c2 + W2^T mu1); then up
+        to ``n_iter`` rounds. ``tol`` is a rule for the whole batch: stop after the first round in which no mu of
+        any row moved by more than ``tol``, so ``n_iter`` of the result is the slowest row's count (see
+        :meth:`mean_field_rounds` for each row's own); tol=None runs exactly n_iter rounds, with no host
+        synchronisation. v: (batch, n_v) in {0, 1}. Returns a :class:`MeanField`.
         """
         v = self._check_v(v)
         n_iter = check_int(n_iter, "n_iter", minimum=0)
@@ -330,6 +343,35 @@ class DBM:
             tol = check_positive(tol, "tol")
         with self._threads(len(v)):
             return self._mean_field(v, n_iter, tol)
+
+    def mean_field_rounds(self, v, tol: float = 1e-6, max_iter: int = 1000) -> torch.Tensor:
+        """How many mean-field rounds each row of v needs: (batch,) int64.
+
+        Row i's count is the first round after which none of its own mu moved by more than ``tol``, which is what
+        ``mean_field(v[i:i+1], tol=tol).n_iter`` reports for that row alone (the rows do not interact). A row
+        still moving after ``max_iter`` rounds gets ``max_iter + 1``. Reads a flag every round (a host sync on a
+        GPU): a diagnostic, not for training loops.
+        """
+        v = self._check_v(v)
+        tol = check_positive(tol, "tol")
+        max_iter = check_int(max_iter, "max_iter", minimum=1)
+        rounds = torch.full((len(v),), max_iter + 1, dtype=torch.int64, device=v.device)
+        with torch.no_grad(), self._threads(len(v)):
+            bottom_up = torch.addmm(self.c1, v, self.W1)
+            mu1 = torch.sigmoid(torch.addmm(bottom_up, v, self.W1))
+            mu2 = torch.sigmoid(torch.addmm(self.c2, mu1, self.W2))
+            moving = torch.ones(len(v), dtype=torch.bool, device=v.device)
+            for done in range(1, max_iter + 1):
+                new1 = torch.sigmoid(torch.addmm(bottom_up, mu2, self.W2.T))
+                new2 = torch.sigmoid(torch.addmm(self.c2, new1, self.W2))
+                change = torch.maximum((new1 - mu1).abs().amax(1), (new2 - mu2).abs().amax(1))
+                mu1, mu2 = new1, new2
+                stopped = moving & (change < tol)
+                rounds[stopped] = done
+                moving &= ~stopped
+                if not bool(moving.any()):
+                    break
+        return rounds
 
     def _bound(self, v, mu1, mu2) -> torch.Tensor:
         return (v @ self.b + (mu1 * (v @ self.W1 + self.c1)).sum(1) + ((mu1 @ self.W2) * mu2).sum(1) + mu2 @ self.c2
@@ -578,6 +620,69 @@ class DBM:
         return history
 
 
+# --------------------------------------------------------------------------------------------- the chapter's versions
+def _reference_bernoulli(p: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """1 where u < p, u ~ U(0, 1), drawn unit by unit as the fast code draws them (so both read one stream alike)."""
+    u = torch.rand(p.shape[::-1], generator=generator, dtype=p.dtype, device=p.device).T
+    return (u < p).to(p.dtype)
+
+
+def gibbs_sweep_reference(dbm: DBM, v, h2, generator: Optional[torch.Generator] = None):
+    """One block Gibbs sweep of a DBM as the chapter writes it; :meth:`DBM.gibbs` is the fast version.
+
+        h1 ~ p(h1 | v, h2) = sigma(c1 + W1^T v + W2 h2),  then  v ~ sigma(b + W1 h1),  h2 ~ sigma(c2 + W2^T h1).
+
+    v: (batch, n_v), h2: (batch, n_h2), 0/1 floats, one example per row (so W1^T v is v @ W1). Returns (v, h1, h2).
+    Reads the random stream as DBM.gibbs does: on the same generator state both give the same chains.
+    """
+    v = dbm._check_v(v)
+    h2 = dbm._check_layer(h2, "h2", dbm.n_hidden2, "hidden units are binary")
+    W1, W2, b, c1, c2 = dbm.parameters()
+    bernoulli = _reference_bernoulli
+    h1 = bernoulli(torch.sigmoid(c1 + v @ W1 + h2 @ W2.T), generator)
+    v = bernoulli(torch.sigmoid(b + h1 @ W1.T), generator)  # v, h2: independent
+    h2 = bernoulli(torch.sigmoid(c2 + h1 @ W2), generator)  # given h1
+    return v, h1, h2
+
+
+def mean_field_reference(dbm: DBM, v, n_iter: int):
+    """Mean field for p(h1, h2 | v) as the chapter writes it: (mu1, mu2) after ``n_iter`` rounds.
+
+    Start with the bottom-up input doubled (it stands in for the top-down input, not yet known), then alternate
+    the two exact layer-wise maximisers of the bound. :meth:`DBM.mean_field` is the fast version (tested equal).
+    """
+    v, n_iter = dbm._check_v(v), check_int(n_iter, "n_iter", minimum=0)
+    W1, W2, b, c1, c2 = dbm.parameters()
+    mu1 = torch.sigmoid(c1 + 2 * (v @ W1))  # start: bottom-up input doubled
+    mu2 = torch.sigmoid(c2 + mu1 @ W2)
+    for _ in range(n_iter):
+        mu1 = torch.sigmoid(c1 + v @ W1 + mu2 @ W2.T)  # the best mu1 given mu2
+        mu2 = torch.sigmoid(c2 + mu1 @ W2)  # the best mu2 given the new mu1
+    return mu1, mu2
+
+
+def gradient_reference(dbm: DBM, v_data, chains: DBMState, n_mean_field: int = 5,
+                       generator: Optional[torch.Generator] = None) -> Tuple[DBMGradient, DBMState]:
+    """The Salakhutdinov-Hinton gradient estimate as the chapter writes it (one Gibbs sweep of the chains).
+
+    Data term: mean field on the minibatch. Model term: the persistent chains after one sweep, with h1 replaced
+    by q1 = E[h1 | v, h2] = p(h1 = 1 | v, h2), which has the same average as the sampled h1 and less noise.
+    :meth:`DBM.gradient` (k = 1) is the fast version, tested equal on the same random stream.
+    """
+    v_data = dbm._check_v(v_data, "v_data")
+    W1, W2, b, c1, c2 = dbm.parameters()
+    mu1, mu2 = mean_field_reference(dbm, v_data, n_mean_field)  # data term
+    v, h1, h2 = gibbs_sweep_reference(dbm, chains[0], chains[2], generator)
+    q1 = torch.sigmoid(c1 + v @ W1 + h2 @ W2.T)  # E[h1 | v, h2], per chain
+    n, m = len(v_data), len(v)
+    grad = DBMGradient(W1=v_data.T @ mu1 / n - v.T @ q1 / m,  # <v h1^T>
+                       W2=mu1.T @ mu2 / n - q1.T @ h2 / m,  # <h1 h2^T>
+                       b=v_data.mean(0) - v.mean(0),
+                       c1=mu1.mean(0) - q1.mean(0),
+                       c2=mu2.mean(0) - h2.mean(0))
+    return grad, DBMState(v, h1, h2)
+
+
 # --------------------------------------------------------------------------------------------- pre-training
 class PretrainedDBM(NamedTuple):
     """What :func:`pretrain_dbm` built: the composed DBM and the two doubled RBMs it came from.
@@ -591,31 +696,57 @@ class PretrainedDBM(NamedTuple):
     rbm2: BernoulliRBM
 
 
-def _tied_cd_epochs(rbm: BernoulliRBM, batches, axis: int, n_epochs: int, step_size, k: int, g, desc: str,
-                    chains: Optional[torch.Tensor] = None) -> None:
-    """CD-k (or PCD-k from ``chains``) on an RBM whose two halves along ``axis`` (0: visible rows of W, 1: hidden
-    columns) are tied.
+def _tied_pcd_epochs(W, b, c, batches, n_epochs: int, step_size, k: int, g, desc: str, doubled: str,
+                     chains: Optional[torch.Tensor]) -> None:
+    """(P)CD-k on a doubled RBM held as one half: ``doubled`` = "visible" (RBM 1: visible (x, x') sharing W
+    (n_v, n_h) and b) or "hidden" (RBM 2: hidden (h, h') sharing W (n_v, n_h) and c). Updates W, b, c in place.
 
-    The tied model's parameter is shared by both halves, so its gradient is the sum of the halves' gradients;
-    we step along their mean (the same scale as an untied RBM) and write it to both halves, which therefore stay
-    equal. ``batches(epoch)`` yields the minibatches of the RBM's visible data.
+    The doubled RBM's tied parameter is shared by both halves, so its gradient is the sum of the halves'; we step
+    along their mean (the scale of an untied RBM). The statistics are those of BernoulliRBM.cd_gradient on the
+    doubled RBM, with its random draws (test_dbm checks both give the same updates); written on one half, with
+    no per-call validation, because pre-training makes thousands of tiny updates. ``batches(epoch)`` yields the
+    visible minibatches (for RBM 1 undoubled: a row v stands for (v, v)); ``chains`` (m, doubled visible width)
+    are persistent chains, or None for CD-k from the data.
     """
+    n_v = W.shape[0]
+
+    def hidden_probs(x):  # p(h = 1 | visible) of the doubled RBM, x: its visible rows
+        if doubled == "visible":
+            return torch.sigmoid(c + (x[:, :n_v] + x[:, n_v:]) @ W)
+        p = torch.sigmoid(c + x @ W)
+        return torch.cat([p, p], 1)
+
+    def visible_probs(h):  # p(v = 1 | h) of the doubled RBM, h: its hidden rows
+        if doubled == "visible":
+            p = torch.sigmoid(b + h @ W.T)
+            return torch.cat([p, p], 1)
+        return torch.sigmoid(b + (h[:, :W.shape[1]] + h[:, W.shape[1]:]) @ W.T)
+
+    def statistics(x, p):  # (mean over rows of the halves' x p^T, x, p): the tied parameters' averages
+        n_h = W.shape[1]
+        if doubled == "visible":
+            xs = (x[:, :n_v] + x[:, n_v:]) / 2
+            return xs.T @ p / len(x), xs.mean(0), p.mean(0)
+        ps = (p[:, :n_h] + p[:, n_h:]) / 2
+        return x.T @ ps / len(x), x.mean(0), ps.mean(0)
+
     for epoch in progress(range(1, n_epochs + 1), desc=desc):
         eps = step_size(epoch) if callable(step_size) else step_size
         for v0 in batches(epoch):
-            grad, v_k = rbm.cd_gradient(v0, k=k, v_negative_start=chains, generator=g)
-            chains = v_k if chains is not None else None  # persistent chains continue where they stopped
-            gW, gb, gc = grad
-            if axis == 0:
-                gW = gW.view(2, -1, gW.shape[1]).mean(0).repeat(2, 1)
-                gb = gb.view(2, -1).mean(0).repeat(2)
-            else:
-                gW = gW.view(gW.shape[0], 2, -1).mean(1).repeat(1, 2)
-                gc = gc.view(2, -1).mean(0).repeat(2)
-            rbm.W.add_(gW, alpha=eps)  # W, b and c are views into rbm.theta: the step lands there
-            rbm.b.add_(gb, alpha=eps)
-            rbm.c.add_(gc, alpha=eps)
-        if not bool(torch.isfinite(rbm.theta).all()):
+            if doubled == "visible":
+                v0 = torch.cat([v0, v0], 1)
+            p0 = hidden_probs(v0)
+            vk = v0 if chains is None else chains
+            for step in range(k):
+                ph = p0 if (step == 0 and chains is None) else hidden_probs(vk)
+                vk = _bernoulli(visible_probs(_bernoulli(ph, g)), g)
+            if chains is not None:
+                chains = vk  # persistent chains continue where they stopped
+            (pos_W, pos_b, pos_c), (neg_W, neg_b, neg_c) = statistics(v0, p0), statistics(vk, hidden_probs(vk))
+            W.add_(pos_W - neg_W, alpha=eps)
+            b.add_(pos_b - neg_b, alpha=eps)
+            c.add_(pos_c - neg_c, alpha=eps)
+        if not all(bool(torch.isfinite(t).all()) for t in (W, b, c)):
             raise DivergenceError(f"pre-training ({desc}) diverged in epoch {epoch}; lower step_size.")
 
 
@@ -659,29 +790,30 @@ def pretrain_dbm(v, n_hidden1: int, n_hidden2: int, n_epochs: int = 20, batch_si
     n_v, device, dtype = v.shape[1], v.device, v.dtype
 
     init = BernoulliRBM(n_v, n_hidden1, device=device, generator=g, dtype=dtype, init_std=init_std)
-    rbm1 = BernoulliRBM.from_arrays(init.W.repeat(2, 1), init.b.repeat(2), init.c, generator=g)
-    doubled = torch.cat([v, v], 1)
+    W1, b, c1_rbm1 = init.W.clone(), init.b.clone(), init.c.clone()
 
     def batches1(epoch):
-        return doubled[torch.randperm(len(v), generator=g, device=device)].split(batch_size)
+        return v[torch.randperm(len(v), generator=g, device=device)].split(batch_size)
 
     with single_thread_if_small(batch_size * 2 * n_v * n_hidden1, SINGLE_THREAD_BELOW, device):
         chains = _bernoulli(torch.full((n_chains, 2 * n_v), 0.5, device=device, dtype=dtype), g) if persistent else None
-        _tied_cd_epochs(rbm1, batches1, 0, n_epochs, step_size, k, g, "RBM 1 (doubled input)", chains)
+        _tied_pcd_epochs(W1, b, c1_rbm1, batches1, n_epochs, step_size, k, g, "RBM 1 (doubled input)", "visible",
+                         chains)
 
     init = BernoulliRBM(n_hidden1, n_hidden2, device=device, generator=g, dtype=dtype, init_std=init_std)
-    rbm2 = BernoulliRBM.from_arrays(init.W.repeat(1, 2), init.b, init.c.repeat(2), generator=g)
+    W2, c1_rbm2, c2 = init.W.clone(), init.b.clone(), init.c.clone()
 
-    def batches2(epoch):
+    def batches2(epoch):  # h1 ~ p(h1 | v, v) of RBM 1, a fresh sample for every minibatch
         for v0 in batches1(epoch):
-            yield rbm1.sample_h_given_v(v0, generator=g)
+            yield _bernoulli(torch.sigmoid(c1_rbm1 + 2 * (v0 @ W1)), g)
 
     with single_thread_if_small(batch_size * n_hidden1 * 2 * n_hidden2, SINGLE_THREAD_BELOW, device):
         chains = _bernoulli(torch.full((n_chains, n_hidden1), 0.5, device=device, dtype=dtype), g) if persistent else None
-        _tied_cd_epochs(rbm2, batches2, 1, n_epochs, step_size, k, g, "RBM 2 (doubled top)", chains)
+        _tied_pcd_epochs(W2, c1_rbm2, c2, batches2, n_epochs, step_size, k, g, "RBM 2 (doubled top)", "hidden", chains)
 
-    dbm = DBM.from_arrays(rbm1.W[:n_v], rbm2.W[:, :n_hidden2], rbm1.b[:n_v], (rbm1.c + rbm2.b) / 2,
-                          rbm2.c[:n_hidden2], generator=g)
+    rbm1 = BernoulliRBM.from_arrays(W1.repeat(2, 1), b.repeat(2), c1_rbm1, generator=g)
+    rbm2 = BernoulliRBM.from_arrays(W2.repeat(1, 2), c1_rbm2, c2.repeat(2), generator=g)
+    dbm = DBM.from_arrays(W1, W2, b, (c1_rbm1 + c1_rbm2) / 2, c2, generator=g)
     return PretrainedDBM(dbm, rbm1, rbm2)
 
 
@@ -747,14 +879,54 @@ def ais_log_partition_dbm(dbm: DBM, n_chains: int = 100, n_betas: int = AIS_STAN
     with torch.no_grad(), dbm._threads(M):
         h1 = _bernoulli(torch.full((M, dbm.n_hidden1), 0.5, device=dbm.device, dtype=dbm.dtype), g)
         log_w = torch.zeros(M, device=dbm.device, dtype=torch.float64)
+        W1_64, W2_64, b_64, b_A64, c1_64, c2_64 = params64
         for k in range(1, len(beta)):
             h64 = h1.double()
-            log_w += _ais_log_p_star(h64, beta[k], *params64) - _ais_log_p_star(h64, beta[k - 1], *params64)
+            # log p*_beta(h1) at beta_k and beta_(k-1) (see _ais_log_p_star), sharing h1's products
+            into_v, into_h2, linear = torch.addmm(b_64, h64, W1_64.T), torch.addmm(c2_64, h64, W2_64), h64 @ c1_64
+            log_w += ((beta[k] - beta[k - 1]) * linear
+                      + F_.softplus((1 - beta[k]) * b_A64 + beta[k] * into_v).sum(1)
+                      - F_.softplus((1 - beta[k - 1]) * b_A64 + beta[k - 1] * into_v).sum(1)
+                      + F_.softplus(beta[k] * into_h2).sum(1) - F_.softplus(beta[k - 1] * into_h2).sum(1))
             if k < len(beta) - 1:
                 h1 = _ais_transition(h1, beta[k], *params, g)
     if not bool(torch.isfinite(log_w).all()):
         raise ValueError("AIS produced NaN/inf log-weights; check that the DBM's parameters are finite and moderate.")
     return _ais_result(log_w, log_z_base)
+
+
+def ais_dbm_reference(dbm: DBM, betas, b_A, n_chains: int, generator: Optional[torch.Generator] = None):
+    """AIS on h1 for a DBM as the chapter writes it; :func:`ais_log_partition_dbm` is the fast version.
+
+    betas: 0 = beta_0 < ... < beta_K = 1 (a list); b_A: (n_v,) the base's visible biases. Returns (log Z^, log w:
+    (n_chains,) float64). On the same generator state it gives the same chains and weights as the fast version.
+    """
+    b_A = check_tensor(b_A, "b_A", shape=(dbm.n_visible,), like=dbm.W1)
+    n_chains = check_int(n_chains, "n_chains", minimum=1)
+    betas = _ais_betas_list(None, betas)
+    W1, W2, b, c1, c2 = dbm.parameters()
+    n1, n2, bernoulli = dbm.n_hidden1, dbm.n_hidden2, _reference_bernoulli
+
+    def log_p_star(h1, beta):  # v, h2 summed out; float64: tiny steps in beta
+        h, w1, w2 = h1.double(), W1.double(), W2.double()
+        into_v = (1 - beta) * b_A.double() + beta * (h @ w1.T + b.double())
+        return (beta * (h @ c1.double()) + F_.softplus(into_v).sum(1)
+                + F_.softplus(beta * (h @ w2 + c2.double())).sum(1))
+
+    h1 = bernoulli(torch.full((n_chains, n1), 0.5).to(W1), generator)  # base
+    log_w = torch.zeros(n_chains, dtype=torch.float64, device=W1.device)
+    for k in range(1, len(betas)):
+        beta, before = betas[k], betas[k - 1]
+        log_w += log_p_star(h1, beta) - log_p_star(h1, before)  # p*_k / p*_k-1
+        if k < len(betas) - 1:  # Gibbs at beta: {v, h2} | h1, then h1 | {v, h2}
+            p_v = torch.sigmoid((1 - beta) * b_A + beta * (h1 @ W1.T + b))
+            v = bernoulli(p_v, generator)
+            h2 = bernoulli(torch.sigmoid(beta * (h1 @ W2 + c2)), generator)
+            p_h1 = torch.sigmoid(beta * (v @ W1 + h2 @ W2.T + c1))
+            h1 = bernoulli(p_h1, generator)
+    log_z_base = F_.softplus(b_A.double()).sum().item()  # the base: pixels,
+    log_z_base += (n1 + n2) * math.log(2)  # then fair coins
+    return log_z_base + float(log_mean_exp(log_w)), log_w
 
 
 # --------------------------------------------------------------------------------------------- DBN
@@ -844,63 +1016,319 @@ class DBN:
         n_gibbs = check_int(n_gibbs, "n_gibbs", minimum=0)
         top = self.rbms[-1]
         g = generator if generator is not None else top.generator
-        start = _bernoulli(torch.full((n, top.n_visible), 0.5, device=top.device, dtype=top.dtype), g)
-        h = top.gibbs(start, n_gibbs, generator=g)  # the top RBM's visible layer: h_(L-1), or v for one layer
-        if self.n_layers == 1:
-            return top.p_v_given_h(top.sample_h_given_v(h, generator=g)) if probabilities else h
-        for rbm in reversed(self.rbms[1:-1]):
+        coins = torch.full((n, top.n_visible), 0.5).to(top.theta)
+        h = top.gibbs(_bernoulli(coins, g), n_gibbs, generator=g)  # top RBM
+        if self.n_layers == 1:  # h is v itself
+            h1 = top.sample_h_given_v(h, generator=g)
+            return top.p_v_given_h(h1) if probabilities else h
+        for rbm in reversed(self.rbms[1:-1]):  # directed, layer by layer
             h = rbm.sample_v_given_h(h, generator=g)
         bottom = self.rbms[0]
-        return bottom.p_v_given_h(h) if probabilities else bottom.sample_v_given_h(h, generator=g)
+        if probabilities:
+            return bottom.p_v_given_h(h)
+        return bottom.sample_v_given_h(h, generator=g)
 
     # ----------------------------------------------------------------------------------- exact quantities (2 layers)
     def _two_layers(self, what: str, max_units: int) -> Tuple[BernoulliRBM, BernoulliRBM]:
         if self.n_layers != 2:
             raise ValueError(f"{what} is implemented for a two-layer DBN (two RBMs); this one has {self.n_layers}.")
         rbm1, top = self.rbms
+        max_units = check_int(max_units, "max_units", minimum=1)
         if rbm1.n_hidden > max_units:
             raise ValueError(f"{what} enumerates the 2^{rbm1.n_hidden} states of h1, more than max_units = {max_units} "
                              "allows; use fewer units in the first hidden layer or raise max_units if you can wait.")
         return rbm1, top
 
-    def _log_joint_terms(self, v, rbm1, top, log_z_top):
-        """For each v and every h1 (enumerated in chunks): log p1(v | h1) + log p_top(h1) and q(h1 | v) terms."""
-        W, b, c = rbm1.W.double(), rbm1.b.double(), rbm1.c.double()
-        tW, tb, tc = top.W.double(), top.b.double(), top.c.double()
-        a = v @ W + c  # q's logits (batch, n_h1)
-
-        def log_joint(h1):  # (batch, S)
-            log_p_v_given_h = v @ (h1 @ W.T + b).T - F_.softplus(h1 @ W.T + b).sum(1)
-            log_prior = h1 @ tb + F_.softplus(h1 @ tW + tc).sum(1) - log_z_top
-            return log_p_v_given_h + log_prior
-
-        return a, log_joint
-
-    def log_prob_exact(self, v, max_units: int = 20) -> torch.Tensor:
-        """log p(v) = log sum_h1 p1(v | h1) p_top(h1) of a two-layer DBN, exactly (enumerating h1), float64: (batch,)."""
-        rbm1, top = self._two_layers("the exact log p(v) of a DBN", max_units)
+    def _terms(self, v, what: str, max_units: int, log_z_top: Optional[float]):
+        """(v in float64, -F1(v), q's logits c + W^T v, r(h1) = log p_top(h1) - log p1*(h1) on every state)."""
+        rbm1, top = self._two_layers(what, max_units)
         v = rbm1._check_v(v).double()
-        _, log_joint = self._log_joint_terms(v, rbm1, top, top.log_partition_exact())
-        return _enumerated_logsumexp(rbm1.n_hidden, log_joint, max(1, len(v)) + rbm1.n_visible, v)
+        W, b, c = rbm1.W.double(), rbm1.b.double(), rbm1.c.double()
+        logits = v @ W + c
+        neg_free_energy = v @ b + F_.softplus(logits).sum(1)
+        log_p_top = visible_log_probs(top, max_units=max_units, log_z=log_z_top)
+        log_p1_star = _visible_log_marginal(W.T, c, b)  # the first RBM's hidden marginal, unnormalised
+        return v, neg_free_energy, logits, log_p_top - log_p1_star
 
-    def variational_bound(self, v, max_units: int = 20) -> torch.Tensor:
+    def variational_bound(self, v, max_units: int = 20, log_z_top: Optional[float] = None) -> torch.Tensor:
         """The lower bound on log p(v) of a two-layer DBN with q(h1 | v) = p1(h1 | v), exactly, float64: (batch,).
 
             B(v) = sum_h1 q(h1 | v) [log p1(v | h1) + log p_top(h1)] + H(q) = log p(v) - KL(q || p(h1 | v)).
 
-        The expectation is a sum over all 2^n_h1 states of h1, weighted by q(h1 | v) = prod_j
-        sigma(a_j)^h_j (1 - sigma(a_j))^(1 - h_j), a = c + W^T v. The bound equals log p(v) exactly when q is the
-        DBN's posterior for this v, which for every v happens when the top RBM's marginal over h1 equals the first
-        RBM's, p_top(h1) = p1(h1) (e.g. the top RBM is the first one turned upside down); Hinton et al. (2006).
+        Because q is the first RBM's exact posterior, Bayes' rule log p1(v | h1) = log q(h1 | v) + log p1(v) -
+        log p1(h1) turns it into B(v) = log p1(v) + E_q[log p_top(h1) - log p1(h1)]: the first RBM's
+        log-likelihood plus the top RBM's log-probability ratio over the first RBM's own hidden marginal p1(h1),
+        averaged over q. That is how it is computed (log Z of the first RBM cancels). So B(v) = log p(v) for every v
+        exactly when p_top(h1) = p1(h1) (e.g. the top RBM is the first one turned upside down, :func:`upside_down`),
+        and the average of B over a data set changes with the top RBM only through sum_h1 A(h1) log p_top(h1),
+        A = :meth:`aggregate_posterior` (Hinton, Osindero & Teh, 2006). The expectation over the 2^n_h1 states is
+        one matrix product (q factorises over the two halves of h1). max_units: the largest first hidden layer
+        enumerated (20 by default, below the DBM's 25: every row of v needs its own sum over h1). log_z_top: the top
+        RBM's log Z, if known (else computed exactly).
         """
-        rbm1, top = self._two_layers("the variational bound of a DBN", max_units)
+        v, neg_free_energy, logits, r = self._terms(v, "the variational bound of a DBN", max_units, log_z_top)
+        return neg_free_energy + _factorial_expectation(logits, r)
+
+    def log_prob_exact(self, v, max_units: int = 20, log_z_top: Optional[float] = None) -> torch.Tensor:
+        """log p(v) = log sum_h1 p1(v | h1) p_top(h1) of a two-layer DBN, exactly, float64: (batch,).
+
+        Computed as log p1(v) + log E_q[p_top(h1) / p1(h1)] with q = p1(h1 | v) (Bayes' rule, as in
+        :meth:`variational_bound`; Jensen's inequality on this form gives the bound). Falls back to a sum over h1
+        in the log domain if a product underflows. max_units, log_z_top: as in :meth:`variational_bound`.
+        """
+        v, neg_free_energy, logits, r = self._terms(v, "the exact log p(v) of a DBN", max_units, log_z_top)
+        shift = r.max()
+        mean_ratio = _factorial_expectation(logits, torch.exp(r - shift))
+        if bool((mean_ratio > 0).all()) and bool(torch.isfinite(mean_ratio).all()):
+            return neg_free_energy + shift + torch.log(mean_ratio)
+        log_q_norm = F_.softplus(logits).sum(1, keepdim=True)  # the log domain, in chunks of states
+
+        def log_terms(h1):  # log q(h1 | v) + r(h1), (batch, S)
+            return logits @ h1.T - log_q_norm + r[_state_index(h1)]
+
+        return neg_free_energy + _enumerated_logsumexp(logits.shape[1], log_terms, max(1, len(v)) + 1, logits)
+
+    def aggregate_posterior(self, v, max_units: int = 20) -> torch.Tensor:
+        """A(h1) = (1/n) sum_i q(h1 | v_i), the first RBM's posterior averaged over the rows of v: (2^n_h1,) float64,
+        over :func:`binary_states` order.
+
+        It is the distribution of the samples h1 ~ q(h1 | v) that greedy training gives the top RBM, and the average
+        bound over v is (1/n) sum_i log p1(v_i) + sum_h1 A(h1) [log p_top(h1) - log p1(h1)] (see
+        :meth:`variational_bound`). Also defined for a one-layer DBN (rbms[0] alone).
+        """
+        rbm1 = self.rbms[0]
+        max_units = check_int(max_units, "max_units", minimum=1)
+        if rbm1.n_hidden > max_units:
+            raise ValueError(f"the aggregate posterior has 2^{rbm1.n_hidden} states, more than max_units = "
+                             f"{max_units} allows; use fewer units in the first hidden layer.")
         v = rbm1._check_v(v).double()
-        a, log_joint = self._log_joint_terms(v, rbm1, top, top.log_partition_exact())
-        log_norm = F_.softplus(a).sum(1, keepdim=True)
-        chunk = max(1, _CHUNK // (max(1, len(v)) + rbm1.n_visible))
-        total = torch.zeros(len(v), dtype=torch.float64, device=v.device)
-        for start in range(0, 2**rbm1.n_hidden, chunk):
-            h1 = _binary_states(start, min(start + chunk, 2**rbm1.n_hidden), rbm1.n_hidden, v.device, torch.float64)
-            q = torch.exp(a @ h1.T - log_norm)  # (batch, S)
-            total += (q * log_joint(h1)).sum(1)
-        return total + _entropy(torch.sigmoid(a))
+        if len(v) == 0:
+            raise ValueError("v is empty; pass the data (n, n_visible) whose posteriors to average.")
+        q_lo, q_hi = _half_posteriors(v @ rbm1.W.double() + rbm1.c.double())
+        return (q_hi.T @ q_lo / len(v)).reshape(-1)
+
+
+# --------------------------------------------------------------------------------------------- enumerated RBMs
+def binary_states(n: int, device=None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """All 2^n binary vectors as rows, (2^n, n): unit j is bit j of the row index (unit 0 the least significant).
+
+    Every vector over enumerated states in this module (A(h1), log p(v) of all states, fitted targets) uses this
+    order. n <= 25.
+    """
+    n = check_int(n, "n", minimum=0)
+    if n > MAX_ENUMERATED_UNITS:
+        raise ValueError(f"2^{n} states is more than this module enumerates (n <= {MAX_ENUMERATED_UNITS}).")
+    return _binary_states(0, 2**n, n, torch.device(device) if device is not None else torch.device("cpu"), dtype)
+
+
+def _state_index(states: torch.Tensor) -> torch.Tensor:
+    """The row index in binary_states order of each binary row: sum_j s_j 2^j."""
+    return (states.long() << torch.arange(states.shape[1], device=states.device)).sum(1)
+
+
+def _half_posteriors(logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """For q(h) = prod_j sigma(a_j)^h_j (1 - sigma(a_j))^(1 - h_j) with logits a (batch, n): the probabilities of
+    every state of the low n // 2 units and of the high n - n // 2 units, (batch, 2^lo) and (batch, 2^hi)."""
+    lo = logits.shape[1] // 2
+
+    def probs(a):
+        s = _binary_states(0, 2 ** a.shape[1], a.shape[1], a.device, a.dtype)
+        return torch.exp(F_.logsigmoid(a) @ s.T + F_.logsigmoid(-a) @ (1 - s).T)
+
+    return probs(logits[:, :lo]), probs(logits[:, lo:])
+
+
+def _factorial_expectation(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """E_q[f(h)] for each row of logits (batch, n), f given on all 2^n states in binary_states order: (batch,).
+
+    q factorises over the low and high halves of h, so sum_h q(h) f(h) = sum_hi q_hi(hi) sum_lo f(hi, lo) q_lo(lo):
+    one (batch, 2^hi) x (2^hi, 2^lo) product instead of a (batch, 2^n) table.
+    """
+    q_lo, q_hi = _half_posteriors(logits)
+    return ((q_hi @ values.reshape(q_hi.shape[1], q_lo.shape[1])) * q_lo).sum(1)
+
+
+def _visible_log_marginal(W, b, c) -> torch.Tensor:
+    """log p*(v) = b^T v + sum_j softplus(c_j + (W^T v)_j) of the RBM (W, b, c) for all 2^n_v states, float64."""
+    n_v = W.shape[0]
+    chunk = max(1, _CHUNK // max(1, W.shape[1]))
+    out = []
+    for start in range(0, 2**n_v, chunk):
+        s = _binary_states(start, min(start + chunk, 2**n_v), n_v, W.device, torch.float64)
+        out.append(s @ b + F_.softplus(s @ W + c).sum(1))
+    return torch.cat(out)
+
+
+def upside_down(rbm: BernoulliRBM) -> BernoulliRBM:
+    """The RBM turned upside down: weights W^T, visible bias c, hidden bias b (a new RBM, same device and dtype).
+
+    Its visible layer is the original hidden layer, and its marginal over it is the original hidden marginal
+    p(h): p*(h) = exp(c^T h) prod_i (1 + exp(b_i + (W h)_i)). As the top RBM of a DBN it makes the bound tight.
+    """
+    if not isinstance(rbm, BernoulliRBM):
+        raise TypeError(f"rbm must be a BernoulliRBM; got {type(rbm).__name__}.")
+    return BernoulliRBM.from_arrays(rbm.W.T.clone(), rbm.c.clone(), rbm.b.clone(), generator=rbm.generator)
+
+
+def visible_log_probs(rbm: BernoulliRBM, max_units: int = 20, log_z: Optional[float] = None) -> torch.Tensor:
+    """Exact log p(v) of an RBM for all 2^n_visible visible states, in :func:`binary_states` order: (2^n_v,) float64.
+
+    log p(v) = b^T v + sum_j softplus(c_j + (W^T v)_j) - log Z. Refuses more than ``max_units`` visible units.
+    log_z: the RBM's log Z if known (else the logsumexp of the same terms).
+    """
+    if not isinstance(rbm, BernoulliRBM):
+        raise TypeError(f"rbm must be a BernoulliRBM; got {type(rbm).__name__}.")
+    max_units = check_int(max_units, "max_units", minimum=1)
+    if rbm.n_visible > max_units:
+        raise ValueError(f"the RBM has {rbm.n_visible} visible units: 2^{rbm.n_visible} states is more than "
+                         f"max_units = {max_units} allows.")
+    s = _visible_log_marginal(rbm.W.double(), rbm.b.double(), rbm.c.double())
+    return s - (torch.logsumexp(s, 0) if log_z is None else float(log_z))
+
+
+def fit_rbm_exact(rbm: BernoulliRBM, probs, n_steps: int = 30, step_size: float = 0.002,
+                  callback: Optional[Callable[[int, BernoulliRBM], Optional[dict]]] = None,
+                  max_units: int = 20) -> dict:
+    """Raise L = sum_v P(v) log p(v) of an RBM with few visible units by its exact gradient, in place.
+
+    Both phases of chapter 2's gradient are exact sums over the 2^n_v visible states (x = c + W^T v):
+
+        grad W = sum_v (P(v) - p(v)) v sigma(x)^T,   grad b = sum_v (P(v) - p(v)) v,   grad c = sum_v (P(v) - p(v)) sigma(x).
+
+    The steps are Adam's (Kingma & Ba, 2015) with ``step_size``; a step that would lower L is undone and the step
+    size halved, so L never decreases (checked exactly, in float64). probs: (2^n_v,) target probabilities in
+    :func:`binary_states` order (e.g. :meth:`DBN.aggregate_posterior`), summing to 1. callback(step, rbm) runs
+    after each step and may return a dict of numbers, recorded. Returns a history: "step" (0 = the start),
+    "objective" (L in nats), "step_size" and the callback's keys.
+    """
+    if not isinstance(rbm, BernoulliRBM):
+        raise TypeError(f"rbm must be a BernoulliRBM; got {type(rbm).__name__}.")
+    max_units = check_int(max_units, "max_units", minimum=1)
+    if rbm.n_visible > max_units:
+        raise ValueError(f"the RBM has {rbm.n_visible} visible units: 2^{rbm.n_visible} states is more than "
+                         f"max_units = {max_units} allows for an exact gradient.")
+    probs = check_tensor(probs, "probs", shape=(2**rbm.n_visible,)).to(device=rbm.device, dtype=torch.float64)
+    if bool((probs < 0).any()) or abs(float(probs.sum()) - 1.0) > 1e-6:
+        raise ValueError(f"probs must be probabilities over the 2^{rbm.n_visible} visible states (>= 0, summing "
+                         f"to 1); got a sum of {float(probs.sum()):.6g}.")
+    n_steps = check_int(n_steps, "n_steps", minimum=0)
+    eps = check_positive(step_size, "step_size", hint="Adam steps of 0.001 to 0.01 suit an RBM near a good fit.")
+    V = binary_states(rbm.n_visible, rbm.device, rbm.dtype)
+    target = probs.to(rbm.dtype)
+
+    def evaluate(W, b, c):  # L and the hidden probabilities at every state
+        x = torch.addmm(c, V, W)
+        s = (V @ b + F_.softplus(x).sum(1)).double()
+        log_p = s - torch.logsumexp(s, 0)
+        return float(probs @ log_p), log_p, x
+
+    W, b, c = rbm.W.clone(), rbm.b.clone(), rbm.c.clone()
+    moments = [[torch.zeros_like(t), torch.zeros_like(t)] for t in (W, b, c)]
+    objective, log_p, x = evaluate(W, b, c)
+    history = {"step": [0], "objective": [objective], "step_size": [eps]}
+    with torch.no_grad(), single_thread_if_small(V.numel() * rbm.n_hidden, SINGLE_THREAD_BELOW, rbm.device):
+        for step in range(1, n_steps + 1):
+            d = target - torch.exp(log_p).to(rbm.dtype)  # P(v) - p(v): data minus model, every state
+            sig = torch.sigmoid(x)
+            grads = (V.T @ (d[:, None] * sig), V.T @ d, d @ sig)
+            for (m, u), gr in zip(moments, grads):
+                m.mul_(0.9).add_(gr, alpha=0.1)
+                u.mul_(0.999).addcmul_(gr, gr, value=0.001)
+            steps = [m / (1 - 0.9**step) / ((u / (1 - 0.999**step)).sqrt() + 1e-8) for m, u in moments]
+            while True:
+                trial = [t + eps * st for t, st in zip((W, b, c), steps)]
+                new_objective, new_log_p, new_x = evaluate(*trial)
+                if new_objective >= objective:
+                    break
+                eps /= 2  # the step would lower L: undo it, halve the step size
+                if eps < 1e-12:
+                    raise DivergenceError("fit_rbm_exact could not find a step that raises the objective; the "
+                                          "RBM may already be at a maximum, or the parameters are not finite.")
+            (W, b, c), objective, log_p, x = trial, new_objective, new_log_p, new_x
+            rbm.W, rbm.b, rbm.c = W, b, c
+            history["step"].append(step)
+            history["objective"].append(objective)
+            history["step_size"].append(eps)
+            if callback is not None:
+                for key, value in (callback(step, rbm) or {}).items():
+                    history.setdefault(key, []).append(value)
+    return history
+
+
+# --------------------------------------------------------------------------------------------- what a family can fit
+class FamilyFit(NamedTuple):
+    """What :func:`fit_to_distribution` found: kl (n_restarts,) float64, KL(target || model) in nats of each
+    restart's final model; log_probs (n_restarts, 2^n) its log p(v) on every state; params, the fitted parameters
+    with a leading restart axis ((W, b, c) for an RBM, (W1, W2, b, c1, c2) for a DBM)."""
+
+    kl: torch.Tensor
+    log_probs: torch.Tensor
+    params: Tuple[torch.Tensor, ...]
+
+
+def _family_log_probs(family: str, params, V: torch.Tensor, H1: Optional[torch.Tensor]) -> torch.Tensor:
+    """Exact log p(v) on every visible state V for a batch of RBMs or DBMs (leading restart axis): (R, 2^n)."""
+    if family == "rbm":
+        W, b, c = params
+        s = b @ V.T + F_.softplus(torch.einsum("sn,rnm->rsm", V, W) + c[:, None, :]).sum(-1)
+    else:
+        W1, W2, b, c1, c2 = params
+        prior = c1 @ H1.T + F_.softplus(torch.einsum("hj,rjk->rhk", H1, W2) + c2[:, None, :]).sum(-1)  # (R, 2^n1)
+        s = b @ V.T + torch.logsumexp(torch.einsum("sn,rnj,hj->rsh", V, W1, H1) + prior[:, None, :], 2)
+    return s - torch.logsumexp(s, 1, keepdim=True)
+
+
+def fit_to_distribution(family: str, sizes: Sequence[int], target, n_restarts: int = 8, n_steps: int = 1500,
+                        step_size: float = 0.05, init_std: float = 1.0,
+                        generator: Optional[torch.Generator] = None) -> FamilyFit:
+    """Fit an RBM or a DBM to a distribution over a few binary units by minimising the exact KL(target || model).
+
+    What can a family represent? Minimise KL(P || p_theta) = sum_v P(v) log P(v) / p_theta(v) over its parameters,
+    with log p_theta(v) exact on all 2^n states (log Z by enumeration; a DBM's hidden layers summed out), by Adam
+    on autograd gradients, from ``n_restarts`` random starts at once (weights N(0, init_std^2), biases
+    N(0, 0.1^2)). The KL is not convex in the parameters: the smallest over restarts is an upper bound on the
+    family's best, not a proof of it. family: "rbm" with sizes (n_hidden,), or "dbm" with sizes (n_hidden1,
+    n_hidden2); target: (2^n,) probabilities in :func:`binary_states` order, n <= 12. Runs in float64 on the
+    target's device. Returns a :class:`FamilyFit`.
+    """
+    if family not in ("rbm", "dbm"):
+        raise ValueError(f"family must be 'rbm' or 'dbm'; got {family!r}.")
+    sizes = [check_int(n, f"sizes[{i}]", minimum=1) for i, n in enumerate(sizes)]
+    if len(sizes) != (1 if family == "rbm" else 2):
+        raise ValueError(f"sizes for family {family!r} must be " + ("(n_hidden,)" if family == "rbm" else
+                         "(n_hidden1, n_hidden2)") + f"; got {tuple(sizes)}.")
+    target = check_tensor(target, "target", ndim=1).double()
+    n = int(round(math.log2(max(1, len(target)))))
+    if len(target) < 2 or 2**n != len(target) or n > 12:
+        raise ValueError(f"target must hold the probabilities of all 2^n states of n <= 12 binary units; got "
+                         f"{len(target)} entries.")
+    if bool((target < 0).any()) or abs(float(target.sum()) - 1.0) > 1e-9:
+        raise ValueError(f"target must be probabilities (>= 0, summing to 1); got a sum of {float(target.sum()):.6g}.")
+    if family == "dbm" and sizes[0] > 12:
+        raise ValueError(f"n_hidden1 = {sizes[0]} is too many to sum out here (at most 12).")
+    R = check_int(n_restarts, "n_restarts", minimum=1)
+    n_steps = check_int(n_steps, "n_steps", minimum=0)
+    step_size = check_positive(step_size, "step_size")
+    init_std = float(init_std)
+    dev, d = target.device, torch.float64
+    V = binary_states(n, dev, d)
+    H1 = binary_states(sizes[0], dev, d) if family == "dbm" else None
+    shapes = [(n, sizes[0]), (n,), (sizes[0],)] if family == "rbm" else \
+        [(n, sizes[0]), (sizes[0], sizes[1]), (n,), (sizes[0],), (sizes[1],)]
+    params = [torch.randn((R, *shape), generator=generator, device=dev, dtype=d) * (init_std if len(shape) == 2 else 0.1)
+              for shape in shapes]
+    neg_entropy = float(torch.special.xlogy(target, target).sum())
+    with torch.enable_grad():
+        params = [p.requires_grad_(True) for p in params]
+        optimiser = torch.optim.Adam(params, lr=step_size)
+        for _ in range(n_steps):
+            loss = -(_family_log_probs(family, params, V, H1) @ target).sum()  # sum over restarts of the cross-entropy
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    with torch.no_grad():
+        log_probs = _family_log_probs(family, params, V, H1)
+        kl = neg_entropy - log_probs @ target
+    if not bool(torch.isfinite(kl).all()):
+        raise DivergenceError("fit_to_distribution produced a non-finite KL; lower step_size or init_std.")
+    return FamilyFit(kl, log_probs, tuple(p.detach() for p in params))

@@ -10,8 +10,12 @@ import torch
 from scipy import stats
 
 from ebm_teach.core import DivergenceError
-from ebm_teach.dbm import (DBM, DBN, DBMState, _ais_log_p_star, _ais_transition, ais_log_partition_dbm,
-                           pretrain_dbm)
+from ebm_teach.dbm import (DBM, DBN, DBMState, _ais_log_p_star, _ais_transition, ais_dbm_reference,
+                           ais_log_partition_dbm, binary_states, fit_rbm_exact, fit_to_distribution,
+                           gibbs_sweep_reference, gradient_reference, mean_field_reference, pretrain_dbm,
+                           upside_down, visible_log_probs)
+from ebm_teach.evaluate import _ais_betas_list, base_rate_bias
+from ebm_teach.rbm import _bernoulli
 from ebm_teach.rbm import BernoulliRBM
 
 D = torch.float64
@@ -411,6 +415,204 @@ def test_ais_matches_exact_log_z_within_a_few_standard_errors(base, device):
         assert result.log_weights.device.type == device.type
 
 
+# --------------------------------------------------------------------------------------------- the chapter's versions
+def test_reference_gibbs_sweep_is_the_fast_sweep_on_the_same_random_numbers():
+    dbm = _random_dbm(5, 4, 3, 80, scale=1.5)
+    state = dbm.init_chains(30, torch.Generator().manual_seed(0))
+    fast = dbm.gibbs(state, n_steps=1, generator=torch.Generator().manual_seed(1))
+    slow = gibbs_sweep_reference(dbm, state.v, state.h2, torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(fast, slow))
+
+
+def test_reference_mean_field_is_the_fast_mean_field():
+    dbm = _random_dbm(6, 5, 4, 81, scale=1.5)
+    v = _states(6)[::3]
+    for n_iter in (0, 1, 7):
+        fast = dbm.mean_field(v, n_iter=n_iter, tol=None)
+        mu1, mu2 = mean_field_reference(dbm, v, n_iter)
+        assert torch.allclose(fast.mu1, mu1, atol=1e-13) and torch.allclose(fast.mu2, mu2, atol=1e-13)
+
+
+def test_reference_gradient_is_the_fast_gradient_on_the_same_random_numbers():
+    dbm = _random_dbm(5, 4, 3, 82, scale=1.0)
+    data = _states(5)[[1, 7, 12, 30]]
+    chains = dbm.init_chains(40, torch.Generator().manual_seed(0))
+    fast, fast_chains = dbm.gradient(data, chains, k=1, n_mean_field=5, generator=torch.Generator().manual_seed(2))
+    slow, slow_chains = gradient_reference(dbm, data, chains, 5, torch.Generator().manual_seed(2))
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(fast, slow))
+    assert all(torch.equal(a, b) for a, b in zip(fast_chains, slow_chains))
+
+
+def test_reference_ais_is_the_fast_ais_on_the_same_random_numbers():
+    dbm = _random_dbm(6, 4, 3, 83, scale=1.0)
+    data = (torch.rand(50, 6, generator=torch.Generator().manual_seed(0)) < 0.3).to(D)
+    fast = ais_log_partition_dbm(dbm, n_chains=40, n_betas=50, base=data, generator=torch.Generator().manual_seed(3))
+    betas = _ais_betas_list(50, None)
+    log_z, log_w = ais_dbm_reference(dbm, betas, base_rate_bias(data).to(D), 40, torch.Generator().manual_seed(3))
+    assert torch.allclose(fast.log_weights, log_w, atol=1e-10)
+    assert abs(fast.log_z - log_z) < 1e-10
+
+
+def test_mean_field_rounds_are_each_rows_own_count():
+    dbm = _random_dbm(6, 5, 4, 84, scale=1.5)
+    v = _states(6)[::2]
+    rounds = dbm.mean_field_rounds(v, tol=1e-8, max_iter=2000)
+    alone = [dbm.mean_field(v[i:i + 1], n_iter=2000, tol=1e-8).n_iter for i in range(len(v))]
+    assert rounds.tolist() == alone
+    assert int(rounds.max()) == dbm.mean_field(v, n_iter=2000, tol=1e-8).n_iter  # a batch waits for its slowest row
+    assert bool((dbm.mean_field_rounds(v, tol=1e-8, max_iter=2) <= 3).all())  # max_iter + 1: still moving
+
+
+def test_pretraining_updates_are_the_doubled_rbms_cd_updates():
+    """The one-half form of the tied (P)CD equals BernoulliRBM.cd_gradient on the doubled RBM, averaged over the
+    tied halves, draw for draw (float64, one epoch of 3 minibatches, both RBMs)."""
+    from ebm_teach.dbm import _tied_pcd_epochs
+
+    g0 = torch.Generator().manual_seed(0)
+    data = (torch.rand(30, 5, generator=g0) < 0.4).to(D)
+    W, b, c = 0.3 * torch.randn(5, 4, generator=g0, dtype=D), 0.2 * torch.randn(5, generator=g0, dtype=D), \
+        0.2 * torch.randn(4, generator=g0, dtype=D)
+    chains = (torch.rand(7, 10, generator=g0) < 0.5).to(D)
+    batches = list(data.split(10))
+    W_fast, b_fast, c_fast = W.clone(), b.clone(), c.clone()
+    _tied_pcd_epochs(W_fast, b_fast, c_fast, lambda epoch: batches, 1, 0.1, 1, torch.Generator().manual_seed(5), "t",
+                     "visible", chains.clone())
+    doubled = BernoulliRBM.from_arrays(W.repeat(2, 1), b.repeat(2), c.clone())
+    g, x = torch.Generator().manual_seed(5), chains.clone()
+    for v0 in batches:
+        (gW, gb, gc), x = doubled.cd_gradient(torch.cat([v0, v0], 1), k=1, v_negative_start=x, generator=g)
+        doubled.W.add_(gW.view(2, 5, 4).mean(0).repeat(2, 1), alpha=0.1)
+        doubled.b.add_(gb.view(2, 5).mean(0).repeat(2), alpha=0.1)
+        doubled.c.add_(gc, alpha=0.1)
+    assert torch.allclose(W_fast, doubled.W[:5], atol=1e-12) and torch.allclose(b_fast, doubled.b[:5], atol=1e-12)
+    assert torch.allclose(c_fast, doubled.c, atol=1e-12)
+    # the doubled top: visible h1 (4 units), hidden (h2, h2') sharing W2 (4, 3) and c2
+    h1 = (torch.rand(30, 4, generator=g0) < 0.5).to(D)
+    W2, c1, c2 = 0.3 * torch.randn(4, 3, generator=g0, dtype=D), torch.zeros(4, dtype=D), torch.zeros(3, dtype=D)
+    batches = list(h1.split(10))
+    W2_fast, c1_fast, c2_fast = W2.clone(), c1.clone(), c2.clone()
+    _tied_pcd_epochs(W2_fast, c1_fast, c2_fast, lambda epoch: batches, 1, 0.1, 2, torch.Generator().manual_seed(6),
+                     "t", "hidden", None)
+    doubled = BernoulliRBM.from_arrays(W2.repeat(1, 2), c1.clone(), c2.repeat(2))
+    g = torch.Generator().manual_seed(6)
+    for v0 in batches:
+        (gW, gb, gc), _ = doubled.cd_gradient(v0, k=2, generator=g)
+        doubled.W.add_(gW.view(4, 2, 3).mean(1).repeat(1, 2), alpha=0.1)
+        doubled.b.add_(gb, alpha=0.1)
+        doubled.c.add_(gc.view(2, 3).mean(0).repeat(2), alpha=0.1)
+    assert torch.allclose(W2_fast, doubled.W[:, :3], atol=1e-12) and torch.allclose(c1_fast, doubled.b, atol=1e-12)
+    assert torch.allclose(c2_fast, doubled.c[:3], atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------- enumerated RBMs
+def test_binary_states_put_unit_j_on_bit_j_of_the_row_index():
+    s = binary_states(3)
+    assert s.shape == (8, 3) and s.dtype == D
+    assert torch.equal((s * torch.tensor([1.0, 2.0, 4.0], dtype=D)).sum(1), torch.arange(8, dtype=D))
+
+
+def test_visible_log_probs_and_upside_down_are_the_enumerated_marginals():
+    rbm = _random_rbm(4, 3, 90, 1.5)
+    vs, hs = binary_states(4), binary_states(3)
+    ne = vs @ rbm.W @ hs.T + (vs @ rbm.b)[:, None] + (hs @ rbm.c)[None]  # -E(v, h), every pair
+    log_z = torch.logsumexp(ne.reshape(-1), 0)
+    assert torch.allclose(visible_log_probs(rbm), torch.logsumexp(ne, 1) - log_z, atol=1e-12)
+    assert torch.allclose(visible_log_probs(upside_down(rbm)), torch.logsumexp(ne, 0) - log_z, atol=1e-12)
+
+
+def test_aggregate_posterior_is_the_average_enumerated_posterior_and_gives_the_mean_bound():
+    """A(h1) = mean over rows of q(h1 | v); the mean bound is mean log p1(v) + sum A (log p_top - log p1(h1))
+    (the identity the chapter follows training with), checked against the bound's definition by brute force."""
+    rbm1, top = _random_rbm(5, 4, 91, 1.2), _random_rbm(4, 3, 92, 1.2)
+    dbn = DBN([rbm1, top])
+    data = binary_states(5)[[0, 3, 3, 9, 17, 30]]  # a repeated row counts twice
+    q = torch.sigmoid(data @ rbm1.W + rbm1.c)  # (6, 4)
+    hs = binary_states(4)
+    q_all = torch.exp(hs @ torch.log(q).T + (1 - hs) @ torch.log1p(-q).T).T  # (6, 16)
+    A = dbn.aggregate_posterior(data)
+    assert torch.allclose(A, q_all.mean(0), atol=1e-14) and abs(float(A.sum()) - 1) < 1e-12
+    log_pv, log_post = _dbn_brute(dbn)
+    idx = _index_of(data)  # _dbn_brute uses itertools order (unit 1 most significant)
+    kl = (q_all * (q_all.log() - log_post[idx][:, _index_of(hs)])).sum(1)
+    bound_by_definition = log_pv[idx] - kl
+    log_p1 = -rbm1.free_energy(data) - rbm1.log_partition_exact()
+    identity = log_p1.mean() + A @ (visible_log_probs(top) - visible_log_probs(upside_down(rbm1)))
+    assert abs(float(bound_by_definition.mean() - identity)) < 1e-10
+    assert torch.allclose(dbn.variational_bound(data), bound_by_definition, atol=1e-10)
+
+
+def test_dbn_log_prob_falls_back_to_the_log_domain_when_products_underflow():
+    """With weights of size ~300 the product form E_q[p_top / p1] underflows to 0 for some v (checked here), and the
+    log-domain fallback still matches log sum_h1 p1(v | h1) p_top(h1), summed stably by brute force."""
+    from ebm_teach.dbm import _factorial_expectation
+
+    rbm1, top = _random_rbm(4, 3, 93, 300.0), _random_rbm(3, 2, 94, 300.0)
+    dbn = DBN([rbm1, top])
+    vs, h1s = binary_states(4), binary_states(3)
+    _, _, logits, r = dbn._terms(vs, "test", 20, None)
+    assert bool((_factorial_expectation(logits, torch.exp(r - r.max())) == 0).any())
+    a = h1s @ rbm1.W.T + rbm1.b  # (8, 4): p1(v_i = 1 | h1) = sigmoid(a)
+    log_p_v_given_h1 = vs @ a.T - torch.nn.functional.softplus(a).sum(1)[None]  # (16, 8)
+    log_pv = torch.logsumexp(log_p_v_given_h1 + visible_log_probs(top)[None], 1)
+    got = dbn.log_prob_exact(vs)
+    assert torch.allclose(got, log_pv, rtol=1e-10, atol=1e-8)
+
+
+def test_fit_rbm_exact_never_lowers_the_objective_and_its_gradient_is_autograds():
+    rbm = _random_rbm(5, 3, 95, 0.5)
+    target = torch.softmax(torch.randn(32, generator=torch.Generator().manual_seed(0), dtype=D) * 2, 0)
+    W, b, c = (t.clone().requires_grad_(True) for t in (rbm.W, rbm.b, rbm.c))
+    vs = binary_states(5)
+    s = vs @ b + torch.nn.functional.softplus(vs @ W + c).sum(1)
+    objective = target @ (s - torch.logsumexp(s, 0))
+    gW, gb, gc = torch.autograd.grad(objective, (W, b, c))
+    start = rbm.copy()
+    history = fit_rbm_exact(rbm, target, n_steps=1, step_size=1e-4)
+    # one Adam step from zero moments moves every parameter by step_size * sign(gradient)
+    assert torch.allclose(rbm.W - start.W, 1e-4 * torch.sign(gW), atol=1e-9)
+    assert torch.allclose(rbm.b - start.b, 1e-4 * torch.sign(gb), atol=1e-9)
+    assert torch.allclose(rbm.c - start.c, 1e-4 * torch.sign(gc), atol=1e-9)
+    history = fit_rbm_exact(rbm, target, n_steps=40, step_size=0.5)  # a large step: halvings must keep it monotone
+    objectives = history["objective"]
+    assert all(b >= a for a, b in zip(objectives, objectives[1:]))
+    assert objectives[-1] > objectives[0] + 0.05
+    assert abs(objectives[-1] - float(target @ visible_log_probs(rbm))) < 1e-9
+    assert min(history["step_size"]) < 0.5  # some steps were halved
+
+
+def test_fit_to_distribution_fits_its_own_family_and_not_parity_with_two_first_layer_units():
+    """With the same budget that fits a distribution made by a DBM 4-2-2 to within 0.002 nats, a DBM 4-2-2 stays
+    more than half a nat from 4-bit parity (a mixture of 4 product distributions: each covers at most one even
+    state); the chapter's hand-made RBM 4-3 with weights +-16 is within 0.002 nats of it. An RBM 3-2 fits a
+    distribution made by another RBM 3-2, and the reported KL is the one of the reported log-probabilities."""
+    g = torch.Generator().manual_seed(7)
+    V = binary_states(4)
+    made = DBM.from_arrays(*(1.5 * torch.randn(s, generator=g, dtype=D) for s in [(4, 2), (2, 2), (4,), (2,), (2,)]))
+    own = made.log_prob_exact(V).exp()
+    parity = (V.sum(1) % 2 == 0).to(D) / 8
+    for target, check in [(own, lambda kl: kl < 0.002), (parity, lambda kl: kl > 0.5)]:
+        fit = fit_to_distribution("dbm", (2, 2), target, n_restarts=6, n_steps=600,
+                                  generator=torch.Generator().manual_seed(0))
+        assert check(float(fit.kl.min())), float(fit.kl.min())
+    signs = torch.tensor([[-1.0, -1, 1], [1, -1, 1], [-1, -1, -1], [-1, 1, 1]], dtype=D)
+    rbm43 = BernoulliRBM.from_arrays(16 * signs, 16 * torch.tensor([0.5, -0.5, 1.5, -0.5], dtype=D),
+                                     16 * torch.tensor([1.0, 1.0, -1.0], dtype=D))
+    assert float(torch.special.xlogy(parity, parity).sum() - parity @ visible_log_probs(rbm43)) < 0.002
+    own3 = visible_log_probs(_random_rbm(3, 2, 96, 1.5)).exp()
+    fit = fit_to_distribution("rbm", (2,), own3, n_restarts=4, n_steps=600, generator=torch.Generator().manual_seed(0))
+    assert float(fit.kl.min()) < 1e-3
+    assert torch.allclose(fit.kl, (own3 * (own3.log() - fit.log_probs)).sum(1), atol=1e-10)
+
+
+def test_fit_to_distribution_log_probs_are_the_models_exact_log_probs():
+    V = binary_states(4)
+    fit = fit_to_distribution("dbm", (3, 2), torch.full((16,), 1 / 16, dtype=D), n_restarts=2, n_steps=0,
+                              generator=torch.Generator().manual_seed(0))
+    for r in range(2):
+        dbm = DBM.from_arrays(*(p[r] for p in fit.params))
+        assert torch.allclose(fit.log_probs[r], dbm.log_prob_exact(V), atol=1e-12)
+
+
 # --------------------------------------------------------------------------------------------- device contract
 def test_device_contract(device):
     dbm = DBM(6, 4, 3, device=device, seed=0, init_std=0.5)
@@ -464,6 +666,28 @@ def test_bad_input_is_refused_with_a_message_naming_the_problem():
         DBN([BernoulliRBM(5, 22), BernoulliRBM(22, 2)]).log_prob_exact(torch.zeros(1, 5))
     with pytest.raises(ValueError, match="hidden_sizes must be a non-empty list"):
         DBN.greedy(torch.zeros(4, 3), [])
+    with pytest.raises(ValueError, match=r"more than this module enumerates"):
+        binary_states(26)
+    with pytest.raises(TypeError, match="rbm must be a BernoulliRBM"):
+        upside_down(dbm)
+    with pytest.raises(ValueError, match=r"2\^22 states is more than max_units = 20"):
+        visible_log_probs(BernoulliRBM(22, 2))
+    with pytest.raises(ValueError, match="probabilities over the 2\\^3 visible states"):
+        fit_rbm_exact(BernoulliRBM(3, 2), torch.full((8,), 0.2))
+    with pytest.raises(ValueError, match=r"must have shape \(8,\)"):
+        fit_rbm_exact(BernoulliRBM(3, 2), torch.full((4,), 0.25))
+    with pytest.raises(ValueError, match="family must be 'rbm' or 'dbm'"):
+        fit_to_distribution("dbn", (2,), torch.full((4,), 0.25))
+    with pytest.raises(ValueError, match=r"sizes for family 'dbm' must be \(n_hidden1, n_hidden2\)"):
+        fit_to_distribution("dbm", (2,), torch.full((4,), 0.25))
+    with pytest.raises(ValueError, match="all 2\\^n states"):
+        fit_to_distribution("rbm", (2,), torch.full((6,), 1 / 6))
+    with pytest.raises(ValueError, match="summing to 1"):
+        fit_to_distribution("rbm", (2,), torch.full((4,), 0.3))
+    with pytest.raises(ValueError, match="tol must be"):
+        dbm.mean_field_rounds(torch.zeros(1, 3), tol=0.0)
+    with pytest.raises(ValueError, match="v is empty"):
+        DBN([BernoulliRBM(5, 4)]).aggregate_posterior(torch.zeros(0, 5))
 
 
 # --------------------------------------------------------------------------------------------- chapter 8's hidden checks
@@ -508,19 +732,25 @@ def test_ch08_checks_accept_the_answer_and_reject_typical_mistakes(one_thread):
     _fails(ch08.check_log_z_brute_force, log_z(top=False))  # h2 forgotten
     _fails(ch08.check_log_z_large_weights, log_z(stable=False))  # log(1 + exp) overflows
 
-    def bound(cross=True, entropy=True, safe=True):
+    def bound(cross=True, entropy=True, safe=True, logit_sign=-1.0, top=1.0):
         def answer(v, mu1, mu2, W1, W2, b, c1, c2):
             xlx = torch.special.xlogy if safe else (lambda x, y: x * torch.log(y))
             h = -(xlx(mu1, mu1) + xlx(1 - mu1, 1 - mu1)).sum(1) - (xlx(mu2, mu2) + xlx(1 - mu2, 1 - mu2)).sum(1)
             e = v @ b + (mu1 * (c1 + v @ W1)).sum(1) + mu2 @ c2 + (((mu1 @ W2) * mu2).sum(1) if cross else 0)
-            return e + (h if entropy else 0)
+            g1 = c1 + v @ W1 + top * mu2 @ W2.T + logit_sign * torch.logit(mu1)
+            g2 = c2 + mu1 @ W2 + logit_sign * torch.logit(mu2)
+            return e + (h if entropy else 0), g1, g2
         return answer
 
-    for check in (ch08.check_bound_enumeration, ch08.check_bound_at_the_edges, ch08.check_bound_wide_layers):
+    for check in (ch08.check_bound_enumeration, ch08.check_gradient, ch08.check_bound_at_the_edges,
+                  ch08.check_bound_wide_layers):
         check(bound())
     _fails(ch08.check_bound_enumeration, bound(cross=False))  # E_q[h1^T W2 h2] dropped
     _fails(ch08.check_bound_enumeration, bound(entropy=False))  # H(q) dropped
     _fails(ch08.check_bound_at_the_edges, bound(safe=False))  # 0 log 0 gives nan
+    _fails(ch08.check_gradient, bound(logit_sign=1.0))  # the entropy's derivative with the wrong sign
+    _fails(ch08.check_gradient, bound(top=0.0))  # mu1's gradient deaf to the layer above
+    _fails(ch08.check_bound_enumeration, lambda *args: bound()(*args)[0])  # the bound alone, no gradient
 
 
 def test_log_likelihood_bound_is_below_the_exact_log_likelihood_and_takes_an_ais_result():

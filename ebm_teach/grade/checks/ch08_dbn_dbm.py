@@ -6,8 +6,10 @@
 8.2 exact log Z of a DBM by summing out v and h2 and enumerating h1: against a brute-force sum over every
     (v, h1, h2) of tiny DBMs, a DBM too large to brute-force (term by term over h1 in Python floats), and
     weights large enough to overflow exp.
-8.3 the mean-field bound in closed form: against the sum over every (h1, h2) of q(h) [-E(v, h) - log q(h)] at
-    random q, with q(h = 1) of exactly 0 or 1, and on layers too wide to enumerate.
+8.3 the mean-field bound in closed form and its gradient in (mu1, mu2): the bound against the sum over every
+    (h1, h2) of q(h) [-E(v, h) - log q(h)] at random q, with q(h = 1) of exactly 0 or 1, and on layers too wide to
+    enumerate; the gradient against autograd of that enumerated sum, and zero at a mean-field fixed point found
+    here by many rounds of the layer-wise updates.
 Every random input is drawn from check_seed(k), so a secret grading seed changes them all.
 """
 from __future__ import annotations
@@ -176,9 +178,17 @@ def _bound_by_enumeration(v, mu1, mu2, W1, W2, b, c1, c2):
 
 
 def _call_bound(mean_field_bound, v, mu1, mu2, params, what):
-    out = as_float64(mean_field_bound(v.clone(), mu1.clone(), mu2.clone(), *(p.clone() for p in params)), what)
-    assert_shape(out, (len(v),), what + " (one bound per row of v)")
-    return out
+    out = mean_field_bound(v.clone(), mu1.clone(), mu2.clone(), *(p.clone() for p in params))
+    if not isinstance(out, (tuple, list)) or len(out) != 3:
+        raise AssertionError(f"mean_field_bound should return three things, (L, dL_dmu1, dL_dmu2); got "
+                             f"{type(out).__name__}" + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else "")
+                             + ".")
+    bound = as_float64(out[0], what)
+    assert_shape(bound, (len(v),), what + " (one bound per row of v)")
+    grad1, grad2 = as_float64(out[1], "dL_dmu1 " + what), as_float64(out[2], "dL_dmu2 " + what)
+    assert_shape(grad1, tuple(mu1.shape), "dL_dmu1 " + what + " (the shape of mu1)")
+    assert_shape(grad2, tuple(mu2.shape), "dL_dmu2 " + what + " (the shape of mu2)")
+    return bound, grad1, grad2
 
 
 def check_bound_enumeration(mean_field_bound):
@@ -188,10 +198,39 @@ def check_bound_enumeration(mean_field_bound):
         v = (torch.rand(5, n_v, generator=g, dtype=DTYPE) < 0.5).to(DTYPE)
         mu1, mu2 = torch.rand(5, n1, generator=g, dtype=DTYPE), torch.rand(5, n2, generator=g, dtype=DTYPE)
         what = f"mean_field_bound for layers of {n_v}, {n1} and {n2} units at random q"
-        assert_close(_call_bound(mean_field_bound, v, mu1, mu2, params, what),
+        assert_close(_call_bound(mean_field_bound, v, mu1, mu2, params, what)[0],
                      _bound_by_enumeration(v, mu1, mu2, *params),
                      what + " (compared with sum over every (h1, h2) of q(h) [-E(v, h) - log q(h)]; did you keep "
                      "E_q[h1^T W2 h2] and both entropies?)", rtol=1e-9, atol=1e-9)
+
+
+def check_gradient(mean_field_bound):
+    for k, (n_v, n1, n2) in enumerate([(4, 3, 3), (5, 2, 4)]):
+        params = _dbm(n_v, n1, n2, 60 + k, scale=1.2)
+        g = _gen(70 + k)
+        v = (torch.rand(4, n_v, generator=g, dtype=DTYPE) < 0.5).to(DTYPE)
+        mu1 = (0.05 + 0.9 * torch.rand(4, n1, generator=g, dtype=DTYPE)).requires_grad_(True)
+        mu2 = (0.05 + 0.9 * torch.rand(4, n2, generator=g, dtype=DTYPE)).requires_grad_(True)
+        want1, want2 = torch.autograd.grad(_bound_by_enumeration(v, mu1, mu2, *params).sum(), (mu1, mu2))
+        what = f"for layers of {n_v}, {n1} and {n2} units at random q"
+        _, got1, got2 = _call_bound(mean_field_bound, v, mu1.detach(), mu2.detach(), params, "mean_field_bound " + what)
+        assert_close(got1, want1, "dL_dmu1 " + what + " (compared with the derivative of the enumerated bound: the "
+                     "linear terms from E_q[-E], and the entropy's derivative)", rtol=1e-8, atol=1e-8)
+        assert_close(got2, want2, "dL_dmu2 " + what + " (compared with the derivative of the enumerated bound)",
+                     rtol=1e-8, atol=1e-8)
+    W1, W2, b, c1, c2 = params = _dbm(6, 5, 4, 80, scale=0.6)
+    v = _binary(3, 6, 81)
+    mu1 = torch.sigmoid(c1 + 2 * v @ W1)
+    mu2 = torch.sigmoid(c2 + mu1 @ W2)
+    for _ in range(500):
+        mu1 = torch.sigmoid(c1 + v @ W1 + mu2 @ W2.T)
+        mu2 = torch.sigmoid(c2 + mu1 @ W2)
+    _, got1, got2 = _call_bound(mean_field_bound, v, mu1, mu2, params, "mean_field_bound at a mean-field fixed point")
+    largest = float(torch.cat([got1, got2], 1).abs().max())
+    if largest > 1e-8:
+        raise AssertionError(f"at a mean-field fixed point (mu1 = sigmoid(c1 + v W1 + mu2 W2^T), mu2 = sigmoid(c2 + "
+                             f"mu1 W2)) the gradient of L should vanish; yours is as large as {largest:.3g}. Setting "
+                             "dL_dmu1 = 0 should give exercise 8.1's update.")
 
 
 def check_bound_at_the_edges(mean_field_bound):
@@ -202,7 +241,7 @@ def check_bound_at_the_edges(mean_field_bound):
     mu2 = torch.rand(3, 2, generator=g, dtype=DTYPE)
     mu2[:, 0] = 1.0
     what = "mean_field_bound with q(h = 1) of exactly 0 or 1 (0 log 0 = 0)"
-    out = _call_bound(mean_field_bound, v, mu1, mu2, params, what)
+    out = _call_bound(mean_field_bound, v, mu1, mu2, params, what)[0]
     assert bool(torch.isfinite(out).all()), f"{what} gave {out.tolist()}: use torch.special.xlogy(mu, mu)."
     assert_close(out, _bound_by_enumeration(v, mu1, mu2, *params), what, rtol=1e-9, atol=1e-9)
 
@@ -221,7 +260,7 @@ def check_bound_wide_layers(mean_field_bound):
         value -= sum(p * math.log(p) + (1 - p) * math.log(1 - p) for p in m1.tolist() + m2.tolist())
         expected.append(value)
     what = "mean_field_bound for 30 + 30 hidden units (2^60 states: only the closed form is feasible)"
-    assert_close(_call_bound(mean_field_bound, v, mu1, mu2, params, what), torch.tensor(expected, dtype=DTYPE), what,
+    assert_close(_call_bound(mean_field_bound, v, mu1, mu2, params, what)[0], torch.tensor(expected, dtype=DTYPE), what,
                  rtol=1e-9, atol=1e-8)
 
 
@@ -248,9 +287,10 @@ EXERCISES = [
         id="8.3",
         name="mean_field_bound",
         checks=[
-            Check("matches the enumerated E_q[-E] + H(q) at random q", check_bound_enumeration, 2),
-            Check("handles q(h = 1) of exactly 0 or 1", check_bound_at_the_edges, 0.5),
-            Check("is the closed form on layers too wide to enumerate", check_bound_wide_layers, 0.5),
+            Check("L matches the enumerated E_q[-E] + H(q) at random q", check_bound_enumeration, 1),
+            Check("the gradient matches the enumerated bound's and vanishes at a fixed point", check_gradient, 1),
+            Check("L handles q(h = 1) of exactly 0 or 1", check_bound_at_the_edges, 0.5),
+            Check("L is the closed form on layers too wide to enumerate", check_bound_wide_layers, 0.5),
         ],
     ),
 ]
