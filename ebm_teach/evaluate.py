@@ -419,7 +419,7 @@ class _Uniforms:
     releases the GIL) into a second buffer while the current one is read; the stream is the same."""
 
     def __init__(self, n_steps: int, per_step: Tuple[int, int], generator, opts: dict, background: bool):
-        self.chunk = max(1, min(32, 2**21 // (per_step[0] * per_step[1])))  # at most ~8 MB per float32 buffer
+        self.chunk = max(1, min(32, 2**19 // (per_step[0] * per_step[1])))  # ~2 MB (float32): stays in cache
         self.n_chunks = -(-n_steps // self.chunk)
         self.generator, self.index = generator, 0
         background = background and self.n_chunks > 1
@@ -445,6 +445,26 @@ class _Uniforms:
             self.pool.shutdown(wait=True)
 
 
+#: The log-weight increments are computed in the RBM's dtype by the cancellation-free form of
+#: :func:`_softplus_steps` while every |(beta_k - beta_(k-1)) a_j| is at most this (a_j: a hidden unit's input);
+#: coarser steps take the float64 difference of two softplus values instead.
+AIS_FINE_STEP = 20.0
+
+
+def _softplus_steps(a, x, beta_prev: float, d_beta: float, out):
+    """softplus(x) - softplus(y) for x = beta_k a and y = beta_(k-1) a = x - d, d = d_beta a, without
+    cancellation: with lo = min(x, y), softplus(max) - softplus(min) = log1p(sigmoid(lo) expm1(|d|)), and the
+    sign is d's. Exact in any dtype up to a few rounding errors of the increment itself (not of softplus(x),
+    ~10^5 times larger on a fine schedule), so float32 suffices; needs |d| <= AIS_FINE_STEP (expm1 overflows).
+    a, x: (n_h, M); ``out``: three buffers of that shape. Returns out[0]."""
+    t, lo, d = out
+    torch.mul(a, beta_prev, out=lo)
+    torch.minimum(x, lo, out=lo).sigmoid_()
+    torch.mul(a, d_beta, out=d)
+    torch.abs(d, out=t).expm1_().mul_(lo).log1p_()
+    return torch.copysign(t, d, out=t)
+
+
 def _anneal(W, b, c, b_A, betas: Sequence[float], v: torch.Tensor, generator) -> torch.Tensor:
     """Run M chains through the RBMs p_beta, beta = betas[0], betas[1], ..., betas[K]; return their log-weights.
 
@@ -459,6 +479,9 @@ def _anneal(W, b, c, b_A, betas: Sequence[float], v: torch.Tensor, generator) ->
     device, dtype = W.device, W.dtype
     opts = dict(device=device, dtype=dtype)
     background = AIS_BACKGROUND_RNG and device.type == "cpu" and torch.get_num_threads() > 1
+    # |c_j + (W^T v)_j| <= |c_j| + sum_i |W_ij| for binary v: decides, once, how the increments are computed
+    largest_input = float((c.abs() + W.abs().sum(0)).max()) if n_hidden else 0.0
+    fine = max(abs(betas[k] - betas[k - 1]) for k in range(1, K + 1)) * largest_input <= AIS_FINE_STEP
     uniforms = _Uniforms(max(K - 1, 1), (n_hidden + n_visible, M), generator, opts, background)
     try:
         with torch.no_grad(), _one_thread_if_small(M * n_visible * (n_hidden + 1), device):
@@ -470,31 +493,30 @@ def _anneal(W, b, c, b_A, betas: Sequence[float], v: torch.Tensor, generator) ->
             c_ext = torch.cat([c, torch.zeros(1, **opts)])[:, None]  # (n_h + 1, 1)
             b_A_col = b_A[:, None].contiguous()  # (n_v, 1)
             a = torch.empty(n_hidden + 1, M, **opts)  # rows c + W^T v, then (b - b_A)^T v
-            a64 = torch.empty(n_hidden + 1, M, device=device, dtype=torch.float64)
-            scaled = torch.empty(2, n_hidden, M, device=device, dtype=torch.float64)  # beta_k a, beta_(k-1) a
-            p_h = torch.empty(n_hidden, M, device=device, dtype=torch.float64)
+            a_h = a[:n_hidden]
+            x = torch.empty(n_hidden, M, **opts)  # beta_k a
+            work = [torch.empty(n_hidden, M, **opts) for _ in range(3)]
             h = torch.ones(n_hidden + 1, M, **opts)  # last row: the always-on unit
             p_v = torch.empty(n_visible, M, **opts)
             log_w = torch.zeros(M, device=device, dtype=torch.float64)
-            sign = torch.cat([torch.ones(n_hidden), -torch.ones(n_hidden)]).to(device=device, dtype=torch.float64)
-            beta_pairs = torch.tensor([[betas[k], betas[k - 1]] for k in range(1, K + 1)], device=device,
-                                      dtype=torch.float64)[:, :, None, None]
             for k in range(1, K + 1):
                 torch.addmm(c_ext, Wb_t, v, out=a)
-                a64.copy_(a)
                 # log w += F_{beta_(k-1)}(v) - F_beta_k(v)
                 #        = (beta_k - beta_(k-1)) (b - b_A)^T v + sum_j [softplus(beta_k a_j) - softplus(beta_(k-1) a_j)]
-                torch.mul(a64[:n_hidden], beta_pairs[k - 1], out=scaled)
-                log_w.add_(a64[n_hidden], alpha=betas[k] - betas[k - 1])
-                log_w.addmv_(F_.softplus(scaled).view(2 * n_hidden, M).T, sign)
+                log_w.add_(a[n_hidden], alpha=betas[k] - betas[k - 1])
+                torch.mul(a_h, betas[k], out=x)
+                if fine:
+                    log_w.add_(_softplus_steps(a_h, x, betas[k - 1], betas[k] - betas[k - 1], work).sum(0))
+                else:
+                    a64 = a_h.double()
+                    log_w.add_((F_.softplus(betas[k] * a64) - F_.softplus(betas[k - 1] * a64)).sum(0))
                 if k == K:
                     break
                 # one Gibbs step that leaves p_beta_k invariant
                 step = (k - 1) % uniforms.chunk
                 if step == 0:
                     u = uniforms.next_chunk()
-                torch.sigmoid(scaled[0], out=p_h)
-                torch.lt(u[step, :n_hidden], p_h, out=h[:n_hidden])
+                torch.lt(u[step, :n_hidden], x.sigmoid_(), out=h[:n_hidden])
                 torch.addmm(b_A_col, Wb, h, alpha=betas[k], out=p_v)  # (1 - beta) b_A + beta (b + W h)
                 torch.sigmoid(p_v, out=p_v)
                 torch.lt(u[step, n_hidden:], p_v, out=v)

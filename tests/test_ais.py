@@ -163,10 +163,14 @@ def test_ais_log_z_is_within_0p1_nats_on_a_trained_784x15_mnist_rbm():
     assert abs(ais_log_likelihood(rbm, x_test, result) - rbm.log_likelihood_exact(x_test, exact) + result.log_z - exact) < 1e-6
 
 
+@pytest.mark.parametrize("fine_step", [evaluate.AIS_FINE_STEP, 0.0])
 @pytest.mark.parametrize("n_betas", [1, 17, 100])
-def test_the_chapters_reference_ais_is_the_fast_one_on_the_same_random_stream(n_betas):
+def test_the_chapters_reference_ais_is_the_fast_one_on_the_same_random_stream(n_betas, fine_step, monkeypatch):
     """ais_reference (what the chapter shows) and ais_log_partition (buffers, chunked uniforms, unit-major
-    layout) read the same uniforms: on a float64 RBM their chains and log-weights agree to rounding."""
+    layout, increments without cancellation) read the same uniforms: on a float64 RBM their chains and
+    log-weights agree to rounding, with the increments computed either way (AIS_FINE_STEP = 0 forces the
+    float64 softplus differences that coarse schedules use)."""
+    monkeypatch.setattr(evaluate, "AIS_FINE_STEP", fine_step)
     rbm = _random_rbm(12, 5, 3, dtype=D)
     b_A = 0.5 * torch.randn(12, generator=torch.Generator().manual_seed(4), dtype=D)
     betas = ais_betas(n_betas)
@@ -174,6 +178,23 @@ def test_the_chapters_reference_ais_is_the_fast_one_on_the_same_random_stream(n_
     log_z, log_w = ais_reference(rbm, betas.tolist(), b_A, 9, generator=torch.Generator().manual_seed(6))
     assert torch.allclose(fast.log_weights, log_w, rtol=0, atol=1e-9)
     assert math.isclose(fast.log_z, log_z, abs_tol=1e-9)
+
+
+def test_softplus_steps_are_accurate_in_float32_where_a_plain_difference_is_not():
+    """The increment softplus(beta_k a) - softplus(beta_(k-1) a) for steps of 1e-5, as _softplus_steps computes
+    it in float32, against float64: relative error below 1e-5, while the difference of two float32 softplus
+    values is off by whole percents (it cancels ~6 significant digits)."""
+    a = torch.linspace(-40, 40, 2001, dtype=torch.float32)[:, None]
+    beta_prev, d_beta = 0.95, 1e-5
+    x = a * (beta_prev + d_beta)
+    work = [torch.empty_like(a) for _ in range(3)]
+    fast = evaluate._softplus_steps(a, x, beta_prev, d_beta, work).double()
+    a64 = a.double()
+    exact = F_.softplus((beta_prev + d_beta) * a64) - F_.softplus(beta_prev * a64)
+    scale = exact.abs().clamp(min=1e-12)
+    assert float(((fast - exact).abs() / scale).max()) < 1e-5
+    plain = (F_.softplus(x) - F_.softplus(a * beta_prev)).double()
+    assert float(((plain - exact).abs() / scale).max()) > 1e-2
 
 
 def test_ais_reference_rejects_bad_input():
