@@ -26,6 +26,7 @@ __all__ = [
     "split_rhat",
     "rank_normalize",
     "rank_normalized_rhat",
+    "bulk_tail_ess",
     "energy_gap",
     "regularized_gap",
     "EnergyGapTracker",
@@ -103,7 +104,8 @@ def _tau_sokal(rho: torch.Tensor, c: float) -> float:
 
 def _tau_geyer(rho: torch.Tensor) -> float:
     # Gamma_k = rho(2k) + rho(2k+1) is positive, decreasing and convex for a reversible chain (Geyer 1992):
-    # sum while positive, forcing monotone decrease; tau = -1 + 2 sum_k Gamma_k.
+    # sum the pairs while they stay positive, each replaced by the running minimum of the pairs so far (the
+    # initial monotone sequence); tau = -1 + 2 sum_k Gamma_k.
     n_pairs = len(rho) // 2
     gamma = (rho[0 : 2 * n_pairs : 2] + rho[1 : 2 * n_pairs : 2]).cpu().numpy()
     stop = int(np.argmax(gamma <= 0)) if np.any(gamma <= 0) else n_pairs
@@ -144,8 +146,10 @@ def effective_sample_size(x, method: str = "geyer") -> float:
     """Effective sample size n_chains * n_steps / tau: how many independent draws the chains are worth.
 
     x: (n_steps,) or (n_chains, n_steps). With several chains tau comes from the combined autocorrelation
-    (Vehtari et al. 2021), so chains stuck in different modes have an ESS near the number of chains, not
-    near the number of draws. method as in :func:`integrated_autocorr_time` (Geyer's by default, as in Stan).
+    (Vehtari et al. 2021), so chains stuck in different modes get an ESS of about half the number of chains
+    (whatever the number of modes), not near the number of draws: their combined autocorrelation stays at a
+    plateau near 1 at every lag, Geyer's sum runs to the end of the chains, and tau ~ 2 n_steps.
+    method as in :func:`integrated_autocorr_time` (Geyer's by default, as in Stan).
     """
     xc = _chains(x)
     tau = integrated_autocorr_time(xc if xc.shape[0] > 1 else xc[0], method=method, quiet=True)
@@ -221,6 +225,31 @@ def rank_normalized_rhat(x) -> float:
     return max(bulk, tail)
 
 
+def bulk_tail_ess(x) -> dict:
+    """Vehtari et al.'s (2021) bulk and tail effective sample sizes: {"bulk": float, "tail": float}.
+
+    bulk: :func:`effective_sample_size` of the rank-normalised split chains (how well the centre of the
+    distribution is estimated, whatever its tails); tail: the smaller ESS of the indicators I(x <= q_0.05)
+    and I(x <= q_0.95) of the split chains (how well the 5 % and 95 % quantiles are estimated). Vehtari et
+    al. ask for both above 400 (100 per chain for 4 chains), alongside rank-normalised R-hat < 1.01.
+    x: (n_chains, n_steps) with n_steps >= 8, or one chain (n_steps,).
+    Reference: Vehtari, Gelman, Simpson, Carpenter & Buerkner (2021), Bayesian Analysis 16(2), sec. 4.3.
+    """
+    xc = _split(_chains(x, min_steps=8))
+    bulk = effective_sample_size(rank_normalize(xc))
+    flat = xc.reshape(-1)
+    tails = []
+    for q in (0.05, 0.95):
+        indicator = (xc <= torch.quantile(flat, q)).to(torch.float64)
+        if float(indicator.std()) == 0.0:
+            raise ValueError(
+                "the chains take too few distinct values to estimate the 5 % and 95 % quantiles; tail-ESS "
+                "is undefined. Run longer chains or summarise a continuous quantity."
+            )
+        tails.append(effective_sample_size(indicator))
+    return {"bulk": bulk, "tail": min(tails)}
+
+
 # --------------------------------------------------------------------------------------------- energy gap
 def energy_gap(e_data: torch.Tensor, e_model: torch.Tensor) -> torch.Tensor:
     """E[E(x_data)] - E[E(x_model)] from two batches of energies (a 0-d tensor, detached, on their device).
@@ -231,8 +260,11 @@ def energy_gap(e_data: torch.Tensor, e_model: torch.Tensor) -> torch.Tensor:
     layer is linear, the gradient with respect to that layer's weights w is mean h(x+) - mean h(x-), and
     w . (mean h(x+) - mean h(x-)) is the gap). With the L2 penalty alpha (mean E(x+)^2 + mean E(x-)^2) of
     Du & Mordatch (2019) the same argument gives gap = -2 alpha (mean E(x+)^2 + mean E(x-)^2) < 0: see
-    :func:`regularized_gap`. A gap far below that value means the sampler is not reaching the model's
-    low-energy regions; one drifting without bound means the energies are running away.
+    :func:`regularized_gap`. Both statements hold for *any* negatives, a useless sampler included: they
+    only say that the last layer is at its optimum for the negatives it is given, so a gap that tracks its
+    stationary value does not certify the sampler. The gap's size does carry information: it says how far
+    above the data the current model puts its negatives' energies (much more negative with poor negatives
+    than with good ones), and a gap or energies drifting without bound mean the energies are running away.
     """
     e_data = check_tensor(e_data, "e_data", ndim=1, finite=False)
     e_model = check_tensor(e_model, "e_model", ndim=1, finite=False)
@@ -245,9 +277,12 @@ def regularized_gap(e_data: torch.Tensor, e_model: torch.Tensor, alpha: float) -
     For the loss L = mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2) and an energy whose last
     layer is linear with a bias, E(x) = w . h(x) + b, a stationary point (dL/dw = 0, dL/db = 0) has
     mean E(x+) + mean E(x-) = 0 (from b) and, taking the dot product of dL/dw = 0 with w,
-    gap = mean E(x+) - mean E(x-) = -2 alpha (mean E(x+)^2 + mean E(x-)^2). Compare it with
-    :func:`energy_gap` on the same batches: a measured gap that tracks this value is the regulariser at
-    work, not a sampler failure. e_data: (n,), e_model: (n',), alpha >= 0. Returns a 0-d float64 tensor.
+    gap = mean E(x+) - mean E(x-) = -2 alpha (mean E(x+)^2 + mean E(x-)^2). The negatives are held fixed
+    in this argument (as the detached loss does), so it holds whatever sampler made them. Compare it with
+    :func:`energy_gap` on the same batches: a measured gap that tracks this value says that the last layer
+    is at its optimum, and that the gap is below 0 because of the regulariser; it says nothing about whether
+    the negatives are samples of the model. e_data: (n,), e_model: (n',), alpha >= 0. Returns a 0-d float64
+    tensor.
     """
     e_data = check_tensor(e_data, "e_data", ndim=1, finite=False)
     e_model = check_tensor(e_model, "e_model", ndim=1, finite=False)

@@ -151,9 +151,12 @@ class MLPEnergy(nn.Module):
 
     Smooth activations (SiLU) so that Langevin dynamics and score matching can differentiate it twice.
     ``spectral_norm=True`` wraps every linear layer in spectral normalisation (Miyato et al. 2018), which
-    divides its weight by (an estimate of) the weight's largest singular value, so that the network's
-    Lipschitz constant is at most SILU_LIPSCHITZ^n_layers (see :meth:`lipschitz_bound`); Du & Mordatch (2019)
-    use it to keep EBM training stable.
+    divides its weight by an estimate sigma_hat of the weight's largest singular value sigma, so that each
+    layer is about 1-Lipschitz and the network's Lipschitz constant about SILU_LIPSCHITZ^n_layers; Du &
+    Mordatch (2019) use it to keep EBM training stable. The estimate comes from one power-iteration step per
+    forward pass in training mode, and sigma_hat = u^T W v <= sigma, so each normalised layer's norm is at
+    least 1 (exactly 1 only once the power iteration has converged on the current weights): the bound is
+    not exactly SILU_LIPSCHITZ^n_layers but somewhat above it. :meth:`lipschitz_bound` computes it exactly.
     """
 
     def __init__(self, dim: int = 2, hidden: int = 64, n_layers: int = 3, spectral_norm: bool = False):
@@ -184,9 +187,10 @@ class MLPEnergy(nn.Module):
         """An upper bound L on the energy's Lipschitz constant: |E(x) - E(y)| <= L |x - y| for all x, y.
 
         L = prod_l ||W_l||_2 * SILU_LIPSCHITZ^n_layers: the product of every linear layer's largest singular
-        value (computed exactly from the weights in use, so about 1 per layer under spectral normalisation)
-        and the SiLU's largest slope once per hidden layer. It also bounds |grad_x E|, hence how far one
-        Langevin step's drift can move a sample.
+        value (computed exactly by SVD from the weights in use; under spectral normalisation each is >= 1,
+        near 1 but above it while the power iteration lags behind the weights) and the SiLU's largest slope
+        once per hidden layer. It also bounds |grad_x E|, hence how far one Langevin step's drift can move a
+        sample.
         """
         with torch.no_grad():
             weights = [m.weight for m in self.net if isinstance(m, nn.Linear)]

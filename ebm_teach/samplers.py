@@ -214,8 +214,10 @@ def sgld(
     Du & Mordatch use similar values). This targets exp(-E/T) only when sigma^2 = 2 a T (it is then ULA
     on E/T with eps = sigma^2); otherwise it is a heuristic: with a = 1, sigma = 0.01 the implied
     temperature T = sigma^2 / (2a) = 5e-5 is nearly zero, so the chain is noisy gradient descent that finds
-    low-energy points rather than samples of exp(-E). Training with it still works because the learning
-    rule only needs negatives that the current model rates too highly.
+    low-energy points rather than samples of exp(-E). Training with it still gives a contrastive signal
+    (the negatives are points the current model rates too highly), but it then converges to a different
+    fixed point than maximum likelihood: the learned energy is tuned to this sampler, and its exp(-E)/Z
+    need not resemble the data (Nijkamp et al. 2019, 2020).
 
     x: (batch, *event_shape); energy: callable x -> (batch,); step_size, noise_std > 0; clamp: (low, high)
     data range; grad_clip: elementwise clip of grad E. Reference: Grathwohl et al. (2020, JEM);
@@ -295,7 +297,8 @@ def mala_kernel(
     Propose x' = x - (eps/2) grad E(x) + sqrt(eps) z (the ULA step), accept each chain's proposal with
     probability min(1, alpha) (see :func:`mala_log_acceptance`), else stay. The accept/reject step makes
     exp(-E)/Z exactly stationary at every eps > 0; eps only changes how fast the chain mixes
-    (aim for acceptance ~ 0.57 in high dimension, Roberts & Rosenthal 1998). No validation here: this is
+    (in high dimension the best step gives acceptance ~ 0.574, with eps shrinking like d^(-1/3);
+    Roberts & Rosenthal 1998). No validation here: this is
     the inner loop; :func:`mala_init` validated the chains' start.
     """
     eps = step_size
@@ -402,7 +405,7 @@ def replica_swap_log_acceptance(e_k: torch.Tensor, e_next: torch.Tensor, beta_k,
     and the proposal (a swap) is its own reverse, so Metropolis accepts with min(1, that ratio): the swap is
     always accepted when the colder replica (larger beta) would receive the lower energy.
     e_k, e_next: energies E(x_k), E(x_next) of the same shape; beta_k, beta_next: numbers or broadcastable
-    tensors. Reference: Swendsen & Wang (1986); Geyer (1991); Earl & Deem (2005).
+    tensors. Reference: Hukushima & Nemoto (1996); Geyer (1991); Earl & Deem (2005).
     """
     return (beta_k - beta_next) * (e_k - e_next)
 
@@ -459,7 +462,8 @@ def pt_kernel(
     Replica k targets exp(-beta_k E) (MALA on the tempered energy beta_k E with step size eps_k, exact at any
     eps_k); then the pairs (k, k+1) with k of the given parity (0: pairs (0,1), (2,3), ...; 1: (1,2), ...)
     exchange their positions with probability min(1, exp((beta_k - beta_{k+1})(E_k - E_{k+1}))). Alternating
-    the parity from step to step (the deterministic even-odd scheme) moves replicas along the ladder fastest.
+    the parity from step to step (the deterministic even-odd scheme, a non-reversible parallel tempering:
+    Okabe et al. 2001; Syed et al. 2022) moves replicas along the ladder fastest.
     Each move leaves prod_k exp(-beta_k E(x_k)) invariant, so row 0 samples exp(-beta_0 E) exactly, while the
     hot rows cross energy barriers and hand their crossings down. betas: (n_temps,) decreasing;
     step_sizes: (n_temps,). No validation here (the inner loop): :func:`parallel_tempering` validates.
@@ -526,7 +530,8 @@ def parallel_tempering(
     need larger steps: eps / betas is a fair start). Returns (trajectory (n_steps // thin, batch, *event) of
     the betas[0] replicas, {"acceptance": (n_temps,) mean MALA acceptance per temperature, "swap": (n_temps-1,)
     mean swap acceptance probability of each neighbouring pair}), rates as tensors on x's device.
-    Reference: Swendsen & Wang (1986); Geyer (1991); Earl & Deem (2005); Desjardins et al. (2010) for EBMs.
+    Reference: Hukushima & Nemoto (1996); Geyer (1991); Earl & Deem (2005); Syed et al. (2022) for the
+    even-odd swaps; Desjardins et al. (2010) for EBMs.
     """
     x = _check_x(x)
     _check_generator(generator, x.device)
@@ -648,7 +653,22 @@ class ReplayBuffer:
         self.n_stored = min(self.capacity, self.n_stored + n)
 
     def samples(self) -> torch.Tensor:
-        """The stored samples (n_stored, *event) (a view; empty before the first push)."""
+        """The stored samples (n_stored, *event) in storage order (a view; empty before the first push).
+
+        Once the ring has wrapped around, storage order is not the order of pushing: use :meth:`newest`.
+        """
         if self.storage is None:
             raise ValueError("the buffer is empty and has no shape yet; push a batch or sample first.")
         return self.storage[: self.n_stored]
+
+    def newest(self, n: int) -> torch.Tensor:
+        """The n most recently pushed samples (n, *event), oldest first (the last row is the last pushed).
+
+        The ring writes at position ``_next`` and wraps around, so these are rows _next - n .. _next - 1
+        modulo the capacity, not the last n rows of :meth:`samples`. n: 1 <= n <= len(self).
+        """
+        if self.storage is None or self.n_stored == 0:
+            raise ValueError("the buffer is empty: push a batch before asking for the newest samples.")
+        n = check_int(n, "n", minimum=1, maximum=self.n_stored)
+        idx = (self._next - n + torch.arange(n, device=self.storage.device)) % self.capacity
+        return self.storage[idx]

@@ -66,8 +66,9 @@ def divergence_guard(step: int, max_abs: float = 1e4, check_every: int = 1, **te
             worst = float(t.abs().max())
             raise DivergenceError(
                 f"step {step}: |{name}| reached {worst:.3g} > max_abs = {max_abs:.3g}: the energies are running "
-                "away. Likely cause: without (enough) L2 regularisation of the energies the model can lower "
-                "E(data) and raise E(samples) without bound, or the learning rate is too high. Fix: set "
+                "away. Likely cause: without (enough) L2 regularisation nothing ties the energies to a scale, "
+                "so the model can drive E(samples) up faster than E(data), without bound (both may drift), "
+                "or the learning rate is too high. Fix: set "
                 "alpha > 0 (e.g. 0.1) in the loss, lower the learning rate, or use spectral normalisation; "
                 "raise max_abs only if such energies are expected."
             )
@@ -127,6 +128,9 @@ def train_ebm(
     Each iteration: a data batch x+; starting points from ``buffer.sample`` (or fresh ``noise_fn``
     noise when buffer is None, i.e. short-run chains from noise); negatives x- = sampler(x0, energy,
     generator); push x- back into the buffer; one Adam step on :func:`ml_loss`; the divergence guard.
+    Adam runs with betas = (0.0, 0.999), i.e. without momentum (beta_1 = 0), as Du & Mordatch's (2019) code
+    does (a common choice for EBMs and GANs, whose gradient changes as the samples move); torch's default
+    (0.9, 0.999) gives different runs.
 
     energy: module x -> (batch,); data: (n, *event) on the model's device; sampler: callable
     (x0, energy, generator) -> x-, e.g. ``functools.partial(ula, n_steps=30, step_size=0.01)``;

@@ -259,6 +259,22 @@ def test_replay_buffer_capacity_and_ring_order():
     assert sorted(buf.samples()[:, 0].tolist()) == list(range(1200, 1300))
 
 
+def test_replay_buffer_newest_are_the_last_pushed_in_push_order():
+    # Capacity 100, pushes of 64: after 3 pushes (192 rows) the ring has wrapped and writes next at row 92,
+    # so the last 30 rows of samples() are not the newest; newest(30) must be pushes 162..191 in order.
+    buf = ReplayBuffer(100, uniform_noise((1,)))
+    for start in range(0, 192, 64):
+        buf.push(torch.arange(start, start + 64, dtype=torch.float32)[:, None])
+    assert buf.newest(30)[:, 0].tolist() == list(range(162, 192))
+    assert buf.samples()[-30:, 0].tolist() != list(range(162, 192))
+    assert buf.newest(100)[:, 0].tolist() == list(range(92, 192))
+    buf.push(torch.tensor([[-1.0]]))
+    assert buf.newest(2)[:, 0].tolist() == [191.0, -1.0]
+    part = ReplayBuffer(100, uniform_noise((1,)))
+    part.push(torch.arange(5, dtype=torch.float32)[:, None])  # not yet full
+    assert part.newest(3)[:, 0].tolist() == [2.0, 3.0, 4.0]
+
+
 def test_replay_buffer_lives_on_the_device(device):
     buf = ReplayBuffer(64, uniform_noise((2,), device=device), reinit_fraction=0.5)
     x, fresh = buf.sample(16, gen(20, device))
@@ -301,6 +317,10 @@ def test_bad_input_messages():
         buf.push(torch.zeros(4, 3))
     with pytest.raises(ValueError, match=r"must return a tensor of shape \(5, ...\)"):
         ReplayBuffer(10, lambda n, g: torch.zeros(2, 2)).sample(5)
+    with pytest.raises(ValueError, match="n must be <= 4"):
+        buf.newest(5)
+    with pytest.raises(ValueError, match="push a batch before asking for the newest"):
+        ReplayBuffer(10, uniform_noise((2,))).newest(1)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device")

@@ -72,6 +72,8 @@ def test_guard_stops_a_run_whose_langevin_step_is_unstable():
     with pytest.raises(DivergenceError, match=r"step 0: \|e_neg\| reached .* running away") as info:
         train_ebm(model, data, 5, sampler, uniform_noise((2,)), batch_size=64, generator=torch.Generator().manual_seed(0))
     assert len(info.value.history["e_neg"]) == 1 and float(info.value.history["e_neg"][0]) > 1e4
+    # the diagnosis says what a runaway looks like (both energies may rise), and what to change
+    assert "E(samples) up faster than E(data)" in str(info.value) and "alpha > 0" in str(info.value)
 
 
 # ----------------------------------------------------------------------------- the loss and one step

@@ -168,13 +168,25 @@ def plot_density_panels(panels: dict, bounds: Sequence = ((-6, 6), (-6, 6)), n_c
     return fig
 
 
-def plot_energy_magnitudes(history: dict, ax=None, title: str = ""):
-    """|mean E(x+)| and |mean E(x-)| of a training history against iteration on a log scale, for a run that
-    blows up: the energies' growth by orders of magnitude reads directly off the axis."""
+def plot_energy_magnitudes(history: dict, ax=None, title: str = "", signed: bool = False,
+                           linthresh: float = 1.0):
+    """The mean energies E(x+) and E(x-) of a training history against iteration, for a run that blows up.
+
+    signed=False: |mean E| on a log scale, so growth by orders of magnitude reads directly off the axis.
+    signed=True: the signed means on a symmetric log scale (linear within +-linthresh, logarithmic beyond),
+    so that one also sees which way each energy runs."""
     ax = _ax(ax) if ax is not None else plt.subplots(figsize=(7, 3))[1]
-    ax.semilogy(np.abs(_np(history["e_pos"]).astype(float)), label=r"$|\overline{E(x^+)}|$ (data)")
-    ax.semilogy(np.abs(_np(history["e_neg"]).astype(float)), label=r"$|\overline{E(x^-)}|$ (negatives)")
-    ax.set(xlabel="iteration", ylabel="|mean energy|")
+    e_pos, e_neg = (_np(history[k]).astype(float) for k in ("e_pos", "e_neg"))
+    if signed:
+        ax.plot(e_pos, label=r"$\overline{E(x^+)}$ (data)")
+        ax.plot(e_neg, label=r"$\overline{E(x^-)}$ (negatives)")
+        ax.set_yscale("symlog", linthresh=linthresh)
+        ax.axhline(0.0, color="gray", lw=0.5)
+        ax.set(xlabel="iteration", ylabel="mean energy (symlog)")
+    else:
+        ax.semilogy(np.abs(e_pos), label=r"$|\overline{E(x^+)}|$ (data)")
+        ax.semilogy(np.abs(e_neg), label=r"$|\overline{E(x^-)}|$ (negatives)")
+        ax.set(xlabel="iteration", ylabel="|mean energy|")
     ax.legend(frameon=False, fontsize=9)
     if title:
         ax.set_title(title)
