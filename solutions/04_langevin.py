@@ -14,8 +14,9 @@
 # %% [markdown]
 # # Exercises for Chapter 4: Langevin dynamics and MCMC diagnostics
 #
-# Four exercises: three functions that are pieces of Chapter 4, and one derivation that connects its first
-# two sections, checked numerically. Replace every `raise NotImplementedError()` with
+# Four exercises: three functions that are pieces of Chapter 4 (a Langevin step, MALA's acceptance
+# probability, split-$\hat R$), and one derivation that connects its first two sections, checked
+# numerically. Replace every `raise NotImplementedError()` with
 # your code, then run the **self-check** cell below the exercise: it tries your function on a case whose
 # answer you can verify. The grader runs further, hidden checks on other inputs:
 #
@@ -136,45 +137,51 @@ run_checks("04_langevin", "4.2", mala_acceptance_prob)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Exercise 4.3: the autocorrelation function of a chain (2 points)
+# ## Exercise 4.3: split-$\hat R$ (3 points)
 #
-# For a chain $x_1, \dots, x_n$ with mean $\bar x$, the autocovariance at lag $t$ is
-# $\hat\gamma(t) = \frac1n \sum_{s=1}^{n-t} (x_s - \bar x)(x_{s+t} - \bar x)$ (divide by $n$ at every lag:
-# this biased estimator is the standard choice because it keeps the sequence positive semi-definite), and
-# the autocorrelation is $\hat\rho(t) = \hat\gamma(t) / \hat\gamma(0)$. A loop over the lags is fine; for
-# long chains, the FFT computes all lags at once: zero-pad the centred chain to length $\ge 2n$, and
-# $\hat\gamma$ is the inverse FFT of $|\mathrm{FFT}|^2$ divided by $n$ (`torch.fft.rfft` / `irfft`).
+# Section 2 of the chapter compares chains by the variance between them and the variance within them.
+# Write the classic split-$\hat R$ for $m$ chains of $n$ draws each (a tensor of shape $(m, n)$):
+#
+# 1. Split every chain into its first and second half, each of $n' = \lfloor n/2 \rfloor$ draws (for odd
+#    $n$ the middle draw is dropped): $2m$ half-chains. Splitting lets $\hat R$ catch a chain that drifts.
+# 2. $W$ is the mean, over the $2m$ halves, of their sample variances (each divided by $n' - 1$).
+# 3. $B = n' \times$ the sample variance (divided by $2m - 1$) of the $2m$ halves' means.
+# 4. $\hat R = \sqrt{\big(\tfrac{n'-1}{n'}W + \tfrac{1}{n'}B\big) / W}$.
+#
+# Chains that agree give $\hat R$ close to 1 (slightly below 1 is possible for short chains); chains stuck
+# in different places give $\hat R \gg 1$. The chapter's rank-normalised $\hat R$ is this same formula
+# applied to rank-normalised draws.
 
 # %%
-def autocorrelation(x):
-    """The normalised autocorrelation ρ̂(t) = γ̂(t)/γ̂(0), t = 0..n−1, of a 1-D chain.
+def split_rhat(chains):
+    """Split-R̂ of m chains of n draws: chains (m, n) float tensor with n >= 4. Returns a float.
 
-    γ̂(t) = (1/n) Σ_{s=1}^{n−t} (x_s − x̄)(x_{s+t} − x̄). x: (n,) float tensor. Returns an (n,) tensor with
-    ρ̂(0) = 1.
+    Halves of n' = n // 2 draws (the middle draw of odd chains dropped); W = mean within-half variance,
+    B = n' × variance of the half means; R̂ = sqrt(((n' − 1)/n' W + B/n') / W).
     """
-    if x.dim() != 1 or len(x) < 2:
-        raise ValueError(f"x must be a 1-D chain of at least 2 steps; got shape {tuple(x.shape)}.")
+    if chains.dim() != 2 or chains.shape[1] < 4:
+        raise ValueError(f"chains must have shape (m, n) with n >= 4; got {tuple(chains.shape)}.")
     ### BEGIN SOLUTION
-    n = len(x)
-    xc = x - x.mean()
-    f = torch.fft.rfft(xc, n=2 * n)
-    acov = torch.fft.irfft(f * f.conj(), n=2 * n)[:n] / n
-    return acov / acov[0]
+    n = chains.shape[1] // 2
+    halves = torch.cat([chains[:, :n], chains[:, -n:]])  # (2m, n'): first and second halves
+    W = halves.var(dim=1, unbiased=True).mean()
+    B = n * halves.mean(dim=1).var(unbiased=True)
+    return float(torch.sqrt(((n - 1) / n * W + B / n) / W))
     ### END SOLUTION
 
 
 # %% tags=["self-check"]
-# Self-check: an alternating chain +1, −1, +1, ... has ρ̂(1) = −(n−1)/n and ρ̂(2) = (n−2)/n.
-chain = torch.tensor([1.0, -1.0] * 5, dtype=torch.float64)
-rho = autocorrelation(chain)
-print("rho(0..3) =", [round(r, 3) for r in rho[:4].tolist()], " expected: [1.0, -0.9, 0.8, -0.7]")
-assert torch.allclose(rho[:4], torch.tensor([1.0, -0.9, 0.8, -0.7], dtype=torch.float64)), "not yet right"
+# Self-check: in chains +1, -1, +1, -1 and -1, +1, -1, +1 every half has mean 0 (B = 0) and variance 2
+# (W = 2), so R̂ = sqrt((n' - 1)/n') = sqrt(1/2): below 1, as short chains that agree can be.
+chains = torch.tensor([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]], dtype=torch.float64)
+print(f"R-hat = {split_rhat(chains):.6f} (expected {math.sqrt(0.5):.6f})")
+assert abs(split_rhat(chains) - math.sqrt(0.5)) < 1e-9, "not yet right: check W, B and the halves"
 
 # %% tags=["hidden-test"]
 ### BEGIN HIDDEN TESTS
 from ebm_teach.grade import run_checks
 
-run_checks("04_langevin", "4.3", autocorrelation)
+run_checks("04_langevin", "4.3", split_rhat)
 ### END HIDDEN TESTS
 
 
@@ -190,11 +197,18 @@ run_checks("04_langevin", "4.3", autocorrelation)
 #    and $s^2$ (a geometric series);
 # 3. the effective sample size $n/\tau$ of $n$ consecutive stationary steps.
 #
-# Then write the result as a function. Predict before you code: at which step size is a ULA chain worth
-# *more* than $n$ independent draws? (Your formula says; the check tests that case too.) The chain diverges
-# for $\epsilon \ge 4s^2$: raise a `ValueError` there, as the skeleton does. The hidden checks compare your
-# formula with simulated chains: the variance of a chain's mean must be the stationary variance divided by
-# your ESS.
+# Then write the result as a function. Predict before you code: at which step sizes is a ULA chain worth
+# *more* than $n$ independent draws, and independent draws of what? (Your formula answers the first
+# question, and the hidden checks test that case too; the second needs section 1.) The chain diverges for
+# $\epsilon \ge 4s^2$: raise a `ValueError` there, as the skeleton does. The hidden checks compare your
+# formula with simulated chains: the variance of a chain's mean must be the chain's stationary variance
+# divided by your ESS.
+#
+# A caution for the answer to the prediction. The ESS measures how precisely the chain's average estimates
+# the mean of the chain's *own* stationary law, $\mathcal N(0, v_\epsilon)$ with $v_\epsilon =
+# s^2/(1-\epsilon/4s^2)$ (section 1), not of the target $\mathcal N(0, s^2)$. Where the ESS exceeds $n$,
+# $v_\epsilon$ is more than $2s^2$: the draws are worth more than independent ones, of a law more than
+# twice as wide as the target. A large ESS is no reason to choose a large step; the bias is the other half of the trade.
 
 # %%
 def ula_chain_ess(n, step_size, s2):
@@ -213,7 +227,8 @@ def ula_chain_ess(n, step_size, s2):
 
 
 # %% tags=["self-check"]
-# Self-check: at eps = 2 s^2 a ULA step forgets its start completely (rho = 0): n steps are n draws.
+# Self-check: at eps = 2 s^2 a ULA step forgets its start completely (rho = 0): n steps are n independent
+# draws, of N(0, v_eps) with v_eps = 2 s^2, twice the target's variance.
 print(f"ESS of 1000 steps at eps = 2, s2 = 1: {ula_chain_ess(1000, 2.0, 1.0):.1f} (expected 1000)")
 assert abs(ula_chain_ess(1000, 2.0, 1.0) - 1000) < 1e-9, "not yet right: at eps = 2 s2 the steps are independent"
 

@@ -4,7 +4,9 @@
     and gradient hygiene (no parameter .grad written, result detached).
 4.2 the MALA acceptance probability against log-densities from torch.distributions, and detailed balance
     p(x) q(x'|x) alpha(x->x') = p(x') q(x|x') alpha(x'->x) on a non-Gaussian energy.
-4.3 the autocorrelation function against the direct O(n^2) sum and the AR(1) answer rho^t.
+4.3 split-R-hat against an independent NumPy computation (even and odd chain lengths), against chains built to
+    have given half-chain means and variances (a closed form), and on drifting chains that only the split
+    catches.
 4.4 the effective sample size of a stationary ULA chain on a Gaussian, against the autocorrelation series
     summed numerically and against the variance of chain means over simulated chains (both signs of rho).
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -163,48 +166,81 @@ def check_alpha_detailed_balance(mala_acceptance_prob):
         raise AssertionError("for every pair, one of the two directions must be accepted with probability 1.")
 
 
-# ----------------------------------------------------------------------------- 4.3 the autocorrelation function
-def _direct_acf(x: torch.Tensor) -> torch.Tensor:
-    xc = x - x.mean()
-    n = len(x)
-    acov = torch.stack([(xc[: n - t] * xc[t:]).sum() / n for t in range(n)])
-    return acov / acov[0]
+# ----------------------------------------------------------------------------- 4.3 split-R-hat
+def _rhat_numpy(x: np.ndarray) -> float:
+    """Split-R-hat written independently: halves of n // 2 draws, W, B, sqrt(var_plus / W)."""
+    half = x.shape[1] // 2
+    halves = np.concatenate([x[:, :half], x[:, x.shape[1] - half:]])
+    W = halves.var(axis=1, ddof=1).mean()
+    B = half * halves.mean(axis=1).var(ddof=1)
+    return math.sqrt(((half - 1) / half * W + B / half) / W)
 
 
-def _call_acf(autocorrelation, x, what):
-    got = as_float64(autocorrelation(x.clone()), what)
-    assert_shape(got, (len(x),), what)
-    return got
-
-
-def check_acf_direct(autocorrelation):
-    x = torch.randn(257, generator=_gen(20), dtype=DTYPE).cumsum(0) * 0.1 + 3.0
-    got = _call_acf(autocorrelation, x, "autocorrelation of a random walk of 257 steps")
-    expected = _direct_acf(x)
-    unbiased = expected * len(x) / (len(x) - torch.arange(len(x), dtype=DTYPE))
-    if torch.allclose(got, unbiased, atol=1e-8) and not torch.allclose(got, expected, atol=1e-8):
-        raise AssertionError("divide every lag by n (the biased estimator, as in the docstring), not by n - t.")
-    assert_close(got, expected, "autocorrelation of a random walk of 257 steps", rtol=1e-6, atol=1e-8)
-    shifted = _call_acf(autocorrelation, 5.0 * x - 2.0, "autocorrelation of 5x - 2")
-    assert_close(shifted, expected, "autocorrelation of 5x - 2 (it must not change under shifting and scaling)",
-                 rtol=1e-6, atol=1e-8)
-
-
-def check_acf_ar1(autocorrelation):
-    # One stationary AR(1) chain, rho = 0.7, n = 20 000: Bartlett's standard error of rho_hat(t) is at most
-    # sqrt((1 + rho^2)/(1 - rho^2) / n) = 0.012; 0.06 is 5 standard errors.
-    rho, n = 0.7, 20_000
-    e = torch.randn(n, generator=_gen(21), dtype=DTYPE).tolist()
-    values = [e[0] / math.sqrt(1 - rho**2)]  # start in the stationary law N(0, 1/(1 - rho^2))
-    for t in range(1, n):
-        values.append(rho * values[-1] + e[t])
-    x = torch.tensor(values, dtype=DTYPE)
-    got = _call_acf(autocorrelation, x, "autocorrelation of an AR(1) chain with rho = 0.7")
-    expected = rho ** torch.arange(10, dtype=DTYPE)
-    if bool(((got[:10] - expected).abs() > 0.06).any()):
+def _call_rhat(split_rhat, chains, what):
+    out = split_rhat(chains.clone())
+    value = as_float64(out, what)
+    if value.numel() != 1:
+        raise AssertionError(f"{what} should return one number; got a tensor of shape {tuple(value.shape)}.")
+    value = float(value.reshape(()))
+    if not math.isfinite(value):
         raise AssertionError(
-            f"for an AR(1) chain with rho = 0.7 the autocorrelation at lags 0..9 should be close to 0.7^t = "
-            f"{[round(v, 3) for v in expected.tolist()]}; got {[round(v, 3) for v in got[:10].tolist()]}."
+            f"{what} gave {value}: R-hat is the square root of var_plus / W, and var_plus = (n'-1)/n' W + B/n' "
+            "is a sum of two non-negative terms, so it is never NaN for chains that vary."
+        )
+    return value
+
+
+def check_rhat_against_numpy(split_rhat):
+    g = _gen(20)
+    for m, n in ((4, 200), (3, 51), (2, 9)):  # an odd length drops the middle draw
+        chains = torch.randn(m, n, generator=g, dtype=DTYPE) + torch.randn(m, 1, generator=g, dtype=DTYPE)
+        what = f"split_rhat of {m} chains of {n} draws"
+        got, expected = _call_rhat(split_rhat, chains, what), _rhat_numpy(chains.numpy())
+        if abs(got - expected) > 1e-9 * expected:
+            half = n // 2
+            hint = ""
+            if n % 2 and abs(got - _rhat_numpy(chains[:, : 2 * half].numpy())) < 1e-9 * expected:
+                hint = (" For odd n drop the middle draw: the halves are chains[:, :n//2] and "
+                        "chains[:, -(n//2):].")
+            raise AssertionError(f"{what} gave {got:.10g}; expected {expected:.10g}.{hint}")
+
+
+def check_rhat_closed_form(split_rhat):
+    # Build 2m halves of n' draws with exactly the means mu_j and within-half sample variance s2: a pattern
+    # with mean 0 and unit sample variance, scaled and shifted. Then W = s2, B = n' var(mu), and R-hat is
+    # sqrt(((n'-1)/n' s2 + var(mu)) / s2) in closed form.
+    g = _gen(21)
+    m, half = 3, 40
+    s2 = 0.5 + float(torch.rand((), generator=g, dtype=DTYPE))
+    mu = 2 * torch.randn(2 * m, generator=g, dtype=DTYPE)
+    pattern = torch.randn(half, generator=g, dtype=DTYPE)
+    pattern = (pattern - pattern.mean()) / pattern.std()
+    halves = mu[:, None] + math.sqrt(s2) * pattern[None, :]
+    chains = torch.cat([halves[:m], halves[m:]], dim=1)  # chain j = halves j and m + j
+    expected = math.sqrt(((half - 1) / half * s2 + float(mu.var())) / s2)
+    got = _call_rhat(split_rhat, chains, "split_rhat of chains with known half means and variances")
+    if abs(got - expected) > 1e-9 * expected:
+        raise AssertionError(
+            f"split_rhat gave {got:.10g} on chains whose halves have means {[round(v, 3) for v in mu.tolist()]} "
+            f"and variance {s2:.4f} each; the formula gives {expected:.10g}. Check: B = n' x (sample variance of "
+            "the half means), W = mean within-half sample variance, both with the n - 1 divisor."
+        )
+
+
+def check_rhat_catches_drift(split_rhat):
+    # Four chains that drift the same way: whole chains agree with one another (an unsplit R-hat is ~1), but
+    # each chain's first half differs from its second, which only the split sees.
+    g = _gen(22)
+    n = 400
+    trend = torch.linspace(0.0, 6.0, n, dtype=DTYPE)
+    chains = trend[None, :] + torch.randn(4, n, generator=g, dtype=DTYPE)
+    got = _call_rhat(split_rhat, chains, "split_rhat of four drifting chains")
+    expected = _rhat_numpy(chains.numpy())
+    if got < 1.5:
+        raise AssertionError(
+            f"split_rhat of four chains that all drift from 0 to 6 gave {got:.4f}; it should be about "
+            f"{expected:.2f}. Without splitting, chains that drift together look alike: split each chain into "
+            "its two halves first."
         )
 
 
@@ -300,10 +336,11 @@ EXERCISES = [
     ),
     Exercise(
         id="4.3",
-        name="autocorrelation",
+        name="split_rhat",
         checks=[
-            Check("matches the direct sum over lags and ignores shifting and scaling", check_acf_direct, 1),
-            Check("gives rho^t for an AR(1) chain", check_acf_ar1, 1),
+            Check("matches an independent computation, for even and odd chain lengths", check_rhat_against_numpy, 1),
+            Check("matches the closed form for halves with given means and variances", check_rhat_closed_form, 1),
+            Check("catches chains that drift together (the split)", check_rhat_catches_drift, 1),
         ],
     ),
     Exercise(
