@@ -3,6 +3,7 @@
 nbval (run by `make test` with --nbval notebooks) re-executes the .ipynb and compares outputs, but it
 silently skips code cells with no stored output and never looks at the .py: these tests close both gaps.
 """
+import re
 from pathlib import Path
 
 import jupytext
@@ -50,3 +51,59 @@ def test_check_catches_stale_and_unexecuted(tmp_path):
     assert any("never executed" in m for m in problems(src))
     src.write_text("# %% [markdown]\n# # Title\n\n# %%\nprint(2 + 2)\n")
     assert any("stale" in m for m in problems(src))
+
+
+def _lines_that_break_inline_math(markdown: str):
+    """Lines of a markdown cell that Markdown would read as a new block by accident.
+
+    A wrapped line that starts like a list item or heading inside an inline `$...$` cuts the formula in two,
+    and MathJax then leaves both halves as raw TeX in the book; a sentence wrapped before "1. " or "1) "
+    (with no "2." after it) turns into a numbered list. Display math (`$$ ... $$`), code spans and fenced
+    code are skipped.
+    """
+    lines = markdown.splitlines()
+    bad, open_math, display, fenced, previous = [], False, False, False, ""
+    for number, line in enumerate(lines, 1):
+        stripped = line.lstrip()
+        if stripped.startswith("```"):
+            fenced = not fenced
+        if fenced or stripped.startswith("```"):
+            previous = line
+            continue
+        text = re.sub(r"`[^`]*`", "", line.replace(r"\$", ""))
+        if not display and open_math and re.match(r"([-+*]|\d+[.)]|#{1,6})(\s|$)|>", stripped):
+            bad.append((number, line))
+        elif (not display and not open_math and re.match(r"1[.)]\s", stripped) and previous.strip()
+              and not re.match(r"\s*([-+*]|\d+[.)])\s", previous)):
+            indent = line[: len(line) - len(stripped)]
+            if not any(re.match(re.escape(indent) + r"2[.)]\s", later) for later in lines[number:]):
+                bad.append((number, line))
+        if not stripped:
+            open_math = False  # a blank line ends the paragraph, and with it any open formula
+        parts = text.split("$$")
+        for i, part in enumerate(parts):
+            if i > 0:
+                display = not display
+            if not display:
+                open_math ^= part.count("$") % 2 == 1
+        previous = line
+    return bad
+
+
+def test_inline_math_detector_finds_list_markers_inside_a_formula():
+    assert _lines_that_break_inline_math("the sum $a\n+ b$ is") == [(2, "+ b$ is")]
+    assert _lines_that_break_inline_math("a list\n- item $x$\n- item $y$") == []
+    assert _lines_that_break_inline_math("display\n$$a\n+ b$$\nafter $c$") == []
+    assert _lines_that_break_inline_math("see $a\n- b$ and `$`\n$c$") == [(2, "- b$ and `$`")]
+    assert _lines_that_break_inline_math("closest to\n1. (Song & Ermon)") == [(2, "1. (Song & Ermon)")]
+    assert _lines_that_break_inline_math("two steps:\n1. one\n2. two") == []
+
+
+@pytest.mark.parametrize("py_path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_wrapped_line_starts_a_list_inside_inline_math(py_path):
+    """A wrapped line like `- \\sum_i ...` inside `$...$` becomes a list item and the formula is not typeset."""
+    notebook = jupytext.read(py_path)
+    found = [(i, n, line) for i, cell in enumerate(notebook.cells) if cell.cell_type == "markdown"
+             for n, line in _lines_that_break_inline_math(cell.source)]
+    assert found == [], (f"{py_path.name}: move these line breaks so that no line inside $...$ starts with "
+                         f"'+ ', '- ', '* ', '1. ' or '#' (cell, line, text): {found}")
