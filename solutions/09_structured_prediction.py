@@ -39,8 +39,6 @@ import math
 
 import torch
 
-from ebm_teach.crf import viterbi as crf_viterbi  # the package's Viterbi, for exercise 9.3
-
 # %% [markdown]
 # ## Exercise 9.1: the forward algorithm (3 points)
 #
@@ -142,18 +140,19 @@ run_checks("09_structured_prediction", "9.2", viterbi)
 # with a cost $c \ge 0$ per wrong label. The max looks hard, but $\Delta$ is a sum over positions, so it can be
 # folded into the unary scores: add $c$ to `unary[t, k]` for every $k \neq y_t$, and one Viterbi run on the
 # augmented scores finds the **most violating** sequence $\mathbf y^*$. Return the loss and $\mathbf y^*$.
-# Use `crf_viterbi` (imported at the top: `ebm_teach.crf.viterbi`, which returns the labels and their
-# score): your own `viterbi` from exercise 9.2 works too, but a mistake there would then fail this
-# exercise as well. Check for yourself: why is $\ell \ge 0$ always, and when is it exactly 0? And why is
+# Run that Viterbi with `decode`, an argument: any function that takes `(unary, pairwise)` and returns the
+# best labels and their score, as your `viterbi` of exercise 9.2 does. The grader passes the package's
+# `ebm_teach.crf.viterbi`, so a mistake in 9.2 cannot fail this exercise too; the self-check below passes
+# a brute-force search over every sequence. Check for yourself: why is $\ell \ge 0$ always, and when is it exactly 0? And why is
 # $\ell$ at least $c$ times the number of labels that the prediction $\arg\max_{\mathbf y'} s(\mathbf y')$
 # gets wrong?
 
 # %%
-def structured_hinge_loss(unary, pairwise, y, cost):
+def structured_hinge_loss(unary, pairwise, y, cost, decode):
     """The margin-rescaled structured hinge loss of the true labels y, and the most violating sequence.
 
     unary: (T, K); pairwise: (K, K); y: (T,) long tensor of true labels; cost: c >= 0, the margin per wrong
-    label. Returns (loss, y_star): loss = max_y' [s(y') + cost * Hamming(y, y')] - s(y) as a float (or 0-d
+    label; decode: a Viterbi, decode(unary, pairwise) -> (labels (T,), their score). Returns (loss, y_star): loss = max_y' [s(y') + cost * Hamming(y, y')] - s(y) as a float (or 0-d
     tensor), y_star a (T,) long tensor attaining the max.
     """
     T, K = unary.shape
@@ -162,7 +161,7 @@ def structured_hinge_loss(unary, pairwise, y, cost):
                          f"{tuple(y.shape)}.")
     ### BEGIN SOLUTION
     augmented = unary + cost * (1 - torch.nn.functional.one_hot(y, K).to(unary.dtype))
-    y_star, best = crf_viterbi(augmented, pairwise)
+    y_star, best = decode(augmented, pairwise)
     y_star = torch.as_tensor(y_star, dtype=torch.long)
     true_score = unary[torch.arange(T), y].sum() + pairwise[y[:-1], y[1:]].sum()
     return float(best) - float(true_score), y_star
@@ -172,10 +171,20 @@ def structured_hinge_loss(unary, pairwise, y, cost):
 # %% tags=["self-check"]
 # Self-check: the truth beats every wrong label by 3 at each of 4 positions. With cost 2.9 the margin holds
 # (loss 0); with cost 3.1 every label can be flipped at a profit of 0.1, so the loss is 4 * 0.1 = 0.4.
+def brute_force_decode(unary, pairwise):
+    """The best of all K^T label sequences and its score: slow, but certainly right."""
+    T, K = unary.shape
+    ys = torch.tensor(list(itertools.product(range(K), repeat=T)))
+    scores = unary[torch.arange(T), ys].sum(1) + pairwise[ys[:, :-1], ys[:, 1:]].sum(1)
+    best = int(scores.argmax())
+    return ys[best], scores[best]
+
+
 y = torch.tensor([0, 1, 2, 1])
 unary = 3.0 * torch.nn.functional.one_hot(y, 3).double()
 for c, want in [(2.9, 0.0), (3.1, 0.4)]:
-    loss, y_star = structured_hinge_loss(unary, torch.zeros(3, 3, dtype=torch.float64), y, c)
+    loss, y_star = structured_hinge_loss(unary, torch.zeros(3, 3, dtype=torch.float64), y, c,
+                                         brute_force_decode)
     print(f"cost {c}: loss = {float(loss):.6f} (expected {want}), most violating sequence {torch.as_tensor(y_star).tolist()}")
     assert abs(float(loss) - want) < 1e-9, "not yet right"
 
