@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F_
@@ -55,7 +55,7 @@ from .core import (
     progress,
     single_thread_if_small,
 )
-from .evaluate import AIS_STANDARD_N_BETAS, AISResult, _ais_base_bias, _ais_betas_list, _ais_result, log_mean_exp
+from .evaluate import AIS_STANDARD_N_BETAS, AISResult, ais_base_bias, ais_schedule, ais_result, log_mean_exp
 from .rbm import MAX_ENUMERATED_UNITS, SINGLE_THREAD_BELOW, BernoulliRBM, _bernoulli, _binary_states
 
 __all__ = ["DBM", "DBMState", "DBMGradient", "MeanField", "pretrain_dbm", "PretrainedDBM", "ais_log_partition_dbm",
@@ -867,12 +867,12 @@ def ais_log_partition_dbm(dbm: DBM, n_chains: int = 100, n_betas: int = AIS_STAN
     if not isinstance(dbm, DBM):
         raise TypeError(f"dbm must be a DBM; got {type(dbm).__name__}.")
     M = check_int(n_chains, "n_chains", minimum=1)
-    beta = _ais_betas_list(n_betas, betas)
+    beta = ais_schedule(n_betas, betas)
     if generator is not None and seed is not None:
         raise ValueError("pass either generator or seed, not both.")
     g = make_generator(seed, dbm.device) if seed is not None else dbm._gen(generator)
     W1, W2, b, c1, c2 = (p.detach() for p in dbm.parameters())
-    b_A = _ais_base_bias(base, dbm.n_visible, W1)
+    b_A = ais_base_bias(base, dbm.n_visible, W1)
     log_z_base = float(F_.softplus(b_A.double()).sum()) + (dbm.n_hidden1 + dbm.n_hidden2) * math.log(2.0)
     params = (W1, W2, b, b_A, c1, c2)
     params64 = tuple(p.double() for p in params)
@@ -892,7 +892,7 @@ def ais_log_partition_dbm(dbm: DBM, n_chains: int = 100, n_betas: int = AIS_STAN
                 h1 = _ais_transition(h1, beta[k], *params, g)
     if not bool(torch.isfinite(log_w).all()):
         raise ValueError("AIS produced NaN/inf log-weights; check that the DBM's parameters are finite and moderate.")
-    return _ais_result(log_w, log_z_base)
+    return ais_result(log_w, log_z_base)
 
 
 def ais_dbm_reference(dbm: DBM, betas, b_A, n_chains: int, generator: Optional[torch.Generator] = None):
@@ -903,7 +903,7 @@ def ais_dbm_reference(dbm: DBM, betas, b_A, n_chains: int, generator: Optional[t
     """
     b_A = check_tensor(b_A, "b_A", shape=(dbm.n_visible,), like=dbm.W1)
     n_chains = check_int(n_chains, "n_chains", minimum=1)
-    betas = _ais_betas_list(None, betas)
+    betas = ais_schedule(None, betas)
     W1, W2, b, c1, c2 = dbm.parameters()
     n1, n2, bernoulli = dbm.n_hidden1, dbm.n_hidden2, _reference_bernoulli
 

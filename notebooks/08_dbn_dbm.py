@@ -91,9 +91,10 @@ print(f"device: {device.type}, SCALE = {SCALE}; binarized digits: "
 # Exactly as in the RBM (chapter 2), each unit's conditional is a sigmoid of its total input, and units on the same
 # side are independent given the other side:
 #
-# $$p(h^1_j = 1 \mid \mathbf v, \mathbf h^2) = \sigma\big(c_{1j} + (W_1^\top \mathbf v)_j + (W_2 \mathbf h^2)_j\big),
-#   \quad p(v_i = 1 \mid \mathbf h^1) = \sigma\big(b_i + (W_1 \mathbf h^1)_i\big),
-#   \quad p(h^2_k = 1 \mid \mathbf h^1) = \sigma\big(c_{2k} + (W_2^\top \mathbf h^1)_k\big).$$
+# $$p(h^1_j = 1 \mid \mathbf v, \mathbf h^2) = \sigma\big(c_{1j} + (W_1^\top \mathbf v)_j + (W_2 \mathbf h^2)_j\big),$$
+#
+# $$p(v_i = 1 \mid \mathbf h^1) = \sigma\big(b_i + (W_1 \mathbf h^1)_i\big),
+#   \qquad p(h^2_k = 1 \mid \mathbf h^1) = \sigma\big(c_{2k} + (W_2^\top \mathbf h^1)_k\big).$$
 #
 # The middle layer hears **both** neighbours. Block Gibbs sampling therefore alternates two groups, the two
 # colours of the figure: all of $\mathbf h^1$ (orange) given $(\mathbf v, \mathbf h^2)$, then all of $\mathbf v$
@@ -335,8 +336,8 @@ print(f"the first RBM: exact test log-likelihood "
 
 # %% [markdown]
 # Now the second layer, two ways. The top RBM has 64 hidden units, as many as there are pixels, because that is
-# what the upside-down start needs. Both runs start there, and both maximise the same thing, the top RBM's
-# log-likelihood of the samples $\mathbf h^1 \sim q(\mathbf h^1 \mid \mathbf v)$:
+# what the upside-down start needs. Both runs start there, and both aim at the same thing, the top RBM's expected
+# log-likelihood of samples $\mathbf h^1 \sim q(\mathbf h^1 \mid \mathbf v)$ of the training images:
 #
 # - **greedy, as in practice**: PCD on 5 samples of $\mathbf h^1$ per training image (more samples describe the
 #   distribution of $\mathbf h^1$ better than one), 20 epochs, step size from 0.05 down. The persistent chains
@@ -655,13 +656,15 @@ print(f"wall clock: pre-training + joint training "
       f"{seconds['DBM from random']:.1f} s (callbacks included)")
 
 # %% [markdown]
-# Pre-training starts the joint phase far ahead (in this run its first joint epochs, at the largest step size, give
-# some of the lead back before it recovers), and at an equal number of passes the pre-trained DBM is still ahead
-# on every one of 20 seeds, by 0.13 to 0.55 nats (0.35 on average): not the nats it leads by after 50 passes, because
-# the DBM trained from random weights catches up most of the way, and its curve is still rising at the end. At this
-# size pre-training buys a head start more than a different model; Salakhutdinov & Hinton report that it matters far
-# more for large DBMs. Later methods train DBMs without greedy pre-training, by centring the units (Montavon &
-# Müller, 2012) or by multi-prediction training (Goodfellow et al., 2013).
+# Counted in passes over the data, pre-training is no head start by itself: in this run, when it ends (120
+# passes), the composed DBM is about level with joint training from random weights after as many passes, and its
+# first joint epochs, at the largest step size, give some of that back. Its advantage is where it leads: after the
+# 50 joint epochs the pre-trained DBM is ahead of the one trained from random weights for the same 170 passes on
+# every one of 20 seeds, by 0.13 to 0.55 nats (0.35 on average), though the latter's curve is still rising.
+# Compared at equal *joint* epochs, 50 each, the DBM from random weights would look about 1.6 nats behind (its
+# expected values above): that comparison charges pre-training nothing. Salakhutdinov & Hinton report that
+# pre-training matters far more for large DBMs. Later methods train DBMs without greedy pre-training, by centring
+# the units (Montavon & Müller, 2012) or by multi-prediction training (Goodfellow et al., 2013).
 #
 # ### One layer, two layers, same budget
 #
@@ -1020,8 +1023,8 @@ for K, value in cooled_reported.items():
 #   DBN, below its first RBM.
 # - A DBM's posterior couples its layers; mean field gives a factorial $q$ (a local optimum, mode-seeking), a bound,
 #   and the positive phase of training, in about 7 rounds per digit. Pre-training with the doubled input, so that
-#   the composed model does not count the evidence into $\mathbf h^1$ twice, kept the DBM ahead of one trained from
-#   random weights for as many passes over the data, on every seed.
+#   the composed model does not count the evidence into $\mathbf h^1$ twice, left the DBM ahead of one trained from
+#   random weights for as many passes over the data on every seed, by a few tenths of a nat.
 # - On digits, with exact likelihoods over 20 seeds, a DBM 64-16-8 is level with an RBM with as many parameters:
 #   the paired differences, a few hundredths of a nat, are smaller than their spread over seeds and than what
 #   the test set can resolve. Measure over seeds before you believe "deeper is better", and check the seeds you

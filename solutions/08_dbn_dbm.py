@@ -183,9 +183,9 @@ run_checks("08_dbn_dbm", "8.2", log_partition_dbm)
 #
 # Return `(L, dL_dmu1, dL_dmu2)`, of shapes (batch,), (batch, $n_1$) and (batch, $n_2$), in the row convention of
 # exercise 8.1. Your formulas must not enumerate states: the checks try $30 + 30$ hidden units ($2^{60}$ states),
-# compare the gradient with a numerical derivative of the enumerated bound, and try $q(h = 1)$ of exactly 0 or 1 for
-# $L$ alone, where $0 \log 0 = 0$ (`torch.special.xlogy(x, x)` computes $x \log x$ with that convention; the
-# gradient is not checked there, where it is infinite).
+# compare the gradient with the derivative of the bound summed over every state (and with zero at a mean-field fixed
+# point), and try $q(h = 1)$ of exactly 0 or 1 for $L$ alone, where $0 \log 0 = 0$ (`torch.special.xlogy(x, x)`
+# computes $x \log x$ with that convention; the gradient is not checked there, where it is infinite).
 
 # %%
 def mean_field_bound(v, mu1, mu2, W1, W2, b, c1, c2):

@@ -14,8 +14,7 @@ from ebm_teach.dbm import (DBM, DBN, DBMState, _ais_log_p_star, _ais_transition,
                            ais_log_partition_dbm, binary_states, fit_rbm_exact, fit_to_distribution,
                            gibbs_sweep_reference, gradient_reference, mean_field_reference, pretrain_dbm,
                            upside_down, visible_log_probs)
-from ebm_teach.evaluate import _ais_betas_list, base_rate_bias
-from ebm_teach.rbm import _bernoulli
+from ebm_teach.evaluate import ais_schedule, base_rate_bias
 from ebm_teach.rbm import BernoulliRBM
 
 D = torch.float64
@@ -447,7 +446,7 @@ def test_reference_ais_is_the_fast_ais_on_the_same_random_numbers():
     dbm = _random_dbm(6, 4, 3, 83, scale=1.0)
     data = (torch.rand(50, 6, generator=torch.Generator().manual_seed(0)) < 0.3).to(D)
     fast = ais_log_partition_dbm(dbm, n_chains=40, n_betas=50, base=data, generator=torch.Generator().manual_seed(3))
-    betas = _ais_betas_list(50, None)
+    betas = ais_schedule(50, None)
     log_z, log_w = ais_dbm_reference(dbm, betas, base_rate_bias(data).to(D), 40, torch.Generator().manual_seed(3))
     assert torch.allclose(fast.log_weights, log_w, atol=1e-10)
     assert abs(fast.log_z - log_z) < 1e-10

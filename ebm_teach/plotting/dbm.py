@@ -3,7 +3,7 @@ optional ``ax`` (or ``axes``) and returns the axes (or the figure); nothing here
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import matplotlib.pyplot as plt
 import numpy as np
