@@ -302,9 +302,9 @@ plt.show()
 #   beats every other sequence by a margin that grows with how wrong that sequence is. Because $\Delta$ is a
 #   sum over positions, the max is a Viterbi run on the unary scores plus 1 for every wrong label:
 #   **loss-augmented inference**. And it bounds the errors we care about: with $\hat{\mathbf y}$ the
-#   prediction, $s(\hat{\mathbf y}) \ge s(\mathbf y)$ gives $\Delta(\mathbf y, \hat{\mathbf y}) \le s(\hat{\mathbf y})
-#   + \Delta(\mathbf y, \hat{\mathbf y}) - s(\mathbf y) \le \ell$: the number of wrong labels never exceeds the
-#   loss, a convex upper bound. That is why the margin is scaled by $\Delta$ ("margin rescaling";
+#   prediction, $s(\hat{\mathbf y}) \ge s(\mathbf y)$ gives $\Delta(\mathbf y, \hat{\mathbf y}) \le
+#   s(\hat{\mathbf y}) + \Delta(\mathbf y, \hat{\mathbf y}) - s(\mathbf y) \le \ell$: the number of wrong labels
+#   never exceeds the loss, a convex upper bound. That is why the margin is scaled by $\Delta$ ("margin rescaling";
 #   Tsochantaridis et al. also scale the slack instead). The SVM proper minimises
 #   $\tfrac{\lambda}{2}\lVert\theta\rVert^2 + \text{mean}\,\ell$ with cutting planes (Tsochantaridis et al.),
 #   subgradient steps or block-coordinate Frank–Wolfe (Lacoste-Julien et al. 2013); we take Adam steps on
