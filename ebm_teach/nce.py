@@ -21,7 +21,8 @@ the model normalises itself.
 
 :func:`ranking_nce_loss` is the multi-class variant: each datum competes with its own K noise samples in a
 softmax (ranking NCE; InfoNCE of contrastive representation learning has this form). There c cancels, so
-the model is learned up to its normaliser only.
+the model is learned up to its normaliser only; :func:`importance_log_z` then estimates log Z with the
+same noise as the importance-sampling proposal.
 
 A noise distribution is any object with ``sample(n, generator) -> (n, d)`` and ``log_prob(x) -> (batch,)``;
 :class:`GaussianNoise` and :class:`UniformNoise` are the two the chapter uses.
@@ -29,7 +30,8 @@ A noise distribution is any object with ``sample(n, generator) -> (n, d)`` and `
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -40,16 +42,26 @@ from .evaluate import grid
 
 __all__ = [
     "GaussianNoise",
-    "UniformNoise",
+    "ImportanceEstimate",
     "NCEModel",
+    "UniformNoise",
+    "decision_boundary_1d",
+    "fit_nce",
+    "importance_log_z",
+    "nce_asymptotic_covariance",
     "nce_logit",
     "nce_loss",
     "ranking_nce_loss",
-    "decision_boundary_1d",
-    "nce_asymptotic_covariance",
-    "fit_nce",
     "train_nce",
 ]
+
+
+class ImportanceEstimate(NamedTuple):
+    """What :func:`importance_log_z` measured: the estimate, its standard error and the effective sample size."""
+
+    log_z: float
+    std_err: float
+    ess: float
 
 
 # --------------------------------------------------------------------------------------------- noise
@@ -72,7 +84,7 @@ class GaussianNoise:
         self.mean, self.cov = mean, cov
 
     @classmethod
-    def fit(cls, x, widen: float = 1.0) -> "GaussianNoise":
+    def fit(cls, x, widen: float = 1.0) -> GaussianNoise:
         """N(mean of x, widen^2 * covariance of x) for data x: (n, d) with n >= 2."""
         x = check_tensor(x, "x", ndim=2)
         if len(x) < 2:
@@ -92,7 +104,7 @@ class GaussianNoise:
         log_det = 2 * torch.log(torch.diagonal(self._chol)).sum()
         return -0.5 * (z**2).sum(0) - 0.5 * log_det - 0.5 * self.dim * math.log(2 * math.pi)
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n samples (n, d): mean + L z with L L^T = cov, z ~ N(0, I). The generator must be on mean's device."""
         z = torch.randn(n, self.dim, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + z @ self._chol.T
@@ -121,7 +133,7 @@ class UniformNoise:
         log_volume = torch.log(self.high - self.low).sum()
         return torch.where(inside, -log_volume, torch.full_like(log_volume, -math.inf))
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n uniform samples (n, d) in the box."""
         u = torch.rand(n, self.dim, generator=generator, device=self.low.device, dtype=self.low.dtype)
         return self.low + u * (self.high - self.low)
@@ -132,13 +144,17 @@ class NCEModel(nn.Module):
     """An energy with a learned log-normaliser c: log p_theta(x) = -E_theta(x) - c.
 
     energy: a module mapping (batch, d) -> (batch,); c: the starting value of the log-normaliser (a scalar
-    parameter on the energy's device and dtype). NCE learns c with the energy; at the optimum c = log Z.
+    parameter on the energy's device and dtype). NCE learns c with the energy; at the optimum c = log Z
+    (where the noise reaches, see chapter 5). If the energy already holds an additive constant (a network
+    whose last layer has a bias), that constant and c enter the model only through their sum: NCE fixes
+    the sum, and both receive the same gradient. Mnih & Teh (2012) drop c altogether (c = 0) for this reason.
     """
 
     def __init__(self, energy: nn.Module, c: float = 0.0):
         super().__init__()
         if not isinstance(energy, nn.Module):
-            raise TypeError(f"energy must be a torch.nn.Module mapping (batch, d) to (batch,); got {type(energy).__name__}.")
+            raise TypeError("energy must be a torch.nn.Module mapping (batch, d) to (batch,); got "
+                            f"{type(energy).__name__}.")
         p = next(energy.parameters(), None)
         if p is None:
             raise ValueError("energy has no parameters, so there is nothing for NCE to learn.")
@@ -157,19 +173,21 @@ def _check_nu(nu) -> float:
     return check_positive(nu, "nu", "nu is the number of noise samples per data sample, e.g. nu = 1 or 10.")
 
 
-def nce_logit(energy: torch.Tensor, c, log_noise: torch.Tensor, nu: float) -> torch.Tensor:
-    """The NCE logit Delta(x) = -E_theta(x) - c - log(nu * p_n(x)) = -E - c - log nu - log p_n.
+def nce_logit(energy: torch.Tensor, c, log_noise: torch.Tensor,
+              nu: float) -> torch.Tensor:
+    """The NCE logit Delta(x) = -E_theta(x) - c - log(nu * p_n(x)).
 
-    energy: E_theta(x), (batch,); c: the log-normaliser (scalar or scalar tensor); log_noise: log p_n(x),
-    (batch,); nu > 0. Returns Delta (batch,): sigma(Delta) is the classifier's P(data | x).
+    energy: E_theta(x), (batch,); c: the log-normaliser (scalar or scalar
+    tensor); log_noise: log p_n(x), (batch,); nu > 0. Returns Delta (batch,):
+    sigma(Delta) is the classifier's P(data | x).
     Reference: Gutmann & Hyvarinen (2012), eq. (5)-(8).
     """
     nu = _check_nu(nu)
     if energy.shape != log_noise.shape or energy.dim() != 1:
         raise ValueError(
-            f"energy and log_noise must both have shape (batch,); got {tuple(energy.shape)} and "
-            f"{tuple(log_noise.shape)}. A log-density must be summed over coordinates (one value per point)."
-        )
+            "energy and log_noise must both have shape (batch,); got "
+            f"{tuple(energy.shape)} and {tuple(log_noise.shape)}. A "
+            "log-density must be summed over coordinates (one per point).")
     return -energy - c - math.log(nu) - log_noise
 
 
@@ -184,61 +202,125 @@ def _noise_log_prob(noise, x: torch.Tensor, name: str) -> torch.Tensor:
     return out
 
 
-def nce_loss(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise, nu: float) -> torch.Tensor:
-    """The NCE loss: mean binary cross-entropy of data (label 1) against nu noise samples per datum (label 0).
+def nce_loss(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor,
+             noise, nu: float) -> torch.Tensor:
+    """The NCE loss: mean binary cross-entropy of data (label 1) against nu
+    noise samples per datum (label 0),
 
-    L = [sum_data softplus(-Delta) + sum_noise softplus(Delta)] / (T_d + T_n) = -J / (1 + nu), where
-    J = E_data[log sigma(Delta)] + nu E_noise[log(1 - sigma(Delta))] (Gutmann & Hyvarinen 2012) and
-    Delta = -E_theta - c - log(nu p_n). x_data: (T_d, d); x_noise: (T_n, d) with T_n = nu * T_d (rounded);
-    noise: an object with ``log_prob(x) -> (batch,)``. Returns a scalar tensor (differentiable in the model).
-    softplus(-Delta) = -log sigma(Delta) keeps the loss finite for any logit.
+        L = [sum_data softplus(-Delta) + sum_noise softplus(Delta)]
+            / (T_d + T_n) = -J / (1 + nu),
+
+    with J = E_data[log sigma(Delta)] + nu E_noise[log(1 - sigma(Delta))]
+    (Gutmann & Hyvarinen 2012) and Delta = -E_theta - c - log(nu p_n).
+    x_data: (T_d, d); x_noise: (T_n, d) with T_n = round(nu T_d); noise: an
+    object with ``log_prob(x) -> (batch,)``. Returns a scalar tensor.
+    softplus(-Delta) = -log sigma(Delta) stays finite for any logit.
     """
     nu = _check_nu(nu)
     if not isinstance(model, NCEModel):
-        raise TypeError(f"model must be an NCEModel (an energy with its log-normaliser c); got {type(model).__name__}.")
-    # Shapes only: a NaN check would cost a GPU sync on every training step. train_nce and fit_nce check
-    # the data once, and their guard stops a NaN loss.
+        raise TypeError("model must be an NCEModel (an energy with its "
+                        f"log-normaliser c); got {type(model).__name__}.")
+    # Shapes only: a NaN check would cost a GPU sync on every step. train_nce
+    # and fit_nce check the data once, and their guard stops a NaN loss.
     x_data = check_tensor(x_data, "x_data", ndim=2, finite=False)
-    x_noise = check_tensor(x_noise, "x_noise", shape=(None, x_data.shape[1]), finite=False)
+    x_noise = check_tensor(x_noise, "x_noise", shape=(None, x_data.shape[1]),
+                           finite=False)
     if len(x_noise) != round(nu * len(x_data)):
         raise ValueError(
-            f"x_noise has {len(x_noise)} rows but nu * len(x_data) = {nu:g} * {len(x_data)} = {nu * len(x_data):g}: "
-            "draw round(nu * T_d) noise samples for T_d data samples (nu is that ratio)."
-        )
-    delta_data = nce_logit(model.energy(x_data), model.c, _noise_log_prob(noise, x_data, "x_data"), nu)
-    delta_noise = nce_logit(model.energy(x_noise), model.c, _noise_log_prob(noise, x_noise, "x_noise"), nu)
+            f"x_noise has {len(x_noise)} rows but nu * len(x_data) = {nu:g} * "
+            f"{len(x_data)} = {nu * len(x_data):g}: draw round(nu * T_d) noise "
+            "samples for T_d data samples (nu is that ratio).")
+    log_pn_data = _noise_log_prob(noise, x_data, "x_data")
+    log_pn_noise = _noise_log_prob(noise, x_noise, "x_noise")
+    delta_data = nce_logit(model.energy(x_data), model.c, log_pn_data, nu)
+    delta_noise = nce_logit(model.energy(x_noise), model.c, log_pn_noise, nu)
     total = F.softplus(-delta_data).sum() + F.softplus(delta_noise).sum()
     return total / (len(x_data) + len(x_noise))
 
 
-def ranking_nce_loss(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise) -> torch.Tensor:
-    """Ranking NCE (InfoNCE): the softmax cross-entropy of picking each datum out of itself and its K noise samples.
+def ranking_nce_loss(model: NCEModel, x_data: torch.Tensor,
+                     x_noise: torch.Tensor, noise) -> torch.Tensor:
+    """Ranking NCE (InfoNCE): the softmax cross-entropy of picking each datum
+    out of itself and its K noise samples.
 
-    With scores s(x) = -E_theta(x) - log p_n(x) (the log density ratio p_theta / p_n up to c),
-        L = mean_i [ -s(x_i) + log( exp s(x_i) + sum_{k=1}^K exp s(y_ik) ) ],
-    the cross-entropy of a (K+1)-way classifier that must find the datum x_i among {x_i, y_i1, ..., y_iK},
-    y_ik ~ p_n. Its population minimiser has s = log(p_data / p_n) + const, so the energy is learned up to an
-    additive constant: c cancels from every softmax and receives no gradient. This is InfoNCE (van den Oord
-    et al. 2018) with the model's density ratio as the critic; Jozefowicz et al. (2016) and Ma & Collins
-    (2018) call it ranking NCE. x_data: (T, d); x_noise: (T, K, d), row i holding datum i's K noise samples;
-    noise: an object with ``log_prob(x) -> (batch,)``. Returns a scalar tensor.
+    With scores s(x) = -E_theta(x) - log p_n(x) (log p_theta / p_n up to c),
+
+        L = mean_i [ -s(x_i) + log( exp s(x_i) + sum_k exp s(y_ik) ) ],
+
+    the cross-entropy of a (K+1)-way classifier that must find the datum x_i
+    among {x_i, y_i1, ..., y_iK}, y_ik ~ p_n. Its population minimiser has
+    s = log(p_data / p_n) + const, so the energy is learned up to an additive
+    constant: c cancels from every softmax and receives no gradient (normalise
+    afterwards, e.g. by :func:`importance_log_z` with the same noise). This is
+    InfoNCE (van den Oord et al. 2018) with the model's density ratio as the
+    critic; Jozefowicz et al. (2016) and Ma & Collins (2018) call it ranking
+    NCE. x_data: (T, d); x_noise: (T, K, d), row i holding datum i's K noise
+    samples; noise: ``log_prob(x) -> (batch,)``. Returns a scalar tensor.
     """
     if not isinstance(model, NCEModel):
-        raise TypeError(f"model must be an NCEModel (an energy with its log-normaliser c); got {type(model).__name__}.")
+        raise TypeError("model must be an NCEModel (an energy with its "
+                        f"log-normaliser c); got {type(model).__name__}.")
     x_data = check_tensor(x_data, "x_data", ndim=2, finite=False)
     t, d = x_data.shape
-    if not isinstance(x_noise, torch.Tensor) or x_noise.dim() != 3 or x_noise.shape[0] != t or x_noise.shape[2] != d:
-        got = tuple(x_noise.shape) if isinstance(x_noise, torch.Tensor) else type(x_noise).__name__
+    if (not isinstance(x_noise, torch.Tensor) or x_noise.dim() != 3
+            or x_noise.shape[0] != t or x_noise.shape[2] != d):
+        got = (tuple(x_noise.shape) if isinstance(x_noise, torch.Tensor)
+               else type(x_noise).__name__)
         raise ValueError(
-            f"x_noise must hold K noise samples per datum, shape ({t}, K, {d}); got {got}. "
-            "Draw noise.sample(T * K) and reshape it to (T, K, d)."
-        )
+            "x_noise must hold K noise samples per datum, shape "
+            f"({t}, K, {d}); got {got}. Draw noise.sample(T * K) and reshape "
+            "it to (T, K, d).")
     k = x_noise.shape[1]
     flat = x_noise.reshape(t * k, d)
     s_data = -model.energy(x_data) - _noise_log_prob(noise, x_data, "x_data")
-    s_noise = (-model.energy(flat) - _noise_log_prob(noise, flat, "x_noise")).reshape(t, k)
-    scores = torch.cat([s_data[:, None], s_noise], dim=1)  # (T, K + 1), the datum in column 0
+    s_noise = -model.energy(flat) - _noise_log_prob(noise, flat, "x_noise")
+    scores = torch.cat([s_data[:, None], s_noise.reshape(t, k)], dim=1)
+    # (T, K + 1), the datum in column 0: L = mean of -log softmax(scores)[:, 0]
     return (torch.logsumexp(scores, dim=1) - s_data).mean()
+
+
+def importance_log_z(energy: Callable[[torch.Tensor], torch.Tensor],
+                     x_noise: torch.Tensor, noise) -> ImportanceEstimate:
+    """log Z = log of the integral of exp(-E), by importance sampling with
+    the noise as the proposal:
+
+        log Z_hat = log (1/n) sum_k w_k,  w_k = exp(-E(y_k)) / p_n(y_k),
+
+    y_k ~ p_n, computed with a log-sum-exp. Z_hat is unbiased; log Z_hat is
+    consistent and biased low by about var(w) / (2 n mean(w)^2) (Jensen). It
+    needs the noise to reach wherever exp(-E) has mass: where p_n never lands,
+    the estimate silently misses that mass. This is how a model fitted by
+    ranking NCE (whose c is never learned) is normalised with its own noise.
+    energy: callable (n, d) -> (n,); x_noise: (n, d) samples of ``noise``;
+    noise: ``log_prob(x) -> (n,)``. Returns ImportanceEstimate(log_z,
+    std_err, ess) as floats: std_err = sd(w) / (mean(w) sqrt(n)) is the
+    delta-method standard error of log Z_hat, ess = (sum w)^2 / sum w^2 the
+    effective sample size.
+    Reference: Owen (2013), Monte Carlo theory, methods and examples, ch. 9.
+    """
+    x_noise = check_tensor(x_noise, "x_noise", ndim=2)
+    if len(x_noise) < 2:
+        raise ValueError("importance sampling needs at least 2 noise samples; "
+                         f"got {len(x_noise)}.")
+    with torch.no_grad():
+        e = energy(x_noise)
+        if not isinstance(e, torch.Tensor) or e.shape != (len(x_noise),):
+            shape = (tuple(e.shape) if isinstance(e, torch.Tensor)
+                     else type(e).__name__)
+            raise ValueError("energy(x_noise) must return one energy per row, "
+                             f"shape ({len(x_noise)},); got {shape}.")
+        log_w = (-e - _noise_log_prob(noise, x_noise, "x_noise")).double()
+        if not bool(torch.isfinite(log_w).all()):
+            raise ValueError(
+                "some importance weights are not finite: the energy is "
+                "inf/nan at a noise sample, or the samples are not from the "
+                "noise (log p_n = -inf there).")
+        n = len(log_w)
+        log_z = torch.logsumexp(log_w, 0) - math.log(n)
+        w = torch.exp(log_w - log_w.max())  # scale-free for the ratios below
+        rel_sd = float(w.std(correction=0) / w.mean())
+        ess = float(w.sum() ** 2 / (w**2).sum())
+    return ImportanceEstimate(float(log_z), rel_sd / math.sqrt(n), ess)
 
 
 def decision_boundary_1d(logit: Callable[[torch.Tensor], torch.Tensor], bounds: Sequence[float], n_points: int = 10001,
@@ -279,7 +361,7 @@ def decision_boundary_1d(logit: Callable[[torch.Tensor], torch.Tensor], bounds: 
                 else:
                     b = mid
             roots.append(float(0.5 * (a + b)))
-    roots = sorted(set(round(r, 12) for r in roots))
+    roots = sorted({round(r, 12) for r in roots})
     return torch.tensor(roots, dtype=dtype)
 
 
@@ -339,22 +421,28 @@ def _guard(loss: torch.Tensor, step: int) -> None:
         )
 
 
-def fit_nce(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise, nu: float,
-            max_iter: int = 200, tol: float = 1e-9, objective: str = "binary") -> dict:
-    """The NCE estimator of Gutmann & Hyvarinen: minimise L on one fixed set of data and noise samples.
+def fit_nce(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor,
+            noise, nu: float, max_iter: int = 200, tol: float = 1e-9,
+            objective: str = "binary") -> dict:
+    """The NCE estimator of Gutmann & Hyvarinen: minimise L on one fixed set
+    of data and noise samples (the estimator their Theorem 3 describes).
 
-    Full-batch L-BFGS (strong Wolfe line search): for a model with a handful of parameters (a Gaussian EBM)
-    this reaches the minimiser of the sample objective (until every |dL/dparameter| < tol, or the loss stops
-    changing at machine precision), so what remains is the estimator's own error.
-    x_data: (T_d, d), x_noise: (T_n, d) with T_n = nu T_d. objective: "binary" (:func:`nce_loss`) or
-    "ranking" (:func:`ranking_nce_loss`, nu = K an integer: row i's noise samples are x_noise[i*K:(i+1)*K];
-    c gets no gradient and keeps its value). Returns {"loss": final loss, "n_iter": iterations}.
+    Full-batch L-BFGS (strong Wolfe line search): for a model with a handful
+    of parameters (a Gaussian EBM) this reaches the minimiser of the sample
+    objective (until every |dL/dparameter| < tol, or the loss stops changing
+    at machine precision), so what remains is the estimator's own error.
+    x_data: (T_d, d), x_noise: (T_n, d) with T_n = nu T_d. objective:
+    "binary" (:func:`nce_loss`) or "ranking" (:func:`ranking_nce_loss`,
+    nu = K an integer: row i's noise samples are x_noise[i*K:(i+1)*K]; c gets
+    no gradient and keeps its value). Returns {"loss", "n_iter"}.
     """
     if objective not in ("binary", "ranking"):
-        raise ValueError(f"objective must be 'binary' or 'ranking'; got {objective!r}.")
+        raise ValueError("objective must be 'binary' or 'ranking'; got "
+                         f"{objective!r}.")
     nu = _check_nu(nu)
     if objective == "ranking" and nu != int(nu):
-        raise ValueError(f"ranking NCE needs a whole number K = nu of noise samples per datum; got nu = {nu}.")
+        raise ValueError("ranking NCE needs a whole number K = nu of noise "
+                         f"samples per datum; got nu = {nu}.")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     x_data = check_tensor(x_data, "x_data", ndim=2)
     x_noise = check_tensor(x_noise, "x_noise", shape=(None, x_data.shape[1]))
@@ -363,8 +451,8 @@ def fit_nce(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise,
     if objective == "ranking":
         k = int(nu)
         if len(x_noise) != k * len(x_data):
-            raise ValueError(f"x_noise has {len(x_noise)} rows; ranking NCE with K = {k} needs K * T_d = "
-                             f"{k * len(x_data)}.")
+            raise ValueError(f"x_noise has {len(x_noise)} rows; ranking NCE "
+                             f"with K = {k} needs K * T_d = {k * len(x_data)}.")
         x_noise_k = x_noise.reshape(len(x_data), k, x_data.shape[1])
 
     def objective_fn():
@@ -372,9 +460,10 @@ def fit_nce(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise,
             return ranking_nce_loss(model, x_data, x_noise_k, noise)
         return nce_loss(model, x_data, x_noise, noise, nu)
 
-    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=tol,
-                            tolerance_change=torch.finfo(x_data.dtype).eps, history_size=20,
-                            line_search_fn="strong_wolfe")
+    eps = torch.finfo(x_data.dtype).eps
+    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter,
+                            tolerance_grad=tol, tolerance_change=eps,
+                            history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
@@ -390,13 +479,21 @@ def fit_nce(model: NCEModel, x_data: torch.Tensor, x_noise: torch.Tensor, noise,
     return {"loss": float(loss), "n_iter": n_iter}
 
 
-def train_nce(model: NCEModel, x: torch.Tensor, noise, nu: float = 1.0, n_steps: int = 1000, batch_size: int = 256,
-              lr: float = 1e-3, generator: Optional[torch.Generator] = None, log_every: int = 50) -> dict:
-    """Stochastic NCE: each step takes a minibatch of data and draws round(nu * batch) fresh noise samples.
+def train_nce(model: NCEModel, x: torch.Tensor, noise, nu: float = 1.0,
+              n_steps: int = 1000, batch_size: int = 256, lr: float = 1e-3,
+              generator: torch.Generator | None = None,
+              log_every: int = 50) -> dict:
+    """Stochastic NCE: each Adam step takes a minibatch of data and draws
+    round(nu * batch) fresh noise samples.
 
-    The loop: sample, loss = nce_loss(...), Adam step, divergence guard every ``log_every`` steps.
-    x: (n, d) training data; noise: ``sample(n, generator)`` and ``log_prob(x)``; generator: on x's device.
-    Returns a history dict: "step", "loss" (mean over each window of log_every steps), "c".
+    Fresh noise at every step means that over a run the model sees far more
+    noise than nu per datum (n_steps * nu * batch_size noise points for
+    len(x) data points), so Theorem 3 of Gutmann & Hyvarinen (one fixed noise
+    sample, see :func:`fit_nce`) does not describe this estimator exactly.
+    x: (n, d) training data; noise: ``sample(n, generator)`` and
+    ``log_prob(x)``; generator: on x's device. The divergence guard runs every
+    ``log_every`` steps. Returns a history dict: "step", "loss" (mean over
+    each window of log_every steps), "c".
     """
     nu = _check_nu(nu)
     n_steps = check_int(n_steps, "n_steps", minimum=1)
@@ -406,14 +503,16 @@ def train_nce(model: NCEModel, x: torch.Tensor, noise, nu: float = 1.0, n_steps:
     x = check_tensor(x, "x", ndim=2)
     n_noise = round(nu * batch_size)
     if n_noise < 1:
-        raise ValueError(f"nu * batch_size = {nu * batch_size:g} rounds to no noise sample; raise nu or batch_size.")
+        raise ValueError(f"nu * batch_size = {nu * batch_size:g} rounds to no "
+                         "noise sample; raise nu or batch_size.")
     _check_covered(noise, x)
     _check_sample(noise, n_noise, x.shape[1], generator)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = {"step": [], "loss": [], "c": []}
     window = torch.zeros((), device=x.device, dtype=x.dtype)
     for step in progress(range(1, n_steps + 1), desc="NCE"):
-        idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=generator, device=x.device)
+        idx = torch.randint(len(x), (min(batch_size, len(x)),),
+                            generator=generator, device=x.device)
         x_batch = x[idx]
         x_noise = noise.sample(round(nu * len(x_batch)), generator=generator)
         loss = nce_loss(model, x_batch, x_noise, noise, nu)

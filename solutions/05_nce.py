@@ -15,9 +15,9 @@
 # # Exercises for Chapter 5: noise-contrastive estimation
 #
 # Four exercises: three functions that are results of Chapter 5, and one derivation whose answer the
-# grader checks numerically. Replace every `raise NotImplementedError()` with your code, then run the
-# **self-check** cell below the exercise: it tries your function on one case whose answer you can verify by
-# hand. The grader runs further, hidden checks on other inputs:
+# grader checks numerically against Gutmann & Hyvärinen's theorem. Replace every
+# `raise NotImplementedError()` with your code, then run the **self-check** cell below the exercise: it
+# tries your function on one case whose answer you can verify by hand. The grader runs further, hidden checks on other inputs:
 #
 # ```
 # python -m ebm_teach.grade 05_nce.ipynb
@@ -136,7 +136,7 @@ run_checks("05_nce", "5.2", nce_loss)
 # The chapter's worked example ($\sigma^2 = 1$, $\sigma_n^2 = 4$, $\nu = 1$, $c = 0$) gives $|x| \approx 2.073$.
 #
 # When the solution for $x^2$ is negative, or when the equation does not depend on $x$ at all
-# ($\sigma_n = \sigma$: the practice problem), the classifier gives the same answer everywhere and there is no
+# ($\sigma_n = \sigma$, the case of section 3), the classifier gives the same answer everywhere and there is no
 # boundary: raise a `ValueError`.
 
 # %%
@@ -170,46 +170,72 @@ run_checks("05_nce", "5.3", decision_boundary)
 
 
 # %% [markdown]
-# ## Exercise 5.4: how much noise buys how much efficiency? A derivation (2 points)
+# ## Exercise 5.4: NCE as an estimator of $\log Z$ alone, a derivation (2 points)
 #
-# Gutmann & Hyvärinen's Theorem 3 (chapter 5, section 3) gives NCE's asymptotic covariance
+# Gutmann & Hyvärinen's Theorem 3 (chapter 5, section 3) gives NCE's asymptotic covariance,
+# $\sqrt{T_d}\,(\hat\theta - \theta^\star) \to \mathcal{N}(0, \Sigma)$ with
 #
 # $$\Sigma = I_\nu^{-1} - \Big(1 + \frac1\nu\Big) I_\nu^{-1} \mathbf{m}\mathbf{m}^\top I_\nu^{-1},\qquad
 #   I_\nu = \int \mathbf{g}\mathbf{g}^\top P_\nu\, p_d,\quad \mathbf{m} = \int \mathbf{g} P_\nu\, p_d,
-#   \quad P_\nu = \frac{\nu p_n}{p_d + \nu p_n}.$$
+#   \quad P_\nu = \frac{\nu p_n}{p_d + \nu p_n},$$
 #
-# Take noise equal to the data, $p_n = p_d$. Then $P_\nu$ is a constant. Show that $\Sigma$ is then a fixed
-# multiple of $I^{-1} - I^{-1}\bar{\mathbf{g}}\bar{\mathbf{g}}^\top I^{-1}$, with $I = \int \mathbf{g}
-# \mathbf{g}^\top p_d$ and $\bar{\mathbf{g}} = \int \mathbf{g}\, p_d$ (that matrix is the Cramér–Rao bound
-# of maximum likelihood for the normalised model; take it as given). Which multiple? Then answer the
-# practical question: **how many noise samples per data point** make NCE's variance exactly `ratio` times
-# the Cramér–Rao bound? Raise a `ValueError` when no finite $\nu$ does. The hidden checks compare your $\nu$
-# with the theorem evaluated by quadrature.
+# where $\mathbf{g}$ is the gradient of $\log p_\theta(x)$ in the parameters at the truth. Take the extreme
+# case where the energy is known exactly, $E(x) = -\log p_d(x) - \log Z$, and NCE estimates only the
+# log-normaliser $c$ from $T_d$ data points and $\nu T_d$ noise points: the chapter's remark that NCE, used
+# this way, is an estimator of $\log Z$ (a bridge-sampling estimator).
+#
+# 1. With $c$ the only parameter, what is $\mathbf{g}$? Derive $\Sigma_{cc}$, the asymptotic variance of
+#    $\sqrt{T_d}\,(\hat c - \log Z)$, as a function of $\nu$ and of the single number
+#    $a = \int P_\nu(x)\, p_d(x)\, dx$ (the mean probability, under the data, that the Bayes classifier
+#    assigns to "noise").
+# 2. Write a function that returns $\Sigma_{cc}$ for data $\mathcal{N}(\mu_d, \sigma_d^2)$ and noise
+#    $\mathcal{N}(\mu_n, \sigma_n^2)$ in one dimension, computing $a$ by quadrature. Compute $P_\nu$ from
+#    log-densities, $P_\nu = \sigma(\log\nu + \log p_n - \log p_d)$: far in the tails both densities
+#    underflow to 0, and $0/0$ is `nan`. Raise a `ValueError` when a variance or $\nu$ is not positive.
+#
+# Before you run the self-check, predict: what variance does your formula give for noise equal to the data?
+# The hidden checks compare your function with the theorem evaluated by quadrature on random Gaussians.
 
 # %%
-def noise_ratio_for_efficiency(ratio):
-    """The noise ratio nu at which NCE with p_n = p_d has ratio times the Cramer-Rao variance.
+def nce_log_z_variance(mean_d, var_d, mean_n, var_n, nu):
+    """The asymptotic variance of sqrt(T_d) (c_hat - log Z) when NCE estimates only c.
 
-    ratio: a number, the allowed variance as a multiple of the Cramer-Rao bound.
-    Returns nu > 0 as a float. Raises ValueError when no finite nu achieves it.
+    Data N(mean_d, var_d), noise N(mean_n, var_n), nu noise samples per data sample; the energy is known
+    exactly. mean_d, mean_n: numbers; var_d, var_n > 0: variances; nu > 0.
+    Returns Sigma_cc as a float >= 0. Raises ValueError when var_d, var_n or nu is not positive.
     """
     ### BEGIN SOLUTION
-    # P_nu = nu / (1 + nu) =: a, so I_nu = a I, m = a g_bar, and (1 + 1/nu) a = 1:
-    # Sigma = (1/a) [I^{-1} - I^{-1} g_bar g_bar^T I^{-1}] = (1 + 1/nu) x Cramer-Rao.
-    if not ratio > 1:
-        raise ValueError(f"NCE's variance is (1 + 1/nu) times Cramer-Rao, > 1 for every finite nu; got {ratio}.")
-    return 1.0 / (ratio - 1.0)
+    # g = d/dc (-E - c) = -1, so I_nu = int P_nu p_d = a and m = -a:
+    # Sigma = 1/a - (1 + 1/nu) a^2 / a^2 = 1/a - 1 - 1/nu.
+    if not (var_d > 0 and var_n > 0 and nu > 0):
+        raise ValueError(f"variances and nu must be > 0; got var_d={var_d}, var_n={var_n}, nu={nu}.")
+    half = 15 * math.sqrt(max(var_d, var_n))  # the grid covers both densities
+    lo, hi = min(mean_d, mean_n) - half, max(mean_d, mean_n) + half
+    x = torch.linspace(lo, hi, 40001, dtype=torch.float64)
+    log_pd = -0.5 * (x - mean_d) ** 2 / var_d - 0.5 * math.log(2 * math.pi * var_d)
+    log_pn = -0.5 * (x - mean_n) ** 2 / var_n - 0.5 * math.log(2 * math.pi * var_n)
+    p_noise = torch.sigmoid(math.log(nu) + log_pn - log_pd)  # P_nu
+    a = float(torch.trapezoid(p_noise * log_pd.exp(), x))
+    return 1 / a - 1 - 1 / nu
     ### END SOLUTION
 
 
 # %% tags=["self-check"]
-# Self-check: with nu = 1 noise sample per data point the variance is twice the bound.
-print(f"nu for ratio 2: {noise_ratio_for_efficiency(2.0)} (expected 1.0)")
-assert abs(noise_ratio_for_efficiency(2.0) - 1.0) < 1e-9, "not yet right"
+# Self-check: data N(0, 1), noise N(0, 4), nu = 1 (the chapter's worked example) gives 0.3809; and your
+# prediction for noise equal to the data.
+value = nce_log_z_variance(0.0, 1.0, 0.0, 4.0, 1.0)
+print(f"Sigma_cc = {value:.4f} (expected 0.3809)")
+assert abs(value - 0.3809) < 1e-3, "not yet right"
+same = nce_log_z_variance(0.5, 2.0, 0.5, 2.0, 3.0)
+print(f"noise equal to the data: Sigma_cc = {same:.2e}")
+assert abs(same) < 1e-6, "not yet right: with p_n = p_d, what is P_nu, and so a?"
+# Why is it zero? With the energy exact and p_n = p_d, the logit -E - c - log(nu p_n) is the same number
+# at every point, so the classifier cannot tell data from noise, and the best c is the one that makes its
+# constant output equal the known share of data in the pool, 1 / (1 + nu): c = log Z, whatever the sample.
 
 # %% tags=["hidden-test"]
 ### BEGIN HIDDEN TESTS
 from ebm_teach.grade import run_checks
 
-run_checks("05_nce", "5.4", noise_ratio_for_efficiency)
+run_checks("05_nce", "5.4", nce_log_z_variance)
 ### END HIDDEN TESTS

@@ -3,7 +3,9 @@
 Known answers: the worked example's boundary +-sqrt(8/3 ln(2 sqrt(2 pi))) = +-2.0734; the loss and its
 gradient against the hand-derived form on a 1-D Gaussian; Gutmann & Hyvarinen's Corollaries (p_n = p_d gives
 (1 + 1/nu) times the Cramer-Rao bound, nu -> infinity gives the bound); quadrature against closed forms; the
-ranking (InfoNCE) loss against an explicit softmax, its blindness to c, and its consistency.
+ranking (InfoNCE) loss against an explicit softmax, its blindness to c, and its consistency; the
+importance-sampling log Z against the closed form and its standard error against the exact variance of the
+weights.
 """
 import math
 
@@ -22,6 +24,7 @@ from ebm_teach.nce import (
     UniformNoise,
     decision_boundary_1d,
     fit_nce,
+    importance_log_z,
     nce_asymptotic_covariance,
     nce_logit,
     nce_loss,
@@ -449,3 +452,72 @@ def test_ranking_nce_rejects_bad_shapes_and_objectives():
         fit_nce(model, x, torch.zeros(10, 1, dtype=D), noise, 2.5, objective="ranking")
     with pytest.raises(TypeError, match="model must be an NCEModel"):
         ranking_nce_loss(gaussian_1d(0.0, 1.0), x, torch.zeros(4, 2, 1, dtype=D), noise)
+
+
+# ----------------------------------------------------------------------------- importance-sampling log Z
+def _relative_weight_variance(m, s2, t2):
+    """var(w) / E[w]^2 for w = N(x; m, s2) / N(x; 0, t2), x ~ N(0, t2): int q^2 / p_n - 1 in closed form,
+    t2 / (s sqrt(2 t2 - s2)) exp(m^2 / (2 t2 - s2)) - 1 (finite for 2 t2 > s2)."""
+    return t2 / math.sqrt(s2 * (2 * t2 - s2)) * math.exp(m**2 / (2 * t2 - s2)) - 1
+
+
+def test_importance_log_z_matches_the_closed_form_within_its_standard_error():
+    # E = Lambda (x - 1)^2 / 2 with Lambda = 4: Z = sqrt(2 pi / 4); proposal N(0, 4). The weights' relative
+    # variance is 2.27 in closed form, so with n = 200000 the standard error of log Z_hat is 0.0034.
+    truth, noise = gaussian_1d(1.0, 4.0), normal_1d(0.0, 4.0)
+    n = 200_000
+    y = noise.sample(n, generator=make_generator(11))
+    est = importance_log_z(truth, y, noise)
+    rel_var = _relative_weight_variance(1.0, 0.25, 4.0)
+    assert rel_var == pytest.approx(2.2695, abs=1e-3)
+    se = math.sqrt(rel_var / n)
+    assert est.std_err == pytest.approx(se, rel=0.1)  # the sample sd of the weights, within 10 %
+    assert est.log_z == pytest.approx(0.5 * math.log(2 * math.pi / 4.0), abs=4 * se)
+    assert est.ess == pytest.approx(n / (1 + rel_var), rel=0.1)  # ESS = n / (1 + relative variance)
+
+
+def test_ranking_nce_then_importance_sampling_with_the_same_noise_normalises_the_model():
+    # Ranking NCE leaves c alone; the same noise samples then give log Z of the learned energy.
+    g = make_generator(12)
+    truth, noise = gaussian_1d(1.0, 4.0), normal_1d(0.0, 4.0)
+    x = truth.sample(2000, generator=g)
+    y = noise.sample(16 * 2000, generator=g)
+    model = NCEModel(gaussian_1d(0.0, 1.0))
+    fit_nce(model, x, y, noise, 16, objective="ranking")
+    est = importance_log_z(model.energy, y, noise)
+    with torch.no_grad():
+        closed = float(model.energy.log_partition())
+    assert est.log_z == pytest.approx(closed, abs=4 * est.std_err)
+    assert est.std_err < 0.02
+
+
+def test_importance_log_z_rejects_bad_input():
+    noise = normal_1d(0.0, 1.0)
+    y = noise.sample(10, generator=make_generator(13))
+    with pytest.raises(ValueError, match="at least 2 noise samples"):
+        importance_log_z(gaussian_1d(0.0, 1.0), y[:1], noise)
+    with pytest.raises(ValueError, match=r"energy\(x_noise\) must return one energy per row"):
+        importance_log_z(lambda x: x, y, noise)
+    box = UniformNoise(torch.tensor([-1.0], dtype=D), torch.tensor([1.0], dtype=D))
+    with pytest.raises(ValueError, match="importance weights are not finite"):
+        importance_log_z(gaussian_1d(0.0, 1.0), y * 0 + 5.0, box)
+
+
+def test_c_and_the_last_layer_bias_get_identical_gradients_and_adam_updates():
+    # c and the bias b of the network's last layer enter log p = -E - c only as b + c (E = ... + b), so
+    # dL/db = dL/dc on every batch, and Adam (zero initial moments) moves them by the same amount.
+    from ebm_teach.energies import MLPEnergy
+
+    torch.manual_seed(0)
+    x = torch.randn(300, 2, generator=make_generator(14))
+    noise = GaussianNoise.fit(x, widen=1.5)
+    model = NCEModel(MLPEnergy(2, 16, 2))
+    bias = model.energy.net[-1].bias
+    loss = nce_loss(model, x[:50], noise.sample(100, generator=make_generator(15)), noise, 2)
+    loss.backward()
+    assert float(bias.grad) == pytest.approx(float(model.c.grad), rel=1e-6, abs=1e-9)
+    b0, c0 = float(bias.detach()), float(model.c.detach())
+    train_nce(model, x, noise, nu=2, n_steps=40, batch_size=64, lr=1e-2, generator=make_generator(16))
+    moved_b, moved_c = float(bias.detach()) - b0, float(model.c.detach()) - c0
+    assert moved_b == pytest.approx(moved_c, abs=1e-5)
+    assert abs(moved_c) > 1e-3  # they did move
