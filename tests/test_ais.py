@@ -448,6 +448,25 @@ def test_ais_contracts_on_device(device):
     assert torch.equal(again.log_weights, result.log_weights)
 
 
+def test_reverse_ais_and_raise_contracts_on_device(device):
+    """Shapes, dtypes and devices of reverse AIS, RAISE and exact samples on every available device; the same
+    generator seed gives the same numbers."""
+    rbm = _random_rbm(16, 5, seed=6, device=device)
+    v, h = rbm.sample_exact(12, generator=torch.Generator(device=device).manual_seed(0))
+    assert v.device.type == h.device.type == torch.device(device).type and v.shape == (12, 16)
+    rev = reverse_ais_log_partition(rbm, v, n_betas=30, base="uniform",
+                                    generator=torch.Generator(device=device).manual_seed(1))
+    assert rev.log_weights.shape == (12,) and rev.log_weights.dtype == D
+    assert rev.log_weights.device.type == torch.device(device).type
+    assert rev.log_z_lower <= rev.log_z <= rev.log_z_upper and 1.0 <= rev.ess <= 12.0
+    est = raise_log_likelihood(rbm, v[:5], n_chains=2, n_betas=30,
+                               generator=torch.Generator(device=device).manual_seed(2))
+    assert est.log_p.shape == (5,) and est.log_weights.shape == (5, 2) and isinstance(est.log_likelihood, float)
+    again = raise_log_likelihood(rbm, v[:5], n_chains=2, n_betas=30,
+                                 generator=torch.Generator(device=device).manual_seed(2))
+    assert torch.equal(est.log_p, again.log_p)
+
+
 def test_ais_leaves_the_rbm_the_thread_count_and_autograd_alone():
     rbm = _random_rbm(12, 4, seed=7)
     theta = rbm.theta.clone()
