@@ -352,7 +352,7 @@ def variance_ratio(sigma_n, nu_):
     return torch.diagonal(sigma) / cramer_rao
 
 
-fig, axes = plt.subplots(1, 3, figsize=(8, 3.2), sharey=True,
+fig, axes = plt.subplots(1, 3, figsize=(7.8, 3.2), sharey=True,
                          layout="constrained")
 for nu_ in (1.0, 10.0):
     ratios = torch.stack([variance_ratio(s, nu_) for s in widths])
@@ -988,7 +988,7 @@ for method, secs in seconds.items():
 # and the bump masses of every run (last panel):
 
 # %%
-fig, axes = plt.subplots(2, 4, figsize=(8, 4.6), layout="constrained")
+fig, axes = plt.subplots(2, 4, figsize=(7.8, 4.6), layout="constrained")
 panels = {"true density": true_energy}
 for method, short in zip(methods, ("ML", "NCE")):
     for seed, e in enumerate(runs[method]):

@@ -144,7 +144,7 @@ def plot_log_density_panels(panels: dict, bounds: Sequence, axes=None, n_cols: i
     if axes is None:
         n_cols = min(n_cols, len(panels))
         n_rows = int(np.ceil(len(panels) / n_cols))
-        side = min(2.6, 7.2 / n_cols)
+        side = min(2.6, 7.0 / n_cols)
         fig, grid_axes = plt.subplots(n_rows, n_cols, figsize=(side * n_cols + 0.8, side * n_rows + 0.2),
                                       squeeze=False, layout="constrained")
         axes = list(grid_axes.flat)
