@@ -515,7 +515,8 @@ for j, name in enumerate(("mu", "Lambda", "c")):
 # can fall below the Cramér–Rao line (dotted): that line is the error of maximum likelihood *on average over
 # all data sets*, and these 20 can be easier than average. The fair floor is maximum likelihood on the same
 # 20 data sets (dashed), and the ratio to it, which cancels the shared luck, is what we checked: with the
-# luck divided out, the measurements agree with the theory to a few per cent.
+# luck divided out, the measurements agree with the theory. Over 12 runs with other seeds each ratio
+# averaged about 1 and varied by about 5 % (one standard deviation; the ranges above are four of those).
 #
 # With that, the theory describes the measurements, and it says more than "NCE approaches maximum
 # likelihood as $\nu$ grows". The three parameters do not converge alike. For $\hat\mu$ and $\hat\Lambda$ a
