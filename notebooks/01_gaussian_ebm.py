@@ -98,6 +98,12 @@ plt.show()
 # ($d = 784$). That is why $Z$ of a neural energy is
 # *intractable*: it is an integral over a space too large to visit. The rest of this book is about living
 # without it. The Gaussian is the exception where the integral has a closed form.
+#
+# Why not replace the grid by random points? Monte Carlo escapes the $10^{2d}$ count: $Z = Z_q\,
+# \mathbb E_{x\sim q}[e^{-E(x)}/q^*(x)]$ for any distribution $q = q^*/Z_q$ we can sample, estimated by an
+# average over draws of $q$ (*importance sampling*). But it trades the count for variance: when $q$ and
+# $e^{-E}$ differ, almost every draw lands where $e^{-E}$ is tiny and a few rare draws carry the whole sum.
+# Chapter 3's annealed importance sampling is built to tame exactly that.
 
 # %%
 for d in (1, 2, 64, 784):
@@ -177,6 +183,7 @@ plt.show()
 x_obs = torch.tensor([[2.0, 0.5]], dtype=dtype)
 mu = mu_true.clone().requires_grad_(True)
 lam = precision_true.clone().requires_grad_(True)
+# log Z = (d/2) log(2 pi) - (1/2) log det Lambda, with d = 2 here
 log_p = -quadratic_energy(x_obs, mu, lam) - (math.log(2 * math.pi) - 0.5 * torch.logdet(lam))
 grad_mu_auto, grad_lam_auto = torch.autograd.grad(log_p.sum(), (mu, lam))
 
@@ -208,10 +215,15 @@ print(claim(max_err < 1e-12, "autograd and the formula agree to 1e-12"))
 # Carlo error, which should shrink like $1/\sqrt N$. We measure the root-mean-square error of the
 # $\Lambda$-gradient estimate over 50 repetitions for each $N$.
 #
-# A number that comes from random draws or from training is printed beside the range this book expects it
-# in, such as `-0.49 (expected -0.5 ± 0.05)`: the range is the mean over 8 runs with different seeds, plus or
-# minus about 4 standard deviations. Your machine may print other last digits; the number should still fall
-# inside the range, and the notebook stops with an error if it does not.
+# **How to read "(expected m ± t)".** A number that comes from random draws or from training is printed
+# beside the range this book expects it in, such as `-0.49 (expected -0.5 ± 0.05)`. The range comes from
+# rerunning the whole chapter with other seeds: $m$ is the mean over those runs and $t$ about 4 standard
+# deviations (wider, with the reason given, where a number has a long tail), and every range was then
+# checked on seeds that were not used to set it. Another computer changes the last bits of every
+# floating-point operation, and training amplifies them, so your machine may print other digits than the
+# stored output; the number should still fall inside the range. If it does not, the notebook stops with an
+# error. That means *investigate* (a changed setting, another library version, or a real bug), not that
+# your code is certainly wrong.
 
 # %%
 gen = make_generator(1, device)
@@ -241,8 +253,9 @@ plt.show()
 # %% [markdown]
 # ## 4. Maximum-likelihood training with a positive and a negative phase
 #
-# Averaging the gradient over a data set $\{\mathbf{x}_i\}$ and flipping the sign gives the gradient of
-# the negative log-likelihood,
+# Training minimises the *loss* $\mathcal L(\theta) = -\frac1n\sum_{i=1}^n \log p_\theta(\mathbf x_i)$, the
+# negative log-likelihood of a data set $\{\mathbf{x}_i\}$. Averaging the box over the data and flipping the
+# sign gives its gradient,
 # $\nabla_\theta \mathcal{L} = \mathbb{E}_{\text{data}}[\nabla_\theta E_\theta] - \mathbb{E}_{p_\theta}[\nabla_\theta E_\theta]$.
 # A convenient way to get it from autograd is the *surrogate loss*
 # $\frac1n\sum_i E_\theta(\mathbf{x}_i) - \frac1N\sum_j E_\theta(\mathbf{x}'_j)$ with the model samples
@@ -330,8 +343,10 @@ print(f"CD-1 gradient dE/dtheta(x0) - dE/dtheta(x1) = {exact(cd_grad, '.4f')}")
 #
 # With the noise switched back on, $x^{(1)} = 0.9 + \sqrt{0.1}\,\eta$ and
 # $\mathbb{E}[(x^{(1)})^2] = 0.81 + 0.1$, so the *expected* CD-1 gradient at $\theta = 1$ is
-# $1 - 0.91 = 0.09$, while the exact log-likelihood gradient is $x^2 - \mathbb{E}_{p_\theta}[x^2] = 1 - 0.5 = 0.5$.
-# A Monte Carlo check of the expectation:
+# $1 - 0.91 = 0.09$. Compare it with the exact gradient of the loss, the negative log-likelihood of section 4:
+# $\partial_\theta[-\log p_\theta(x)] = x^2 - \mathbb{E}_{p_\theta}[x^2] = 1 - \frac{1}{2\theta} = 0.5$ at
+# $\theta = 1$. (The box of section 3 gives $\partial_\theta \log p_\theta(x) = -0.5$; the loss has the
+# opposite sign, and descending it lowers $\theta$.) A Monte Carlo check of the expectation:
 
 # %%
 gen = make_generator(4, device)
@@ -341,36 +356,57 @@ cd_mean = float((1.0 - x1_noisy**2).mean())
 se = float((1.0 - x1_noisy**2).std() / math.sqrt(len(etas)))
 print(f"expected CD-1 gradient: Monte Carlo {expect(cd_mean, 0.09, 0.008)}, exact 0.09; "
       f"standard error {expect(se, 0.00131, 0.00002)}")
-print("exact maximum-likelihood gradient: 1 - 1/(2 theta) = 0.50")
+print("exact gradient of the loss (the negative log-likelihood): 1 - 1/(2 theta) = 0.50")
 
 # %% [markdown]
-# **Is CD-1 biased here?** Far from the optimum its gradient is five times too small: one short chain from
-# the data sees little of the model, so CD-1 points the right way but moves slowly. That alone would not
-# change the answer. What decides the answer is where the *expected* update vanishes. With data whose
-# second moment is $s$ ($s = 1$ here), $x^{(1)} = (1 - \epsilon\theta)\,x^{(0)} + \sqrt\epsilon\,\eta$, so
+# **What CD-1 follows here.** Write $s$ for the data's second moment ($s = 1$ here). One Langevin step from
+# $x^{(0)}$ is $x^{(1)} = (1 - \epsilon\theta)\,x^{(0)} + \sqrt\epsilon\,\eta$, so the expected CD-1 gradient is
 #
-# $$\mathbb{E}\big[(x^{(0)})^2 - (x^{(1)})^2\big] = s - (1-\epsilon\theta)^2 s - \epsilon = 0
-#   \quad\Longleftrightarrow\quad \theta_{\text{CD}} = \frac{1 - \sqrt{1 - \epsilon/s}}{\epsilon}$$
+# $$g_{\text{CD}}(\theta) = \mathbb{E}\big[(x^{(0)})^2 - (x^{(1)})^2\big] = s - (1-\epsilon\theta)^2 s - \epsilon
+#   = \frac{\epsilon}{2}\cdot 2(2\theta s - 1) \;-\; \epsilon^2\theta^2 s .$$
 #
-# (the root with $\epsilon\theta < 1$; Exercise 1.4 asks you to derive it). For $\epsilon = 0.1$ that is
-# 0.513, not 0.5. Where does the 0.013 come from? The Langevin step is not exact: iterated, it is the chain
+# The first term is a known objective in disguise. *Score matching* (Hyvärinen, 2005; chapter 6) fits the
+# model's score $\psi_\theta(x) = -\partial_x E_\theta(x) = -2\theta x$ to the data by minimising
+# $J_{\text{SM}}(\theta) = \mathbb{E}_{\text{data}}\big[\tfrac12\psi_\theta^2 + \partial_x\psi_\theta\big]
+# = 2\theta^2 s - 2\theta$, whose derivative is $2(2\theta s - 1)$. So
+# $g_{\text{CD}} = \frac{\epsilon}{2} J'_{\text{SM}}(\theta) - \epsilon^2\theta^2 s$: to first order in
+# $\epsilon$, CD-1 with a Langevin step follows score matching, scaled by $\epsilon/2$ (Hyvärinen, 2007, makes
+# this connection in general). That explains the 0.09: $0.05 \cdot 2 - 0.01$. And since
+# $J'_{\text{SM}} = 4\theta\,(s - \frac{1}{2\theta})$ is $4\theta$ times the loss gradient, CD-1's expected
+# gradient is about $2\epsilon\theta$ times the loss gradient: 5.6 times smaller at $\theta = 1$ (0.09
+# against 0.5), and about ten times flatter near the optimum (slopes 0.19 against 2). It points the right
+# way and moves slowly, which alone would not change the answer.
+#
+# What decides the answer is where the expected update vanishes. Score matching alone stops at
+# $J'_{\text{SM}} = 0$, that is at $\theta = 1/(2s) = \theta_{\text{ML}}$; the $\epsilon^2$ term moves the zero.
+# $g_{\text{CD}} = 0$ is a quadratic in $\theta$, and its root with $\epsilon\theta < 1$ (a step that does
+# not overshoot) is, for $s = 1$ and $\epsilon = 0.1$, $\theta_{\text{CD}} = 0.513$, not 0.5. Where does the
+# 0.013 come from? The Langevin step is not exact: iterated, it is the chain
 # $x \mapsto (1-\epsilon\theta)x + \sqrt\epsilon\,\eta$, whose stationary variance is
-# $\epsilon / (1 - (1-\epsilon\theta)^2) = 1/(\theta(2 - \epsilon\theta))$ instead of $1/(2\theta)$. CD-1
-# stops where that *discretised* chain leaves the data's second moment unchanged. Replace the step by an
-# exact move that leaves $p_\theta$ invariant (for a Gaussian, $x \mapsto a x + \sqrt{1-a^2}\,\sigma\eta$ with
+# $\epsilon / (1 - (1-\epsilon\theta)^2) = 1/(\theta(2 - \epsilon\theta))$ instead of $1/(2\theta)$. CD-1 stops
+# where that *discretised* chain leaves the data's second moment unchanged. Replace the step by an exact move
+# that leaves $p_\theta$ invariant (for a Gaussian, $x \mapsto a x + \sqrt{1-a^2}\,\sigma\eta$ with
 # $\sigma^2 = 1/(2\theta)$) and $\mathbb{E}[(x^{(1)})^2] = a^2 s + (1-a^2)\sigma^2$ equals $s$ exactly when
 # $\sigma^2 = s$: the fixed point becomes $\theta_{\text{ML}}$. So for this model the whole 0.013 is the
-# sampler's discretisation bias, and it vanishes as $\epsilon \to 0$. CD's own bias, from chains too short to
-# explore the model, needs a model whose chains mix slowly; chapter 2 shows it. Below, the two expected
-# gradients as functions of $\theta$, and CD-1 run as a stochastic algorithm (40,000 noisy one-step chains
-# per update, step size 0.5, 300 updates from $\theta = 1$).
+# sampler's discretisation bias, and it vanishes as $\epsilon \to 0$. Would more Langevin steps per update
+# (CD-$k$) move it? Exercise 1.4 asks you to find out.
+#
+# The exact move also shows what CD's *own* bias, from chains too short to reach the model, needs. Slow mixing
+# is not enough: with $a$ close to 1 the exact move mixes arbitrarily slowly, yet CD-1 still stops at
+# $\theta_{\text{ML}}$, for every $a < 1$. The reason is that $\mathbb{E}[(x^{(1)})^2 \mid x^{(0)}]$ is linear in
+# $(x^{(0)})^2$: the one statistic the gradient needs, $x^2$, moves in a straight line from the data's value
+# towards the model's, so it stays put only where the two agree. CD's own bias needs a model and a kernel
+# whose $k$-step chain from the data does not carry the data's statistics towards the model's, for example
+# modes of the model that $k$ steps from the data never connect. Chapter 2 shows such a case.
+#
+# Below, the two expected gradients as functions of $\theta$, a zoom on their zeros, and CD-1 run as a
+# stochastic algorithm (40,000 noisy one-step chains per update, step size 0.5, 300 updates from
+# $\theta = 1$).
 
 # %%
-thetas = torch.linspace(0.3, 1.5, 241, dtype=dtype)
 s_data = 1.0  # the second moment of the data (one point at x = 1)
-cd_expected = s_data - (1 - epsilon * thetas) ** 2 * s_data - epsilon
-ml_gradient = s_data - 1 / (2 * thetas)
-theta_cd = (1 - math.sqrt(1 - epsilon / s_data)) / epsilon
+# the root with epsilon * theta < 1 of the quadratic g_CD(theta) = 0 (at s = 1)
+theta_cd = (1 - math.sqrt(1 - epsilon)) / epsilon
 # variance of the Langevin chain at theta_CD
 stationary = 1 / (theta_cd * (2 - epsilon * theta_cd))
 print(f"theta_ML = 0.5; theta_CD = {exact(theta_cd, '.4f')}")
@@ -391,21 +427,26 @@ print(f"stochastic CD-1, mean theta over its last 200 updates: "
 print(claim(abs(theta_final - theta_cd) < abs(theta_final - 0.5),
             "stochastic CD-1 settles nearer theta_CD than theta_ML"))
 
-fig, axes = plt.subplots(1, 2, figsize=(8, 3))
-axes[0].plot(thetas, ml_gradient, label="log-likelihood gradient")
-axes[0].plot(thetas, cd_expected, label="expected CD-1 gradient")
-axes[0].axhline(0, color="gray", lw=0.8)
-axes[0].axvline(0.5, color="C0", ls=":", lw=1)
-axes[0].axvline(theta_cd, color="C1", ls=":", lw=1)
-axes[0].set(xlabel=r"$\theta$", ylabel="gradient of the loss",
-            title="two zeros: 0.5 and 0.513")
-axes[0].legend(frameon=False, fontsize=9)
-axes[1].plot(path, color="C1")
-axes[1].axhline(theta_cd, color="C1", ls=":", lw=1, label=r"$\theta_{\mathrm{CD}}$")
-axes[1].axhline(0.5, color="C0", ls=":", lw=1, label=r"$\theta_{\mathrm{ML}}$")
-axes[1].set(xlabel="update", ylabel=r"$\theta$", title=r"stochastic CD-1 from $\theta = 1$",
-            ylim=(0.45, 1.02))
-axes[1].legend(frameon=False, fontsize=9)
+fig, axes = plt.subplots(1, 3, figsize=(8, 2.9))
+thetas, zoom = (torch.linspace(lo, hi, 241, dtype=dtype) for lo, hi in ((0.3, 1.5), (0.49, 0.53)))
+for ax, th in zip(axes[:2], (thetas, zoom)):  # the two expected gradients, as functions of theta
+    ax.plot(th, s_data - 1 / (2 * th), label="loss gradient (ML)")
+    ax.plot(th, s_data - (1 - epsilon * th) ** 2 * s_data - epsilon, label="expected CD-1")
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.axvline(0.5, color="C0", ls=":", lw=1.2)
+    ax.axvline(theta_cd, color="C1", ls="--", lw=1.2)
+    ax.set(xlabel=r"$\theta$")
+axes[0].set(ylabel="gradient of the loss", title="two gradients")
+axes[0].legend(frameon=False, fontsize=9, loc="upper left")
+axes[1].set(xlim=(0.49, 0.53), ylim=(-0.03, 0.03), xticks=[0.49, 0.5, 0.513, 0.53],
+            title="zoom: zeros at 0.5 and 0.513")
+axes[1].tick_params(axis="x", labelsize=9)
+axes[2].plot(path, color="C1", lw=1)
+axes[2].axhline(theta_cd, color="C1", ls="--", lw=1.2, label=r"$\theta_{\mathrm{CD}} = 0.513$")
+axes[2].axhline(0.5, color="C0", ls=":", lw=1.2, label=r"$\theta_{\mathrm{ML}} = 0.5$")
+axes[2].set(xlabel="update", ylabel=r"$\theta$", ylim=(0.49, 0.535),
+            title="stochastic CD-1 (from 1)")
+axes[2].legend(frameon=False, fontsize=9, loc="upper right")
 plt.tight_layout()
 plt.show()
 
@@ -454,7 +495,9 @@ plt.show()
 # $x_1$-axis" and nothing about $x_1$ (its density is not even normalisable on its own, but the product is).
 # Their product is the upper half of the ring: sharper than either expert. A *mixture*
 # $\tfrac12(p_1 + p_2)$ can only spread mass out; a product concentrates it where all experts agree. Both
-# products are normalised by quadrature, so the masses below are exact to the grid's accuracy.
+# densities below (the ring alone, and the product) are normalised by quadrature, so the masses are exact to
+# the grid's accuracy. In the figures each panel has its own colour scale; the half-plane alone is not
+# normalisable, so its panel is normalised on the plotted box only.
 
 # %%
 def ring(x):
@@ -474,7 +517,7 @@ for name, energy in [("ring", ring), ("ring x half-plane", lambda x: ring(x) + h
     print(f"{name:17s}: log Z = {exact(log_z, '.4f')}, "
           f"mass above the x1-axis = {exact(p[upper].sum(), '.4f')}")
 fig, axes = plt.subplots(1, 3, figsize=(8, 2.8))
-panels = [(ring, "expert 1: a ring"), (half_plane, "expert 2: $x_2 > 0$, softly"),
+panels = [(ring, "expert 1: a ring"), (half_plane, "expert 2: $x_2 > 0$ (on this box)"),
           (lambda x: ring(x) + half_plane(x), "their product")]
 for ax, (energy, title) in zip(axes, panels):
     plot_energy_2d(energy, box, kind="density", ax=ax, dtype=dtype, title=title,
@@ -490,12 +533,15 @@ plt.show()
 # - For a quadratic energy, completing the square gives $\log Z = \frac d2\log 2\pi - \frac12\log\det\Lambda$,
 #   which quadrature confirms to six digits.
 # - The log-likelihood gradient is a *positive phase* at the data minus a *negative phase* under the model;
-#   with model samples, the negative phase is a Monte Carlo average whose error falls as $1/\sqrt N$.
-# - With exact samples, gradient ascent recovers the maximum-likelihood Gaussian (sample mean and
+#   with model samples, the negative phase is a Monte Carlo average whose error falls as $1/\sqrt N$. The
+#   loss, the negative log-likelihood, has the same gradient with the opposite sign.
+# - With exact samples, gradient descent on the loss recovers the maximum-likelihood Gaussian (sample mean and
 #   covariance). Without them, contrastive divergence runs a short chain from the data. In the worked
-#   example its expected gradient is small far from the optimum (0.09 against 0.5 at $\theta = 1$), and it
-#   stops at $\theta = 0.513$ instead of 0.5: a bias of the *discretised* Langevin step, which an exact
-#   sampler would remove. Chapter 2 meets CD's own bias, which comes from chains that mix slowly.
+#   example its expected gradient is about $2\epsilon\theta$ times the loss gradient (0.09 against 0.5 at
+#   $\theta = 1$): to first order in $\epsilon$ it is score matching. It stops at $\theta = 0.513$ instead
+#   of 0.5: a bias of the *discretised* Langevin step, which an exact sampler would remove, however slowly
+#   it mixed. CD's own bias needs a short chain that does not carry the data's statistics towards the
+#   model's, such as modes it never connects: chapter 2 meets it.
 # - Adding energies multiplies densities: a product of experts, which can be sharper than every expert.
 #
 # **Next:** Chapter 2 meets the first EBM whose partition function is a sum over $2^n$ binary states, the

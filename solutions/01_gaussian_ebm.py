@@ -184,50 +184,78 @@ run_checks("01_gaussian_ebm", "1.3", cd1_step)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Exercise 1.4: where CD-1 stops, a derivation (3 points)
+# ## Exercise 1.4: does a longer chain help? CD-$k$ for the Gaussian, a derivation (3 points)
 #
-# Back to $E_\theta(x) = \theta x^2$, now with data whose second moment is $s = \mathbb{E}_{\text{data}}[x^2]$.
-# Maximum likelihood sets $\mathbb{E}_{p_\theta}[x^2] = 1/(2\theta)$ equal to $s$: $\theta_{\text{ML}} = 1/(2s)$.
-# CD-1 with a Langevin step of size $\epsilon$ (as in the chapter) stops where its *expected* gradient
-# $\mathbb{E}\big[(x^{(0)})^2 - (x^{(1)})^2\big]$ is zero, averaged over the data and the noise $\eta$.
+# Back to $E_\theta(x) = \theta x^2$, now with data whose second moment is $s = \mathbb{E}_{\text{data}}[x^2]$,
+# so that maximum likelihood gives $\theta_{\text{ML}} = 1/(2s)$. CD-$k$ runs $k$ Langevin steps of size
+# $\epsilon$ from each data point (as in the chapter, with fresh noise $\eta_t \sim \mathcal N(0, 1)$ at every
+# step) and uses where it lands, $x^{(k)}$, as the negative sample. Its *expected* gradient of the loss is
 #
-# 1. Show that $x^{(1)} = (1 - \epsilon\theta)\,x^{(0)} + \sqrt\epsilon\,\eta$, and that
-#    $\mathbb{E}\big[(x^{(1)})^2\big] = (1-\epsilon\theta)^2 s + \epsilon$.
-# 2. Solve for the $\theta$ where the expected CD-1 gradient vanishes. There are two roots; take the one with
-#    $\epsilon\theta < 1$ (a Langevin step that does not overshoot), which tends to $\theta_{\text{ML}}$ as
-#    $\epsilon \to 0$.
-# 3. For which $\epsilon$ is there no root? Raise a `ValueError` there.
+# $$g_k(\theta) = \mathbb{E}\big[(x^{(0)})^2 - (x^{(k)})^2\big],$$
 #
-# The chapter compares your formula with $\theta_{\text{ML}}$ for $s = 1$, $\epsilon = 0.1$.
+# averaged over the data and the noise. The chapter found $g_1$ and the point $\theta_{\text{CD}}$ where it
+# vanishes. **Predict first:** does CD-10 stop nearer $\theta_{\text{ML}}$ than CD-1?
+#
+# 1. Write one step as $x^{(t)} = r\,x^{(t-1)} + \sqrt\epsilon\,\eta_t$ and express $x^{(k)}$ through
+#    $x^{(0)}$ and $\eta_1, \dots, \eta_k$.
+# 2. The $\eta_t$ are independent of each other and of $x^{(0)}$: find $\mathbb{E}[(x^{(k)})^2]$, then $g_k$.
+# 3. Implement $g_k$. Your formula should hold for every $\theta$ (also where the chain is unstable,
+#    $\epsilon\theta > 2$) and every $k \ge 1$; raise a `ValueError` for $k < 1$ or $\epsilon \le 0$.
+#
+# The self-check compares your formula with simulated chains, then finds the zero of $g_k$ for
+# $k = 1, 3, 10$ by bisection. Was your prediction right? Your formula says why.
 
 # %%
-def cd1_fixed_point(second_moment, step_size):
-    """The θ > 0 with εθ < 1 at which the expected CD-1 gradient for E(x) = θ x² vanishes (a float).
+def cdk_expected_gradient(theta, second_moment, step_size, n_steps):
+    """The expected CD-k gradient of the loss for E(x) = θ x², E[(x⁽⁰⁾)² − (x⁽ᵏ⁾)²] (a float).
 
-    second_moment: s = mean of x² over the data, > 0; step_size: the Langevin step ε > 0.
-    Raises ValueError when no such θ exists.
+    theta: θ (a number); second_moment: s = mean of x² over the data, > 0; step_size: the Langevin step ε > 0;
+    n_steps: k ≥ 1, the number of Langevin steps x ↦ x − (ε/2)·2θx + √ε·η from each data point.
+    Raises ValueError when ε ≤ 0 or k < 1.
     """
-    if second_moment <= 0 or step_size <= 0:
-        raise ValueError(f"need s > 0 and ε > 0; got s = {second_moment}, ε = {step_size}.")
+    if second_moment <= 0:
+        raise ValueError(f"the second moment s must be > 0; got {second_moment}.")
     ### BEGIN SOLUTION
-    if step_size >= second_moment:
-        raise ValueError(f"with ε = {step_size} ≥ s = {second_moment} the noise alone makes E[x1²] ≥ s: "
-                         "the expected CD-1 gradient never vanishes.")
-    return (1 - math.sqrt(1 - step_size / second_moment)) / step_size
+    if step_size <= 0 or n_steps < 1 or int(n_steps) != n_steps:
+        raise ValueError(f"need ε > 0 and an integer k ≥ 1; got ε = {step_size}, k = {n_steps}.")
+    r = 1.0 - step_size * theta  # one step: x ↦ r x + √ε η
+    noise = step_size * sum(r ** (2 * j) for j in range(int(n_steps)))  # variance the k steps inject
+    return second_moment - (r ** (2 * int(n_steps)) * second_moment + noise)
     ### END SOLUTION
 
 
 # %% tags=["self-check"]
-# Self-check: the expected CD-1 gradient, s − (1 − εθ)² s − ε, must vanish at your θ (checked here for s = 2,
-# ε = 0.5), and a tiny step must give nearly the maximum-likelihood answer 1/(2s).
-theta = cd1_fixed_point(2.0, 0.5)
-print(f"theta = {theta:.6f}; expected CD-1 gradient there: {2.0 - (1 - 0.5 * theta) ** 2 * 2.0 - 0.5:.2e}")
-assert abs(2.0 - (1 - 0.5 * theta) ** 2 * 2.0 - 0.5) < 1e-9 and 0.5 * theta < 1, "not yet a root with εθ < 1"
-assert abs(cd1_fixed_point(2.0, 1e-6) - 0.25) < 1e-3, "not yet right: a tiny step should give about 1/(2s)"
+# Self-check 1: simulate 400,000 chains of k = 5 Langevin steps from data with s = 1.75 at θ = 0.8, ε = 0.2;
+# their average of (x⁽⁰⁾)² − (x⁽⁵⁾)² must match your formula within 5 standard errors.
+g = torch.Generator().manual_seed(0)
+data = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64).repeat(400_000 // 3 + 1)[:400_000]
+s, theta, eps = float((data**2).mean()), 0.8, 0.2
+x = data.clone()
+for _ in range(5):
+    x = x - eps * theta * x + math.sqrt(eps) * torch.randn(len(x), generator=g, dtype=torch.float64)
+simulated = data**2 - x**2
+mean, se = float(simulated.mean()), float(simulated.std() / math.sqrt(len(x)))
+yours = float(cdk_expected_gradient(theta, s, eps, 5))
+print(f"simulated g_5 = {mean:.4f} ± {se:.4f} (1 s.e.); your formula: {yours:.4f}")
+assert abs(yours - mean) < 5 * se, "not yet right: compare E[(x⁽ᵏ⁾)²] with the simulation"
+
+
+# Self-check 2: where does CD-k stop? Bisection on g_k over (0, 1/ε) for s = 1, ε = 0.1 (θ_ML = 0.5).
+def zero_of(k, s=1.0, eps=0.1):
+    lo, hi = 1e-9, 1 / eps  # g_k < 0 near θ = 0 (the noise alone widens the chain), > 0 at θ = 1/ε
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if cdk_expected_gradient(mid, s, eps, k) < 0 else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+for k in (1, 3, 10):
+    print(f"CD-{k} stops at theta = {zero_of(k):.6f}")
+assert abs(zero_of(1) - 0.5132) < 1e-4, "not yet right: CD-1 should stop at the chapter's 0.513"
 
 # %% tags=["hidden-test"]
 ### BEGIN HIDDEN TESTS
 from ebm_teach.grade import run_checks
 
-run_checks("01_gaussian_ebm", "1.4", cd1_fixed_point)
+run_checks("01_gaussian_ebm", "1.4", cdk_expected_gradient)
 ### END HIDDEN TESTS

@@ -15,7 +15,7 @@
 # # Exercises for Chapter 2: restricted Boltzmann machines and contrastive divergence
 #
 # Four functions to write: a derivation whose result the grader checks by enumeration (Exercise 2.2, the
-# Ising model as a Boltzmann machine) and three results of Chapter 2 for an RBM with energy
+# triangular Ising model as a Boltzmann machine) and three results of Chapter 2 for an RBM with energy
 # $E(\mathbf v, \mathbf h) = -\mathbf v^\top W \mathbf h - \mathbf b^\top \mathbf v - \mathbf c^\top \mathbf h$,
 # $W$ of shape $(n_v, n_h)$. Write them with plain torch operations (not with `ebm_teach.rbm`). Replace every
 # `raise NotImplementedError()` with your code, then run the **self-check** cell below the exercise: it
@@ -81,47 +81,58 @@ run_checks("02_rbm_cd", "2.1", free_energy)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Exercise 2.2: the Ising model is a Boltzmann machine, a derivation (3 points)
+# ## Exercise 2.2: the triangular Ising model as a Boltzmann machine, constant included (3 points)
 #
-# The Ising model on a periodic square lattice has spins $s_i \in \{-1, +1\}$, a coupling $J$ between nearest
-# neighbours (each site has four) and an external field $H$:
+# The chapter wrote the square-lattice Ising model as a Boltzmann machine and dropped a constant, which
+# does not change $p$. Here the lattice is *triangular*: on an $L\times L$ grid with periodic edges, site
+# $(r, c)$ is joined to six neighbours, $(r, c\pm1)$, $(r\pm1, c)$, $(r-1, c+1)$ and $(r+1, c-1)$, so there
+# are $3L^2$ bonds (take $L \ge 3$, so that no bond is counted twice). With spins $s_i \in \{-1, +1\}$,
 #
 # $$E(\mathbf s) = -J\sum_{\langle ij\rangle} s_i s_j - H \sum_i s_i, \qquad p(\mathbf s) \propto e^{-\beta E(\mathbf s)} .$$
 #
-# With units $x_i = (s_i + 1)/2 \in \{0, 1\}$ it is a Boltzmann machine,
-# $p(\mathbf x) \propto \exp\big(\sum_{\langle ij\rangle} J' x_i x_j + \sum_i b' x_i\big)$, with one coupling
-# $J'$ on every bond and one bias $b'$ on every unit. Substitute $s_i = 2x_i - 1$ into $\beta E$, collect
-# the terms in $x_i x_j$, in $x_i$ and the constant (count how many bonds each site belongs to), and return
-# $J'$ and $b'$. The grader checks your answer by listing every state of a small lattice.
+# With units $x_i = (s_i + 1)/2 \in \{0, 1\}$, find the Boltzmann machine
+# $E_{\text{BM}}(\mathbf x) = -J'\sum_{\langle ij\rangle} x_i x_j - b' \sum_i x_i$ (one coupling $J'$ on every
+# bond, one bias $b'$ on every unit) **and the constant** $K$ with
+#
+# $$\beta E(\mathbf s) = E_{\text{BM}}(\mathbf x) + K \quad\text{for every state},$$
+#
+# so that $\log Z_{\text{Ising}} = \log Z_{\text{BM}} - K$: the constant is what you need to turn the Boltzmann
+# machine's partition function into the physical one (and from it the free energy per spin). Substitute
+# $s_i = 2x_i - 1$, count how many bonds each site belongs to and how many bonds and sites there are. The
+# grader checks all three numbers by listing every state of small lattices.
 
 # %%
-def ising_as_boltzmann_machine(beta, J, H):
-    """The coupling J' and bias b' of the Boltzmann machine on 0/1 units that is the lattice Ising model.
+def triangular_ising_as_boltzmann_machine(beta, J, H, L):
+    """J', b' and K with beta E_Ising(s) = E_BM(x) + K on the periodic L x L triangular lattice (L >= 3).
 
-    beta: inverse temperature 1/T; J: nearest-neighbour coupling; H: external field (numbers).
-    Returns (J_prime, b_prime) as numbers: p(x) ~ exp(J' sum over bonds x_i x_j + b' sum_i x_i).
+    beta: inverse temperature 1/T; J: the coupling on each bond; H: the external field (numbers); L: the side.
+    Returns (J_prime, b_prime, K) as numbers, where E_BM(x) = -J' (sum over bonds of x_i x_j) - b' sum_i x_i.
     """
     ### BEGIN SOLUTION
-    return 4 * beta * J, 2 * beta * H - 8 * beta * J
+    return 4 * beta * J, 2 * beta * H - 12 * beta * J, beta * L**2 * (H - 3 * J)
     ### END SOLUTION
 
 
 # %% tags=["self-check"]
-# Self-check: both routes to p(x_i = 1 | neighbours) must agree. In spins it is sigma(2 beta (J sum_nbr s_j + H));
-# in the Boltzmann machine sigma(b' + J' sum_nbr x_j). Try all four neighbours up (x = 1) and all down (x = 0).
-beta, J, H = 0.7, 1.3, -0.4
-J_prime, b_prime = ising_as_boltzmann_machine(beta, J, H)
-for x_nbr, s_nbr in [(1, 1), (0, -1)]:
-    spin_route = torch.sigmoid(torch.tensor(2 * beta * (J * 4 * s_nbr + H)))
-    bm_route = torch.sigmoid(torch.tensor(b_prime + J_prime * 4 * x_nbr))
-    print(f"neighbours x = {x_nbr}: spins give {float(spin_route):.6f}, your machine {float(bm_route):.6f}")
-    assert abs(float(spin_route - bm_route)) < 1e-9, "not yet right: collect the x_i terms again"
+# Self-check: on a 4 x 4 triangular lattice, beta E_Ising - E_BM must be your K for random states, with both
+# energies summed bond by bond.
+beta, J, H, L = 0.7, 1.3, -0.4, 4
+J_prime, b_prime, K = triangular_ising_as_boltzmann_machine(beta, J, H, L)
+bonds = [(r * L + c, ((r + dr) % L) * L + (c + dc) % L)  # each site to three of its six neighbours
+         for r in range(L) for c in range(L) for dr, dc in [(0, 1), (1, 0), (1, -1)]]
+g = torch.Generator().manual_seed(0)
+for x in (torch.rand(5, L * L, generator=g) < 0.5).double():
+    s = 2 * x - 1
+    e_ising = -J * sum(s[i] * s[j] for i, j in bonds) - H * s.sum()
+    e_bm = -J_prime * sum(x[i] * x[j] for i, j in bonds) - b_prime * x.sum()
+    print(f"beta E_Ising - E_BM = {float(beta * e_ising - e_bm):.6f}, your K = {K:.6f}")
+    assert abs(float(beta * e_ising - e_bm) - K) < 1e-9, "not yet right: the difference must be K in every state"
 
 # %% tags=["hidden-test"]
 ### BEGIN HIDDEN TESTS
 from ebm_teach.grade import run_checks
 
-run_checks("02_rbm_cd", "2.2", ising_as_boltzmann_machine)
+run_checks("02_rbm_cd", "2.2", triangular_ising_as_boltzmann_machine)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -84,8 +84,13 @@ def plot_samples(x, ax=None, title: str = "", bounds=None, c=None, s: float = 3,
     return ax
 
 
-def image_grid(images, n_cols: int = 10, image_shape=None, ax=None, title: str = "", vmin=0.0, vmax=1.0, cmap="gray_r"):
-    """Tile images (n, h*w) or (n, h, w) into one grid (square images when ``image_shape`` is None)."""
+def image_grid(images, n_cols: int = 10, image_shape=None, ax=None, title: str = "", vmin=0.0, vmax=1.0, cmap="gray_r",
+               size: Optional[float] = None):
+    """Tile images (n, h*w) or (n, h, w) into one grid (square images when ``image_shape`` is None).
+
+    size: inches per image when a new figure is made (default: up to 0.5, so that the figure stays within the
+    book's 8-inch column); larger sizes are capped to keep the figure within 8 inches.
+    """
     imgs = _np(images)
     if imgs.ndim == 2:
         side = int(round(np.sqrt(imgs.shape[1])))
@@ -103,7 +108,7 @@ def image_grid(images, n_cols: int = 10, image_shape=None, ax=None, title: str =
         r, c = divmod(i, n_cols)
         canvas[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = imgs[i]
     if ax is None:
-        side = min(0.5, 7.5 / n_cols)  # inches per image: the figure stays within the book's 8-inch column
+        side = min(0.5 if size is None else float(size), 7.5 / n_cols)  # inches per image, within 8 in
         _, ax = plt.subplots(figsize=(side * n_cols + 0.5, side * n_rows + 0.6))
     ax.imshow(canvas, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_xticks([])

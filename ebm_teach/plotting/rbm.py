@@ -11,7 +11,8 @@ import numpy as np
 from .common import _ax, _np, image_grid
 
 __all__ = ["plot_rbm_graph", "plot_ising_lattices", "plot_magnetisation", "plot_rbm_filters",
-            "plot_state_distribution", "plot_curves", "plot_log_likelihood_curves", "plot_image_rows", "plot_ais_convergence", "plot_log_z_errors"]
+           "plot_state_distribution", "plot_curves", "plot_log_likelihood_curves", "plot_image_rows",
+           "plot_ais_convergence", "plot_log_z_errors", "plot_mode_masses", "plot_seed_points"]
 
 
 def plot_rbm_graph(n_visible: int = 6, n_hidden: int = 4, ax=None, title: str = "an RBM: a bipartite graph"):
@@ -72,11 +73,14 @@ def plot_magnetisation(temperatures, abs_m, err=None, exact: Optional[Callable] 
     return ax
 
 
-def plot_rbm_filters(W, image_shape=(8, 8), n_cols: int = 8, ax=None, title: str = "filters: columns of W"):
-    """Each hidden unit's weights W[:, j] as an image (red positive, blue negative, one symmetric scale)."""
+def plot_rbm_filters(W, image_shape=(8, 8), n_cols: int = 8, ax=None, title: str = "filters: columns of W",
+                     size: Optional[float] = None):
+    """Each hidden unit's weights W[:, j] as an image (red positive, blue negative, one symmetric scale);
+    ``size``: inches per filter in a new figure (see :func:`image_grid`)."""
     w = _np(W).T
     lim = float(np.abs(w).max()) or 1.0
-    ax = image_grid(w, n_cols=n_cols, image_shape=image_shape, ax=ax, vmin=-lim, vmax=lim, cmap="RdBu_r")
+    ax = image_grid(w, n_cols=n_cols, image_shape=image_shape, ax=ax, vmin=-lim, vmax=lim, cmap="RdBu_r",
+                    size=size)
     if title:
         ax.set_title(title)
     return ax
@@ -117,16 +121,20 @@ def plot_curves(curves: dict, ax=None, title: str = "", xlabel: str = "epoch", y
     return ax
 
 def plot_log_likelihood_curves(histories: dict, ax=None, title: str = "", x_key: str = "at",
-                               ylabel: str = "exact log-likelihood (nats)"):
+                               ylabel: str = "exact log-likelihood (nats)", parts=("train", "test"),
+                               ncol: int = 2):
     """Train (solid) and test (dashed) log-likelihood against epoch, one colour per run: ``histories`` maps a
-    label to a dict with ``x_key`` (epochs), "train" and "test" (equal lengths), e.g. a fit history."""
+    label to a dict with ``x_key`` (epochs), "train" and "test" (equal lengths), e.g. a fit history; ``parts``
+    picks which of the two to draw (a single part is drawn solid and labelled by the run alone)."""
     ax = _ax(ax) if ax is not None else plt.subplots(figsize=(6, 3.6))[1]
     for i, (label, h) in enumerate(histories.items()):
         colour = f"C{i}"
-        ax.plot(_np(h[x_key]), _np(h["train"]), color=colour, label=f"{label} train")
-        ax.plot(_np(h[x_key]), _np(h["test"]), color=colour, ls="--", label=f"{label} test")
+        for part in parts:
+            style = "--" if part == "test" and len(parts) > 1 else "-"
+            name = label if len(parts) == 1 else f"{label} {part}"
+            ax.plot(_np(h[x_key]), _np(h[part]), color=colour, ls=style, label=name)
     ax.set(xlabel="epoch", ylabel=ylabel)
-    ax.legend(frameon=False, fontsize=9, ncol=2)
+    ax.legend(frameon=False, fontsize=9, ncol=ncol)
     if title:
         ax.set_title(title)
     return ax
@@ -185,6 +193,52 @@ def plot_log_z_errors(errors: dict, ax=None, bins: int = 40, title: str = ""):
     ax.axvline(0.0, color="k", lw=1.5, label=r"truth: $\log Z$")
     ax.set(xlabel=r"$\log \hat Z - \log Z$ (nats)", ylabel="runs")
     ax.legend(frameon=False, fontsize=9)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_mode_masses(masses: dict, images, image_shape=(3, 3), ax=None, title: str = "", share: float = 1.0,
+                     ylabel: str = "mass x number of images"):
+    """How several models split their probability among n training images: grouped bars per image (``masses``
+    maps a model's label to (n,) values, e.g. p(v_i) times n so that a fair share is 1), on a log axis, with
+    a dotted line at ``share`` and each image (``images``: (n, h*w)) drawn as a thumbnail below its bars."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 3.6))
+        fig.subplots_adjust(left=0.12, right=0.98, bottom=0.2, top=0.8)  # room for thumbnails and legend
+    imgs = _np(images).reshape(-1, *image_shape)
+    n, width = len(imgs), 0.8 / max(1, len(masses))
+    x = np.arange(n)
+    for i, (label, m) in enumerate(masses.items()):
+        ax.bar(x + (i - (len(masses) - 1) / 2) * width, _np(m), width=width, label=label, color=f"C{i}")
+    ax.axhline(share, color="k", ls=":", lw=1, label="fair share")
+    ax.set_yscale("log")
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_xticks([])
+    ax.set_ylabel(ylabel)
+    for i, img in enumerate(imgs):  # thumbnails under the axis: x in data units, y in axes units
+        inset = ax.inset_axes([i - 0.3, -0.17, 0.6, 0.14], transform=ax.get_xaxis_transform())
+        inset.imshow(img, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        inset.set_xticks([])
+        inset.set_yticks([])
+    ax.legend(frameon=False, fontsize=9, ncol=len(masses) + 1, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    if title:
+        ax.set_title(title, pad=22)
+    return ax
+
+
+def plot_seed_points(values: dict, ax=None, title: str = "", ylabel: str = ""):
+    """One column per method (``values`` maps a label to its runs' numbers, e.g. the final log-likelihood of
+    each seed): a dot per run and a horizontal bar at their mean, so that differences smaller than the spread
+    of training curves can be seen."""
+    ax = _ax(ax) if ax is not None else plt.subplots(figsize=(4, 3.4))[1]
+    for i, (label, v) in enumerate(values.items()):
+        v = _np(v).ravel()
+        ax.plot(np.full(len(v), i) + np.linspace(-0.12, 0.12, len(v)), v, "o", color=f"C{i}", ms=5)
+        ax.plot([i - 0.3, i + 0.3], [v.mean()] * 2, color=f"C{i}", lw=2)
+    ax.set_xticks(range(len(values)), list(values), fontsize=9)
+    ax.set_xlim(-0.6, len(values) - 0.4)
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     return ax

@@ -4,8 +4,8 @@
 1.2 the Monte Carlo log-likelihood gradient for μ from given standard normal draws z, against the same
     estimate written another way, Λ(x̄ − μ) − L z̄ (since Λ L⁻ᵀ = L), and against Λ(x̄ − μ) as n grows.
 1.3 one CD-1 step of E = a x² − b x against autograd of the energy, on random batches.
-1.4 the CD-1 fixed point of E = θx² against a root found by bisection of the expected CD-1 gradient, computed
-    by Gauss-Hermite quadrature over the noise on a sample of data points (never the closed form).
+1.4 the expected CD-k gradient of E = θx² against the chain written out: the coefficients of x⁰ and of each step's
+    noise propagated step by step (never the closed form).
 Random inputs come from check_seed(k), so a secret grading seed changes them.
 """
 from __future__ import annotations
@@ -185,63 +185,59 @@ def check_cd1_against_autograd(cd1_step):
         assert_close(grad_b, b_ref, f"grad_b {where} (∂E/∂b = −x)", rtol=1e-6, atol=1e-7)
 
 
-# ----------------------------------------------------------------------------- 1.4 the CD-1 fixed point
-def _expected_cd1_gradient(theta: float, x_data: torch.Tensor, step_size: float) -> float:
-    """E[(x⁰)² − (x¹)²] over the data points and η ~ N(0, 1), by 40-point Gauss-Hermite quadrature over η."""
-    nodes, weights = torch.tensor(_HERMITE[0], dtype=DTYPE), torch.tensor(_HERMITE[1], dtype=DTYPE)
-    eta = math.sqrt(2.0) * nodes  # ∫ f(η) φ(η) dη = Σ wᵢ f(√2 tᵢ) / √π
-    x1 = x_data[:, None] - step_size * theta * x_data[:, None] + math.sqrt(step_size) * eta[None, :]
-    e_x1_sq = (x1**2 @ weights) / math.sqrt(math.pi)
-    return float((x_data**2 - e_x1_sq).mean())
+# ----------------------------------------------------------------------------- 1.4 CD-k's expected gradient
+def _cdk_by_propagation(theta: float, s: float, eps: float, k: int) -> float:
+    """E[(x⁰)² − (xᵏ)²] written out: xᵏ = c₀ x⁰ + Σ_t c_t η_t, with the coefficients c propagated step by step
+    (x ↦ (1 − εθ) x + √ε η_t), so E[(xᵏ)²] = c₀² s + Σ_t c_t² (never the closed form)."""
+    c = torch.zeros(k + 1, dtype=DTYPE)
+    c[0] = 1.0
+    for t in range(1, k + 1):
+        c = (1 - eps * theta) * c  # every earlier term is shrunk by the step ...
+        c[t] = math.sqrt(eps)  # ... and step t adds its own noise
+    return float(s - (c[0] ** 2 * s + (c[1:] ** 2).sum()))
 
 
-def _bisect_fixed_point(x_data: torch.Tensor, step_size: float) -> float:
-    """The root in (0, 1/ε) of the expected CD-1 gradient, which is −ε < 0 at θ → 0 and s − ε > 0 at θ = 1/ε."""
-    lo, hi = 1e-12, 1.0 / step_size
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if _expected_cd1_gradient(mid, x_data, step_size) < 0:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
-
-
-def _hermite(n: int = 40):
-    import numpy as np
-
-    t, w = np.polynomial.hermite.hermgauss(n)
-    return t.tolist(), w.tolist()
-
-
-_HERMITE = _hermite()
-
-
-def _call_fixed_point(cd1_fixed_point, s, eps):
-    out = as_float64(cd1_fixed_point(s, eps), f"cd1_fixed_point({s:.4g}, {eps:.4g})")
-    assert_shape(out.reshape(()) if out.numel() == 1 else out, (), "cd1_fixed_point (a single number)")
+def _call_cdk(fn, theta, s, eps, k):
+    out = as_float64(fn(theta, s, eps, k), f"cdk_expected_gradient({theta:.4g}, {s:.4g}, {eps:.4g}, {k})")
+    assert_shape(out.reshape(()) if out.numel() == 1 else out, (), "cdk_expected_gradient (a single number)")
     return float(out.reshape(()))
 
 
-def check_fixed_point_by_bisection(cd1_fixed_point):
+def _cdk_cases():
+    """(θ, s, ε, k): θ in (0.05, 3), s the second moment of 12 random points, ε in {0.05, 0.3, 0.9}, k = 1, 2, 7."""
     g = torch.Generator().manual_seed(check_seed(7))
-    for eps in (0.05, 0.2, 0.5):
-        x_data = 0.3 + 1.2 * torch.randn(12, generator=g, dtype=DTYPE)
-        s = float((x_data**2).mean())
-        if eps >= s:
-            continue
-        expected = _bisect_fixed_point(x_data, eps)
-        got = _call_fixed_point(cd1_fixed_point, s, eps)
-        if abs(got - 1 / (2 * s)) < 1e-9:
-            raise AssertionError(f"cd1_fixed_point({s:.4f}, {eps}) returned 1/(2s), the maximum-likelihood θ; "
-                                 "CD-1 stops elsewhere, where E[(x¹)²] = s for the one-step chain.")
-        assert_close(got, expected, f"cd1_fixed_point(s = {s:.4f}, ε = {eps}) (found by bisection of the expected "
-                     "CD-1 gradient over data with that second moment)", rtol=1e-7, atol=1e-9)
+    cases = []
+    for eps, k in [(0.05, 1), (0.3, 2), (0.3, 7), (0.9, 7), (0.05, 2)]:
+        theta = float(torch.empty((), dtype=DTYPE).uniform_(0.05, 3.0, generator=g))
+        x = 0.3 + 1.2 * torch.randn(12, generator=g, dtype=DTYPE)
+        cases.append((round(theta, 4), float((x**2).mean()), eps, k))
+    return cases
 
 
-def check_fixed_point_no_root(cd1_fixed_point):
-    assert_raises(ValueError, cd1_fixed_point, 0.5, 0.8,
-                  what="cd1_fixed_point(s = 0.5, ε = 0.8) (the noise alone gives E[(x¹)²] ≥ ε > s: no root)")
+def check_cdk_one_step(cdk_expected_gradient):
+    for theta, s, eps, k in _cdk_cases():
+        got, expected = _call_cdk(cdk_expected_gradient, theta, s, eps, 1), _cdk_by_propagation(theta, s, eps, 1)
+        if abs(got + expected) < 1e-9 * (1 + abs(expected)) and abs(expected) > 1e-6:
+            raise AssertionError(f"for k = 1 (θ = {theta}, s = {s:.4f}, ε = {eps}) your answer has the wrong sign: "
+                                 "the loss gradient is E[(x⁰)²] minus E[(x¹)²].")
+        assert_close(got, expected, f"cdk_expected_gradient(θ = {theta}, s = {s:.4f}, ε = {eps}, k = 1) "
+                     "(the chapter's one-step case)", rtol=1e-9, atol=1e-10)
+
+
+def check_cdk_against_propagation(cdk_expected_gradient):
+    for theta, s, eps, k in _cdk_cases():
+        got, expected = _call_cdk(cdk_expected_gradient, theta, s, eps, k), _cdk_by_propagation(theta, s, eps, k)
+        no_noise = s - (1 - eps * theta) ** (2 * k) * s
+        if abs(got - no_noise) < 1e-9 * (1 + abs(no_noise)):
+            raise AssertionError(f"for k = {k} your answer leaves out the noise the k steps inject: each step adds "
+                                 "√ε η_t, and the earlier ones are shrunk by the later steps.")
+        assert_close(got, expected, f"cdk_expected_gradient(θ = {theta}, s = {s:.4f}, ε = {eps}, k = {k}) "
+                     "(checked against the chain's coefficients propagated step by step)", rtol=1e-9, atol=1e-10)
+
+
+def check_cdk_rejects_bad_input(cdk_expected_gradient):
+    for args, why in [((0.5, 1.0, 0.0, 3), "ε = 0"), ((0.5, 1.0, -0.1, 3), "ε < 0"), ((0.5, 1.0, 0.1, 0), "k = 0")]:
+        assert_raises(ValueError, cdk_expected_gradient, *args, what=f"cdk_expected_gradient{args} ({why})")
 
 
 EXERCISES = [
@@ -273,10 +269,11 @@ EXERCISES = [
     ),
     Exercise(
         id="1.4",
-        name="cd1_fixed_point",
+        name="cdk_expected_gradient",
         checks=[
-            Check("is the root of the expected CD-1 gradient (bisection, quadrature)", check_fixed_point_by_bisection, 2),
-            Check("raises ValueError when ε ≥ s (no root)", check_fixed_point_no_root, 1),
+            Check("k = 1: the chapter's expected CD-1 gradient, for random θ, s, ε", check_cdk_one_step, 0.5),
+            Check("any k: matches the chain's coefficients propagated step by step", check_cdk_against_propagation, 2),
+            Check("raises ValueError for ε ≤ 0 or k < 1", check_cdk_rejects_bad_input, 0.5),
         ],
     ),
 ]

@@ -2,8 +2,9 @@
 
 2.1 the free energy against -log sum_h exp(-E(v, h)) summed over every hidden state, and against an
     overflow-free max(a, 0) + log1p(exp(-|a|)) form for large weights.
-2.2 the Ising model as a Boltzmann machine (a derivation): for every state of a periodic 3 x 3 lattice,
-    beta E_Ising(s) - E_BM(x) must be one constant, with energies summed bond by bond (random beta, J, H).
+2.2 the triangular Ising model as a Boltzmann machine (a derivation): for every state of periodic 3 x 3 and 4 x 4
+    triangular lattices, beta E_Ising(s) - E_BM(x) must be one constant, K, with energies summed bond by bond
+    (random beta, J, H).
 2.3 the CD-1 gradient against a loop-by-loop float64 computation from the same uniforms, and its average over
     20,000 chains against the exact expected CD-1 gradient (a sum over every h_0 and v_1).
 2.4 exact log Z against a brute-force sum over both layers, an RBM that only the smaller layer can enumerate,
@@ -64,73 +65,78 @@ def check_free_energy_large_weights(free_energy):
 
 
 # ----------------------------------------------------------------------------- 2.2 the Ising model as a BM
-def _lattice_bonds(L: int):
-    """The 2 L^2 bonds (i, j) of a periodic L x L lattice: each site to its right and lower neighbour."""
-    bonds = []
-    for r in range(L):
-        for c in range(L):
-            bonds.append((r * L + c, r * L + (c + 1) % L))
-            bonds.append((r * L + c, ((r + 1) % L) * L + c))
-    return bonds
+def _triangular_bonds(L: int):
+    """The 3 L^2 bonds (i, j) of a periodic L x L triangular lattice: each site to its right, lower and
+    lower-left neighbour (the other three of its six neighbours get it in return)."""
+    return [(r * L + c, ((r + dr) % L) * L + (c + dc) % L)
+            for r in range(L) for c in range(L) for dr, dc in [(0, 1), (1, 0), (1, -1)]]
 
 
-def _energy_gap(beta, J, H, J_prime, b_prime, L=3):
+def _energy_gap(beta, J, H, J_prime, b_prime, L):
     """beta E_Ising(s) - E_BM(x) over all 2^(L^2) states, both summed bond by bond: (2^(L^2),)."""
     xs = _states(L * L)
     s = 2 * xs - 1
-    i, j = torch.tensor(_lattice_bonds(L)).T
+    i, j = torch.tensor(_triangular_bonds(L)).T
     e_ising = -J * (s[:, i] * s[:, j]).sum(1) - H * s.sum(1)
     e_bm = -J_prime * (xs[:, i] * xs[:, j]).sum(1) - b_prime * xs.sum(1)
     return beta * e_ising - e_bm
 
 
-def _call_mapping(ising_as_boltzmann_machine, beta, J, H):
-    out = ising_as_boltzmann_machine(beta, J, H)
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise AssertionError(f"ising_as_boltzmann_machine should return a pair (J_prime, b_prime); got "
-                             f"{type(out).__name__}.")
+def _call_mapping(fn, beta, J, H, L):
+    out = fn(beta, J, H, L)
+    if not isinstance(out, (tuple, list)) or len(out) != 3:
+        raise AssertionError(f"triangular_ising_as_boltzmann_machine should return a triple (J_prime, b_prime, K); "
+                             f"got {type(out).__name__}.")
     values = []
-    for t, name in zip(out, ("J_prime", "b_prime")):
+    for t, name in zip(out, ("J_prime", "b_prime", "K")):
         t = as_float64(t, name)
         if t.numel() != 1:
-            raise AssertionError(f"{name} should be one number (the same on every bond / unit); got shape "
-                                 f"{tuple(t.shape)}.")
+            raise AssertionError(f"{name} should be one number; got shape {tuple(t.shape)}.")
         values.append(float(t.reshape(())))
     return values
 
 
 def _mapping_cases():
+    """(beta, J, H, L): random beta in (0.1, 1.6), J and H in (-1.5, 1.5), on 3 x 3 and 4 x 4 lattices."""
     g = torch.Generator().manual_seed(check_seed(30))
-    cases = [(0.44, 1.0, 0.0)]
-    for _ in range(3):
+    cases = []
+    for L in (3, 4, 3):
         beta, J, H = torch.empty(3, dtype=DTYPE).uniform_(-1.5, 1.5, generator=g).tolist()
-        cases.append((round(abs(beta) + 0.1, 3), round(J, 3), round(H, 3)))
+        cases.append((round(abs(beta) + 0.1, 3), round(J, 3), round(H, 3), L))
     return cases
 
 
-def check_mapping_by_enumeration(ising_as_boltzmann_machine):
-    for beta, J, H in _mapping_cases():
-        J_prime, b_prime = _call_mapping(ising_as_boltzmann_machine, beta, J, H)
-        gap = _energy_gap(beta, J, H, J_prime, b_prime)
+def check_mapping_by_enumeration(triangular_ising_as_boltzmann_machine):
+    for beta, J, H, L in _mapping_cases():
+        J_prime, b_prime, _ = _call_mapping(triangular_ising_as_boltzmann_machine, beta, J, H, L)
+        gap = _energy_gap(beta, J, H, J_prime, b_prime, L)
         spread = float(gap.max() - gap.min())
         if spread > 1e-9:
             hint = ""
             if abs(J_prime - 4 * beta * J) < 1e-9:
                 hint = " J' is right; count the bonds each site is part of when you collect the x_i terms."
+                if abs(b_prime - (2 * beta * H - 8 * beta * J)) < 1e-9:
+                    hint = " That is the square lattice's b'; on the triangular lattice each site has six bonds."
             elif abs(J_prime - 2 * beta * J) < 1e-9 or abs(J_prime - beta * J) < 1e-9:
                 hint = " (2x_i - 1)(2x_j - 1) = 4 x_i x_j - 2 x_i - 2 x_j + 1: mind the factor 4."
             raise AssertionError(
-                f"for beta = {beta}, J = {J}, H = {H} your (J', b') = ({J_prime:.6g}, {b_prime:.6g}) do not give the "
-                f"Ising probabilities: over the 512 states of a periodic 3 x 3 lattice, beta E_Ising - E_BM varies "
-                f"by {spread:.4g} instead of being one constant.{hint}"
+                f"for beta = {beta}, J = {J}, H = {H} on a {L} x {L} lattice your (J', b') = ({J_prime:.6g}, "
+                f"{b_prime:.6g}) do not give the Ising probabilities: over all {2 ** (L * L)} states, beta E_Ising - "
+                f"E_BM varies by {spread:.4g} instead of being one constant.{hint}"
             )
 
 
-def check_mapping_zero_field_and_temperature(ising_as_boltzmann_machine):
-    J_prime, b_prime = _call_mapping(ising_as_boltzmann_machine, 0.0, 1.0, 0.5)
-    assert abs(J_prime) < 1e-12 and abs(b_prime) < 1e-12, (
-        f"at beta = 0 (infinite temperature) every state is equally likely, so J' = b' = 0; got ({J_prime}, {b_prime})."
-    )
+def check_constant_by_enumeration(triangular_ising_as_boltzmann_machine):
+    for beta, J, H, L in _mapping_cases():
+        J_prime, b_prime, K = _call_mapping(triangular_ising_as_boltzmann_machine, beta, J, H, L)
+        gap = _energy_gap(beta, J, H, J_prime, b_prime, L)
+        if float(gap.max() - gap.min()) > 1e-9:
+            raise AssertionError("J' and b' are not right yet (see the other check); the constant K comes after.")
+        if abs(K + float(gap[0])) < 1e-9 * (1 + abs(K)) and abs(K) > 1e-9:
+            raise AssertionError(f"K has the wrong sign (beta = {beta}, J = {J}, H = {H}, L = {L}): it is beta E_Ising "
+                                 "minus E_BM.")
+        assert_close(K, float(gap[0]), f"K for beta = {beta}, J = {J}, H = {H} on a {L} x {L} lattice (beta E_Ising - "
+                     "E_BM, the same in every state)", rtol=1e-9, atol=1e-9)
 
 
 # ----------------------------------------------------------------------------- 2.3 the CD-1 gradient
@@ -265,10 +271,11 @@ EXERCISES = [
     ),
     Exercise(
         id="2.2",
-        name="ising_as_boltzmann_machine",
+        name="triangular_ising_as_boltzmann_machine",
         checks=[
-            Check("gives the Ising probabilities on every state of a 3 x 3 lattice", check_mapping_by_enumeration, 2.5),
-            Check("J' = b' = 0 at infinite temperature", check_mapping_zero_field_and_temperature, 0.5),
+            Check("J', b' give the Ising probabilities on every state of 3 x 3 and 4 x 4 lattices",
+                  check_mapping_by_enumeration, 2),
+            Check("the constant K: beta E_Ising - E_BM in every state", check_constant_by_enumeration, 1),
         ],
     ),
     Exercise(
