@@ -16,10 +16,17 @@ method. Score-matching losses differentiate the gradient once more for the param
 pass that costs about as much again); the count does not see that pass, the wall-clock time does, and
 chapter 10 shows both. For an RBM a Gibbs sweep (a product with W, then with W^T) costs what one
 free-energy gradient costs, so it counts as one evaluation per chain; the pseudo-likelihood's n_v flipped
-free energies share one product with W and add one W-sized pass, so it counts as two per example.
+free energies share one product with W and add one W-sized pass, so it counts as two per example (measured,
+its steps take several times longer than that count says; chapter 10 shows the time view beside the count).
+
+An equal budget is not enough: a setting shared by all methods favours some of them. Every method therefore
+gets the same tuning budget too: the learning rates ``LEARNING_RATES_2D`` (``LEARNING_RATES_RBM``), the
+best chosen on validation data (:func:`choose_learning_rates`), as Lucic et al. (2018) and Melis et al.
+(2018) argue a fair comparison must.
 
 The measures: exact test log-likelihood (quadrature in 2-D, enumeration for small RBMs), the error in the
-weights of a mixture's modes, the kernel two-sample statistic :func:`mmd2`, and the proxies of chapters 2-4.
+weights of a mixture's modes (against :func:`mode_error_floor` for samples), the kernel two-sample statistic
+:func:`mmd2` with its permutation test, and the proxies of chapters 2-4.
 """
 from __future__ import annotations
 
@@ -71,13 +78,19 @@ __all__ = [
     "BernoulliNoise",
     "train",
     "mmd2",
+    "mmd2_permutation",
     "median_bandwidth",
     "Target",
     "make_target",
     "mixture_target",
     "moons_log_prob",
+    "target_law",
+    "blurred_test_ll",
     "evaluate_2d",
     "mode_weight_error",
+    "sample_mode_error",
+    "mode_error_floor",
+    "mass_outside_box",
     "TARGETS",
     "langevin_diagnostics",
     "rbm_measures",
@@ -85,11 +98,16 @@ __all__ = [
     "mean_spread",
     "CONTINUOUS_METHODS",
     "BINARY_METHODS",
+    "LEARNING_RATES_2D",
+    "LEARNING_RATES_RBM",
+    "choose_learning_rates",
+    "tuned_rows",
     "continuous_method",
     "binary_method",
     "new_energy",
     "fit_2d",
     "fit_rbm",
+    "digits_split",
     "read_results",
 ]
 
@@ -558,28 +576,65 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidth: float, biased: bool = Fals
                  - 2 * kernel_sum(x, y, False) / (m * n))
 
 
+def mmd2_permutation(x: torch.Tensor, y: torch.Tensor, bandwidth: float, n_permutations: int = 200,
+                     generator: Optional[torch.Generator] = None) -> dict:
+    """The unbiased MMD^2 of x: (m, d) and y: (n, d) with its permutation test (Gretton et al. 2012, sec. 5).
+
+    Under the null hypothesis "x and y come from one law" the labels x/y are exchangeable: relabelling the
+    pooled m + n points at random n_permutations times gives the statistic's null distribution. Returns
+    {"mmd2", "p_value": (1 + #{null >= mmd2}) / (1 + n_permutations), "null_sd": the null's standard
+    deviation (the size of a difference that sampling noise alone makes)}. One kernel matrix, float64.
+    """
+    x = check_tensor(x, "x", ndim=2)
+    y = check_tensor(y, "y", ndim=2)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same dimension; got {x.shape[1]} and {y.shape[1]}.")
+    m, n = len(x), len(y)
+    if m < 2 or n < 2:
+        raise ValueError(f"each sample needs at least 2 points; got {m} and {n}.")
+    h = check_positive(bandwidth, "bandwidth", "median_bandwidth(x, y) gives a standard choice.")
+    n_permutations = check_int(n_permutations, "n_permutations", minimum=10)
+    z = torch.cat([x.double(), y.to(device=x.device, dtype=torch.float64)])
+    k = torch.exp(-torch.cdist(z, z) ** 2 / (2 * h * h))
+    k.fill_diagonal_(0.0)  # the unbiased statistic leaves out i = j
+    labels = [torch.arange(m + n, device=z.device)]
+    labels += [torch.randperm(m + n, generator=generator, device=z.device) for _ in range(n_permutations)]
+    a = torch.zeros(len(labels), m + n, dtype=torch.float64, device=z.device)
+    for row, perm in enumerate(labels):
+        a[row, perm[:m]] = 1.0
+    ka = a @ k  # (P + 1, m + n)
+    s_xx = (ka * a).sum(1)
+    s_yy = ((k.sum(0) - ka) * (1 - a)).sum(1)
+    s_xy = (ka * (1 - a)).sum(1)
+    stats = s_xx / (m * (m - 1)) + s_yy / (n * (n - 1)) - 2 * s_xy / (m * n)
+    observed, null = float(stats[0]), stats[1:]
+    return {"mmd2": observed, "p_value": float((1 + (null >= observed).sum()) / (1 + n_permutations)),
+            "null_sd": float(null.std())}
+
+
 # --------------------------------------------------------------------------------------------- 2-D targets
-def moons_log_prob(x: torch.Tensor, n_arc: int = 1000) -> torch.Tensor:
+def moons_log_prob(x: torch.Tensor, n_arc: int = 1000, blur: float = 0.0) -> torch.Tensor:
     """The exact log-density of ``toy_data("moons")`` at x: (batch, 2) -> (batch,), by quadrature along the arcs.
 
     toy_data draws a moon (upper or lower, probability 1/2 each), t ~ U(0, pi), the arc point, adds N(0, 0.1^2 I)
     noise, then maps z -> 2 (z - (0.5, 0.25)). So p(x) = 1/2 sum_moon (1/pi) int_0^pi N(x; a_moon(t), 0.2^2 I) dt
     with the arcs mapped the same way; the t-integral uses the midpoint rule with n_arc points. Along t the
     integrand is a Gaussian of width 0.1 (0.2 over the arcs' radius 2), so with n_arc = 1000 (step 0.003)
-    the relative error is below 1e-4 even at the arcs' ends (tested against n_arc = 8000).
+    the relative error is below 1e-4 even at the arcs' ends (tested against n_arc = 8000). blur: the density
+    of x + blur * z, z ~ N(0, I), instead (the variance 0.2^2 becomes 0.2^2 + blur^2).
     """
     x = check_tensor(x, "x", shape=(None, 2))
-    return _moons_components(x, n_arc).logsumexp(1) + math.log(0.5)
+    return _moons_components(x, n_arc, blur).logsumexp(1) + math.log(0.5)
 
 
-def _moons_components(x: torch.Tensor, n_arc: int = 1000) -> torch.Tensor:
+def _moons_components(x: torch.Tensor, n_arc: int = 1000, blur: float = 0.0) -> torch.Tensor:
     """log of each moon's density (without the 1/2 weight) at x: (batch, 2) -> (batch, 2), float64."""
     xd = x.to(torch.float64)
     t = (torch.arange(n_arc, dtype=torch.float64, device=x.device) + 0.5) * (math.pi / n_arc)
     shift = torch.tensor([0.5, 0.25], dtype=torch.float64, device=x.device)
     upper = 2 * (torch.stack([t.cos(), t.sin()], 1) - shift)
     lower = 2 * (torch.stack([1 - t.cos(), 0.5 - t.sin()], 1) - shift)
-    s2 = 0.2**2
+    s2 = 0.2**2 + float(blur) ** 2
     out = []
     for arc in (upper, lower):
         d2 = torch.cdist(xd, arc) ** 2  # (batch, n_arc)
@@ -593,7 +648,9 @@ class Target:
     regions (one per mode) in which mode weights are measured.
 
     region(x: (batch, 2)) -> (batch,) long: the mode a point belongs to (nearest mode centre for a mixture,
-    nearer arc for the moons); true_masses: (K,) the true density's mass in each region on the box.
+    nearer arc for the moons); true_masses: (K,) the true density's mass in each region on the box; val: an
+    optional validation set (n, 2), drawn like the test set but used only to choose settings (learning rates),
+    so that the test set judges the chosen model untouched.
     """
 
     name: str
@@ -605,6 +662,7 @@ class Target:
     n_modes: int
     true_masses: torch.Tensor = field(default=None)
     true_test_ll: float = field(default=None)
+    val: Optional[torch.Tensor] = field(default=None, repr=False)
     _grids: dict = field(default_factory=dict, repr=False)
 
     def grid(self, n_grid: int):
@@ -617,8 +675,9 @@ class Target:
         return self._grids[key]
 
 
-TARGETS = ("ring8", "moons", "mixture")
-_BOUNDS = {"ring8": ((-6.5, 6.5), (-6.5, 6.5)), "moons": ((-4.0, 4.0), (-3.0, 3.0)), "mixture": ((-5.0, 5.0), (-5.0, 5.0))}
+TARGETS = ("ring8", "moons", "mixture", "ring8-unequal")
+_BOUNDS = {"ring8": ((-6.5, 6.5), (-6.5, 6.5)), "moons": ((-4.0, 4.0), (-3.0, 3.0)), "mixture": ((-5.0, 5.0), (-5.0, 5.0)),
+           "ring8-unequal": ((-6.5, 6.5), (-6.5, 6.5))}
 
 
 def _toy_mixture() -> GaussianMixture:
@@ -627,39 +686,86 @@ def _toy_mixture() -> GaussianMixture:
     return GaussianMixture.isotropic(means, 0.6, [0.5, 0.3, 0.2])
 
 
-def make_target(name: str, n_train: int = 2000, n_test: int = 2000, seed: int = 0, device=None,
-                n_grid: int = 150) -> Target:
-    """One of ``TARGETS``: "ring8" (8 equal Gaussians on a circle), "moons", "mixture" (weights 0.5/0.3/0.2).
+def _unequal_ring() -> GaussianMixture:
+    """The ring of ring8 (8 Gaussians, radius 4, std 0.5) with alternating weights 3/16 and 1/16: unequal
+    weights on a symmetric geometry."""
+    ring = ring_of_gaussians(8, 4.0, 0.5)
+    weights = torch.tensor([3.0, 1.0] * 4, dtype=torch.float64) / 16
+    return GaussianMixture.isotropic(ring.means, 0.5, weights)
 
-    Training data from ``seed``, test data from ``seed + 1000`` (``toy_data``), float32 on ``device``; the
-    true masses per region and the true test log-likelihood are computed here (quadrature on n_grid^2 points,
-    exact log-density on the test points).
+
+def target_law(name: str, blur: float = 0.0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The exact log-density x: (batch, 2) -> (batch,) of target ``name`` (one of ``TARGETS``), or with
+    blur > 0 that of the blurred data x + blur * z, z ~ N(0, I): what DSM at sigma = blur can at best learn."""
+    if name not in TARGETS:
+        raise ValueError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}.")
+    if not (isinstance(blur, (int, float)) and blur >= 0):
+        raise ValueError(f"blur must be a number >= 0; got {blur!r}.")
+    if name == "moons":
+        return lambda x: moons_log_prob(x, blur=blur)
+    law = {"ring8": lambda: ring_of_gaussians(8, 4.0, 0.5), "mixture": _toy_mixture, "ring8-unequal": _unequal_ring}[name]()
+    law = law.convolve(blur) if blur > 0 else law
+    return lambda x: law.to(device=x.device).log_prob(x.to(torch.float64))
+
+
+def make_target(name: str, n_train: int = 2000, n_test: int = 2000, seed: int = 0, device=None,
+                n_grid: int = 150, n_val: int = 2000) -> Target:
+    """One of ``TARGETS``: "ring8" (8 equal Gaussians on a circle), "moons", "mixture" (weights 0.5/0.3/0.2),
+    "ring8-unequal" (the ring with alternating weights 3/16 and 1/16, sampled from its law with
+    ``make_generator(seed)``, ``seed + 1000``, ``seed + 2000``).
+
+    Training data from ``seed``, test data from ``seed + 1000``, validation data (for choosing learning
+    rates) from ``seed + 2000`` (``toy_data``), float32 on ``device``; the true masses per region and the
+    true test log-likelihood are computed here (quadrature on n_grid^2 points, exact log-density on the test
+    points).
     """
     if name not in TARGETS:
         raise ValueError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}.")
-    train, _ = toy_data_labelled(name, check_int(n_train, "n_train", minimum=2), seed=seed, device=device)
-    test, _ = toy_data_labelled(name, check_int(n_test, "n_test", minimum=2), seed=seed + 1000, device=device)
+    train = _target_data(name, check_int(n_train, "n_train", minimum=2), seed, device)
+    test = _target_data(name, check_int(n_test, "n_test", minimum=2), seed + 1000, device)
+    val = _target_data(name, check_int(n_val, "n_val", minimum=2), seed + 2000, device)
     if name != "moons":
-        law = ring_of_gaussians(8, 4.0, 0.5) if name == "ring8" else _toy_mixture()
-        return mixture_target(name, law, _BOUNDS[name], train, test, n_grid)
+        law = {"ring8": lambda: ring_of_gaussians(8, 4.0, 0.5), "mixture": _toy_mixture, "ring8-unequal": _unequal_ring}[name]()
+        return mixture_target(name, law, _BOUNDS[name], train, test, n_grid, val=val)
     region = lambda x: _moons_components(x).argmax(1)  # noqa: E731
-    target = Target(name, train, test, _BOUNDS[name], moons_log_prob, region, 2)
+    target = Target(name, train, test, _BOUNDS[name], moons_log_prob, region, 2, val=val)
     points, _, cell = grid(target.bounds, n_grid, device=device, dtype=torch.float64)
     comp = _moons_components(points)  # one pass over the arcs gives both the density and the regions
     log_p, regions = comp.logsumexp(1) + math.log(0.5), comp.argmax(1)
     return _finish(target, log_p, regions, points, cell, n_grid)
 
 
+def _target_data(name: str, n: int, seed: int, device) -> torch.Tensor:
+    """n points of target ``name`` drawn from ``seed`` (float32 on device), as make_target draws them."""
+    if name == "ring8-unequal":
+        return _unequal_ring().sample(n, generator=make_generator(seed)).to(device=device, dtype=torch.float32)
+    return toy_data_labelled(name, n, seed=seed, device=device)[0]
+
+
+def blurred_test_ll(name: str, sigma: float, n_test: int = 2000, seed: int = 0, device=None) -> float:
+    """The mean log-density of the blurred target p * N(0, sigma^2 I) on ``make_target(name, seed=seed)``'s test
+    set: the best test log-likelihood that a model of the blurred data (DSM at noise level sigma) can reach on
+    clean test data (normalised on the whole plane). name: one of ``TARGETS``; sigma > 0."""
+    sigma = check_positive(sigma, "sigma")
+    if name not in TARGETS:
+        raise ValueError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}.")
+    test = _target_data(name, check_int(n_test, "n_test", minimum=1), seed + 1000, device)
+    return float(target_law(name, blur=sigma)(test).mean())
+
+
 def mixture_target(name: str, law: GaussianMixture, bounds, train: torch.Tensor, test: torch.Tensor,
-                   n_grid: int = 150) -> Target:
+                   n_grid: int = 150, val: Optional[torch.Tensor] = None) -> Target:
     """A :class:`Target` for data from a Gaussian mixture ``law``: exact log-density, one region per component
     (the points nearest to its mean), true masses per region by quadrature on ``bounds`` with n_grid^2 points.
-    train, test: (n, 2) samples (e.g. ``law.sample(n, generator)``), float32 on the device to use."""
+    train, test (and optionally val): (n, 2) samples (e.g. ``law.sample(n, generator)``), float32 on the
+    device to use."""
     if not isinstance(law, GaussianMixture) or law.dim != 2:
         raise TypeError("law must be a 2-D ebm_teach.data.GaussianMixture.")
     bounds = _check_box(bounds)
     train = check_tensor(train, "train", shape=(None, 2))
     test = check_tensor(test, "test", shape=(None, 2), like=train)
+    if val is not None:
+        val = check_tensor(val, "val", shape=(None, 2), like=train)
 
     def log_prob(x, law=law):
         return law.to(device=x.device).log_prob(x.to(torch.float64))
@@ -667,7 +773,7 @@ def mixture_target(name: str, law: GaussianMixture, bounds, train: torch.Tensor,
     def region(x, means=law.means):
         return torch.cdist(x.to(torch.float64), means.to(x.device)).argmin(1)
 
-    target = Target(name, train, test, bounds, log_prob, region, len(law.weights))
+    target = Target(name, train, test, bounds, log_prob, region, len(law.weights), val=val)
     points, _, cell = grid(bounds, n_grid, device=test.device, dtype=torch.float64)
     return _finish(target, log_prob(points), region(points), points, cell, n_grid)
 
@@ -696,7 +802,9 @@ def evaluate_2d(energy: Callable, target: Target, n_grid: int = 150) -> dict:
 
     One pass over n_grid^2 points gives log Z (log-sum-exp in float64) and the mass of each mode's region;
     mean -E(test) - log Z is the test log-likelihood of the model normalised on the box (mass outside the
-    box is not counted: every model is judged on the same box). Returns {"ll", "mode_error", "masses"}.
+    box is not counted: every model is judged on the same box; :func:`mass_outside_box` says how much that
+    leaves out). Returns {"ll", "mode_error", "masses"}, and "val_ll" (the same on the validation set) when
+    the target has one.
     """
     if not isinstance(target, Target):
         raise TypeError(f"target must be a compare.Target (see make_target); got {type(target).__name__}.")
@@ -705,25 +813,103 @@ def evaluate_2d(energy: Callable, target: Target, n_grid: int = 150) -> dict:
     with torch.no_grad():
         neg_e = -energy(points).to(torch.float64)
         neg_e_test = -energy(target.test).to(torch.float64)
+        neg_e_val = None if target.val is None else -energy(target.val).to(torch.float64)
     if not bool(torch.isfinite(neg_e).all()):
         raise ValueError("the energy is NaN/inf on the quadrature grid; the model has diverged.")
     log_z = float(torch.logsumexp(neg_e, 0)) + math.log(cell)
     masses = _masses(neg_e, regions, target.n_modes)
-    return {"ll": float(neg_e_test.mean()) - log_z, "mode_error": mode_weight_error(masses, target.true_masses),
-            "masses": masses.cpu()}
+    out = {"ll": float(neg_e_test.mean()) - log_z, "mode_error": mode_weight_error(masses, target.true_masses),
+           "masses": masses.cpu()}
+    if neg_e_val is not None:
+        out["val_ll"] = float(neg_e_val.mean()) - log_z
+    return out
+
+
+def mass_outside_box(energy: Callable, target: Target, factor: float = 2.0, n_grid: int = 300) -> float:
+    """The share of exp(-E)'s mass on a box ``factor`` times as wide (same centre) that lies outside the
+    target's box: what :func:`evaluate_2d`, which normalises on the box, does not charge the model for.
+
+    Midpoint rule on n_grid^2 points of the wide box (float64 log-sum-exp). A share s means the log-likelihood
+    normalised on the wide box is lower by -log(1 - s) (about s for a small s).
+    """
+    if not isinstance(target, Target):
+        raise TypeError(f"target must be a compare.Target (see make_target); got {type(target).__name__}.")
+    factor = check_positive(factor, "factor")
+    if factor <= 1:
+        raise ValueError(f"factor must be > 1 (the wide box contains the target's box); got {factor}.")
+    n_grid = check_int(n_grid, "n_grid", minimum=10)
+    wide = tuple(((lo + hi) / 2 - factor * (hi - lo) / 2, (lo + hi) / 2 + factor * (hi - lo) / 2)
+                 for lo, hi in target.bounds)
+    points, _, _ = grid(wide, n_grid, device=target.test.device, dtype=target.test.dtype)
+    with torch.no_grad():
+        neg_e = -energy(points).to(torch.float64)
+    if not bool(torch.isfinite(neg_e).all()):
+        raise ValueError("the energy is NaN/inf on the wide grid; the model has diverged.")
+    inside = torch.ones(len(points), dtype=torch.bool, device=points.device)
+    for d, (lo, hi) in enumerate(target.bounds):
+        inside &= (points[:, d] >= lo) & (points[:, d] <= hi)
+    log_all = torch.logsumexp(neg_e, 0)
+    log_in = torch.logsumexp(neg_e[inside], 0)
+    return float(-torch.expm1(log_in - log_all))
+
+
+def sample_mode_error(x: torch.Tensor, target: Target) -> float:
+    """The mode-weight error of samples x: (n, 2): the total-variation distance between the share of the
+    samples in each mode's region and the true masses (:func:`mode_weight_error`)."""
+    if not isinstance(target, Target):
+        raise TypeError(f"target must be a compare.Target (see make_target); got {type(target).__name__}.")
+    x = check_tensor(x, "x", shape=(None, 2))
+    counts = torch.bincount(target.region(x), minlength=target.n_modes).to(torch.float64)
+    return mode_weight_error(counts / counts.sum(), target.true_masses)
+
+
+def mode_error_floor(masses, n: int, n_draws: int = 20000, generator: Optional[torch.Generator] = None) -> float:
+    """The mode-weight error that n perfect samples already have: E[ 1/2 sum_k |N_k / n - m_k| ] with
+    (N_1, ..., N_K) ~ Multinomial(n, m).
+
+    A sampler's measured error is comparable only against this floor (it falls like 1/sqrt(n)). Exact for
+    K <= 3 modes (a sum over every count vector, in float64); for K > 3, a Monte Carlo mean over n_draws
+    multinomial draws (pass a generator to make it repeatable). masses: (K,) summing to 1; n >= 1.
+    """
+    m = check_tensor(masses, "masses", ndim=1).to(torch.float64).cpu()
+    if len(m) < 2 or bool((m < 0).any()) or abs(float(m.sum()) - 1) > 1e-6:
+        raise ValueError(f"masses must be K >= 2 non-negative numbers summing to 1; got {m.tolist()}.")
+    n = check_int(n, "n", minimum=1)
+    m = m / m.sum()
+    if len(m) <= 3:
+        m3 = torch.cat([m, torch.zeros(3 - len(m), dtype=torch.float64)])
+        a = torch.arange(n + 1, dtype=torch.float64)
+        n1, n2 = torch.meshgrid(a, a, indexing="ij")
+        n3 = n - n1 - n2
+        ok = n3 >= 0
+        n1, n2, n3 = n1[ok], n2[ok], n3[ok]
+        log_m = torch.log(m3.clamp_min(1e-300))
+        log_pmf = (math.lgamma(n + 1) - torch.lgamma(n1 + 1) - torch.lgamma(n2 + 1) - torch.lgamma(n3 + 1)
+                   + n1 * log_m[0] + n2 * log_m[1] + n3 * log_m[2])
+        log_pmf = torch.where(((n2 > 0) & (m3[1] == 0)) | ((n3 > 0) & (m3[2] == 0)), -math.inf, log_pmf)
+        tv = 0.5 * ((n1 / n - m3[0]).abs() + (n2 / n - m3[1]).abs() + (n3 / n - m3[2]).abs())
+        return float((log_pmf.exp() * tv).sum())
+    n_draws = check_int(n_draws, "n_draws", minimum=10)
+    draws = torch.multinomial(m.float(), n * n_draws, replacement=True, generator=generator).reshape(n_draws, n)
+    counts = torch.zeros(n_draws, len(m), dtype=torch.float64).scatter_add_(1, draws, torch.ones(n_draws, n, dtype=torch.float64))
+    return float(0.5 * (counts / n - m).abs().sum(1).mean())
 
 
 # --------------------------------------------------------------------------------------------- samplers, proxies
-def langevin_diagnostics(energy: Callable, target: Target, n_chains: int = 64, n_steps: int = 400,
-                         step_size: float = 0.02, generator: Optional[torch.Generator] = None) -> dict:
+def langevin_diagnostics(energy: Callable, target: Target, n_chains: int = 1000, n_steps: int = 200,
+                         step_size: float = 0.02, generator: Optional[torch.Generator] = None,
+                         bandwidth: Optional[float] = None) -> dict:
     """Run the sampler a 2-D energy model is used with, and measure it with chapter 4's diagnostics.
 
     n_chains unadjusted Langevin chains (``samplers.langevin_step``, step ``step_size``) start from uniform
     noise over the target's box (dispersed starts) and run n_steps steps, clamped to the box; the second half
-    is kept. Returns {"rhat": split R-hat of the chains' energy traces, "ess": their effective sample size,
-    "gap": mean E(test) - mean E(final samples) (``diagnostics.energy_gap``), "mmd2": unbiased MMD^2 between
-    the final samples and the test set (median bandwidth), "sample_mode_error": the mode-weight error of the
-    final samples (the fraction of them in each mode's region), "samples": the final samples (n_chains, 2)}.
+    is kept. Returns {"rhat": split R-hat of the chains' energy traces, "ess": their effective sample size
+    (how many independent draws the n_chains x n_kept energies are worth), "crossed": the share of chains
+    whose mode region at the end differs from the one at the start of the kept half, "gap": mean E(test) -
+    mean E(final samples) (``diagnostics.energy_gap``), "mmd2": unbiased MMD^2 between the final samples and
+    the test set (Gaussian kernel of width ``bandwidth``; the median heuristic when None),
+    "sample_mode_error": the mode-weight error of the n_chains final samples (compare it with
+    :func:`mode_error_floor` for n_chains perfect samples), "samples": the final samples (n_chains, 2)}.
     """
     from .diagnostics import effective_sample_size, energy_gap, split_rhat
     from .samplers import langevin_step, run_chain
@@ -733,6 +919,8 @@ def langevin_diagnostics(energy: Callable, target: Target, n_chains: int = 64, n
     n_chains = check_int(n_chains, "n_chains", minimum=2)
     n_steps = check_int(n_steps, "n_steps", minimum=8)
     step_size = check_positive(step_size, "step_size")
+    if bandwidth is not None:
+        bandwidth = check_positive(bandwidth, "bandwidth")
     test = target.test
     low = torch.tensor([lo for lo, _ in target.bounds], device=test.device, dtype=test.dtype)
     high = torch.tensor([hi for _, hi in target.bounds], device=test.device, dtype=test.dtype)
@@ -746,26 +934,28 @@ def langevin_diagnostics(energy: Callable, target: Target, n_chains: int = 64, n
     samples = kept[-1]
     if not bool(torch.isfinite(e_trace).all()):
         raise DivergenceError("the energy is NaN/inf along the Langevin chains; lower step_size or check the model.")
-    counts = torch.bincount(target.region(samples), minlength=target.n_modes).to(torch.float64)
+    h = bandwidth if bandwidth is not None else median_bandwidth(samples, test)
     return {
         "rhat": split_rhat(e_trace),
         "ess": effective_sample_size(e_trace),
+        "crossed": float((target.region(kept[0]) != target.region(samples)).to(torch.float64).mean()),
         "gap": float(energy_gap(e_test, e_trace[:, -1])),
-        "mmd2": mmd2(samples, test, median_bandwidth(samples, test)),
-        "sample_mode_error": mode_weight_error(counts / counts.sum(), target.true_masses),
+        "mmd2": mmd2(samples, test, h),
+        "sample_mode_error": sample_mode_error(samples, target),
         "samples": samples,
     }
 
 
 def rbm_measures(rbm: BernoulliRBM, v_test: torch.Tensor, n_samples: int = 500, n_sweeps: int = 200,
-                 generator: Optional[torch.Generator] = None) -> dict:
+                 generator: Optional[torch.Generator] = None, bandwidth: Optional[float] = None) -> dict:
     """Every measure of chapter 10 for a small RBM: the exact one and the proxies people quote instead.
 
     Returns {"ll": exact mean test log-likelihood (log Z by enumeration), "recon": reconstruction error,
     "pl": mean log pseudo-likelihood per test example, "gap": mean F(test) - mean F(samples), "mmd2":
-    unbiased MMD^2 between samples and test data (Gaussian kernel, median bandwidth), "log_z": log Z,
-    "samples"}. The samples come from n_samples Gibbs chains run n_sweeps sweeps from uniformly random
-    binary vectors. v_test: (n, n_visible) binary.
+    unbiased MMD^2 between samples and test data (Gaussian kernel of width ``bandwidth``, the median
+    heuristic when None; pass one width for every model so that the statistic is the same for all of them),
+    "log_z": log Z, "samples"}. The samples come from n_samples Gibbs chains run n_sweeps sweeps from
+    uniformly random binary vectors. v_test: (n, n_visible) binary.
     """
     from .diagnostics import energy_gap
 
@@ -774,16 +964,19 @@ def rbm_measures(rbm: BernoulliRBM, v_test: torch.Tensor, n_samples: int = 500, 
     v_test = check_binary(check_tensor(v_test, "v_test", shape=(None, rbm.n_visible), like=rbm.theta), "v_test")
     n_samples = check_int(n_samples, "n_samples", minimum=2)
     n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1)
+    if bandwidth is not None:
+        bandwidth = check_positive(bandwidth, "bandwidth")
     with torch.no_grad():
         log_z = rbm.log_partition_exact()
         start = (torch.rand(n_samples, rbm.n_visible, generator=generator, device=rbm.device) < 0.5).to(rbm.dtype)
         samples = rbm.gibbs(start, n_sweeps, generator)
+        h = bandwidth if bandwidth is not None else median_bandwidth(samples, v_test)
         return {
             "ll": rbm.log_likelihood_exact(v_test, log_z),
             "recon": rbm.reconstruction_error(v_test),
             "pl": float(rbm.pseudo_log_likelihood(v_test).mean()),
             "gap": float(energy_gap(rbm.free_energy(v_test), rbm.free_energy(samples))),
-            "mmd2": mmd2(samples, v_test, median_bandwidth(samples, v_test)),
+            "mmd2": mmd2(samples, v_test, h),
             "log_z": log_z,
             "samples": samples,
         }
@@ -818,6 +1011,10 @@ def mean_spread(values) -> Tuple[float, float]:
 CONTINUOUS_METHODS = ("CD-1", "CD-10", "short-run 10", "replay 10", "NCE", "sliced SM", "DSM", "NC-DSM")
 #: The binary (RBM) methods of chapter 10 (see :func:`binary_method`).
 BINARY_METHODS = ("CD-1", "CD-10", "PCD-1", "NCE", "pseudo-likelihood")
+#: Every method's tuning budget: these three Adam learning rates, the best chosen on validation data.
+LEARNING_RATES_2D = (3e-3, 1e-2, 3e-2)
+#: The same for the RBMs (a linear model of 64 pixels moves more slowly, so the grid sits higher).
+LEARNING_RATES_RBM = (1e-2, 3e-2, 1e-1)
 
 
 def continuous_method(name: str, box) -> Method:
@@ -881,13 +1078,16 @@ def new_energy(method: Method, seed: int, hidden: int = 32, n_layers: int = 2, d
     return energy.to(device)
 
 
-def fit_2d(name: str, target: Target, seed: int, budget: int, batch_size: int = 256, lr: float = 5e-3,
+def fit_2d(name: str, target: Target, seed: int, budget: int, batch_size: int = 256, lr: float = 1e-2,
            n_checkpoints: int = 4, hidden: int = 32, n_grid: int = 150) -> dict:
     """Train method ``name`` on ``target`` with ``budget`` energy-gradient evaluations; measure it on the way.
 
     At budget / 2^j, j = n_checkpoints - 1, ..., 0, the test log-likelihood and the mode-weight error are
-    measured by quadrature (:func:`evaluate_2d`). Returns {"method", "energy" (the trained module),
-    "records" (one dict per checkpoint: evaluations, seconds, steps, ll, mode_error), "history"}.
+    measured by quadrature (:func:`evaluate_2d`), and the validation log-likelihood when the target has a
+    validation set. Adam's learning rate is constant, so a checkpoint at budget b of a longer run is the same
+    model as a run of budget b. Returns {"method", "energy" (the trained module), "records" (one dict per
+    checkpoint: evaluations, seconds, steps, ll, val_ll, mode_error, masses: the model's mass per mode region),
+    "history"}.
     """
     method = continuous_method(name, target.bounds)
     device = target.train.device
@@ -896,7 +1096,7 @@ def fit_2d(name: str, target: Target, seed: int, budget: int, batch_size: int = 
 
     def measure(e, m):
         r = evaluate_2d(e, target, n_grid)
-        return {"ll": r["ll"], "mode_error": r["mode_error"]}
+        return {k: (r[k].tolist() if k == "masses" else r[k]) for k in ("ll", "val_ll", "mode_error", "masses") if k in r}
 
     history = train(method, energy, target.train, budget, batch_size=batch_size, lr=lr,
                     generator=make_generator(seed, device), checkpoints=checkpoints, on_checkpoint=measure)
@@ -904,19 +1104,26 @@ def fit_2d(name: str, target: Target, seed: int, budget: int, batch_size: int = 
 
 
 def fit_rbm(name: str, v_train: torch.Tensor, seed: int, budget: int, n_hidden: int = 16, batch_size: int = 128,
-            lr: float = 1e-2, checkpoints: Sequence[int] = (), v_test: Optional[torch.Tensor] = None) -> dict:
+            lr: float = 3e-2, checkpoints: Sequence[int] = (), v_test: Optional[torch.Tensor] = None,
+            v_val: Optional[torch.Tensor] = None) -> dict:
     """Train an RBM with method ``name`` (one of ``BINARY_METHODS``) on binary v_train with ``budget`` evaluations.
 
-    With v_test, the exact test log-likelihood is recorded at each checkpoint. Returns {"method", "rbm" (a
-    detached ``BernoulliRBM`` with the trained parameters), "records", "history"}; for NCE also "c" (its
-    learned log-normaliser).
+    With v_test (v_val), the exact test (validation) log-likelihood is recorded at each checkpoint, from one
+    log Z by enumeration. Returns {"method", "rbm" (a detached ``BernoulliRBM`` with the trained
+    parameters), "records", "history"}; for NCE also "c" (its learned log-normaliser).
     """
     method = binary_method(name)
     device = v_train.device
     energy = new_energy(method, seed, device=device, rbm_shape=(v_train.shape[1], n_hidden))
 
     def measure(e, m):
-        return {} if v_test is None else {"ll": e.sampler.log_likelihood_exact(v_test)}
+        if v_test is None and v_val is None:
+            return {}
+        log_z = e.sampler.log_partition_exact()
+        out = {} if v_test is None else {"ll": e.sampler.log_likelihood_exact(v_test, log_z)}
+        if v_val is not None:
+            out["val_ll"] = e.sampler.log_likelihood_exact(v_val, log_z)
+        return out
 
     history = train(method, energy, v_train, budget, batch_size=batch_size, lr=lr, generator=make_generator(seed, device),
                     checkpoints=checkpoints, on_checkpoint=measure)
@@ -926,6 +1133,42 @@ def fit_rbm(name: str, v_train: torch.Tensor, seed: int, budget: int, n_hidden: 
     if isinstance(method, NCE):
         out["c"] = float(method.model.c.detach())
     return out
+
+
+def choose_learning_rates(rows: Sequence[dict], group: Sequence[str] = ("target", "method", "budget"),
+                          score: str = "val_ll") -> dict:
+    """The tuning step: for each group of rows (e.g. one method on one target at one budget), the learning
+    rate whose mean ``score`` over seeds is highest.
+
+    rows: dicts with "lr", ``score`` and the ``group`` keys (keys a row lacks count as None), one per seed and
+    checkpoint, e.g. from ``experiments/comparison.py``. The score must be measured on validation data, never
+    on the test set that reports the result. Returns {group values (a tuple): chosen lr}.
+    """
+    means: dict = {}
+    for r in rows:
+        if "lr" not in r or score not in r:
+            raise ValueError(f"every row needs 'lr' and {score!r}; got a row with keys {sorted(r)}.")
+        key = tuple(r.get(g) for g in group)
+        means.setdefault(key, {}).setdefault(float(r["lr"]), []).append(float(r[score]))
+    return {key: max(by_lr, key=lambda lr: sum(by_lr[lr]) / len(by_lr[lr])) for key, by_lr in means.items()}
+
+
+def tuned_rows(rows: Sequence[dict], group: Sequence[str] = ("target", "method", "budget"),
+               score: str = "val_ll") -> List[dict]:
+    """The rows of the learning rate :func:`choose_learning_rates` picks for their group (the tuned runs)."""
+    chosen = choose_learning_rates(rows, group, score)
+    return [r for r in rows if float(r["lr"]) == chosen[tuple(r.get(g) for g in group)]]
+
+
+def digits_split(device=None):
+    """Chapter 10's binary data: the 8x8 digits binarized (``data.load_digits``), split into training,
+    validation and test images: the test split of ``train_test_split(seed=0)`` (20 %), and 20 % of the rest
+    (``seed=1``) for validation, which chooses learning rates. Returns (x_train, x_val, x_test)."""
+    from .data import load_digits, train_test_split
+
+    x_rest, x_test = train_test_split(load_digits(binarize=True, device=device), seed=0)
+    x_train, x_val = train_test_split(x_rest, seed=1)
+    return x_train, x_val, x_test
 
 
 def read_results(path) -> List[dict]:

@@ -42,7 +42,8 @@ import torch
 #   - \frac{2}{mn}\sum_{i=1}^m\sum_{j=1}^n k(x_i, y_j).$$
 #
 # Leaving out the $i = j$ terms (each equal to $k(x_i, x_i) = 1$) is what removes the bias: keep them and
-# divide by $m^2$, $n^2$, and the estimate is always positive, even for two samples of one law. Compute in
+# divide by $m^2$, $n^2$, and the estimate is never negative (it is $\ge 0$, zero only when the two samples are
+# identical), so it sits above zero on average even for two samples of one law. Compute in
 # float64 (`torch.cdist` gives all pairwise distances at once). Raise a `ValueError` when a sample has fewer
 # than 2 points (there is no pair $i \ne j$) or when the two samples have different dimensions.
 
@@ -145,45 +146,47 @@ run_checks("10_comparison", "10.2", count_evaluations)
 # ## Exercise 10.3: predict, then run (2 points)
 #
 # A new target, not in the chapter: two Gaussians with standard deviation 0.5 at $(-2.5, 0)$ and $(2.5, 0)$,
-# with weights **0.85 and 0.15**, so that the modes are ten standard deviations apart. Three methods train the
-# chapter's energy network on 2000 samples with $2^{17}$ energy-gradient evaluations each: **CD-1** (one
-# Langevin step from the data), **NCE** (Gaussian noise fitted to the data, $\nu = 4$) and **DSM**
-# ($\sigma = 0.3$).
+# with weights **0.85 and 0.15**, so that the modes are ten standard deviations apart. Two methods train the
+# chapter's energy network on 2000 samples with $2^{17}$ energy-gradient evaluations each, both with Adam at
+# learning rate $10^{-2}$: **CD-1** (one Langevin step from the data) and **NCE** (Gaussian noise fitted to the
+# data, $\nu = 4$).
 #
-# *Before running anything*, predict their order by **mode-weight error** (the total-variation distance
-# between the model's and the truth's masses per mode), smallest error first. Think about what each method's
-# training signal can see: where do CD-1's negatives lie; does the noisy density that DSM fits put any
-# mass between the modes; what does NCE's noise cover?
+# *Before running anything*, predict the **mass each trained model puts on the light mode** (the one at
+# $(2.5, 0)$, whose true weight is 0.15), as a number between 0 and 1. Use what section 1 of the chapter found:
+# what do CD-$k$'s negatives compare, and what does the mass of each mode come out as when nothing compares the
+# modes with each other? What does NCE's noise cover?
 #
-# Return the three names `"CD-1"`, `"NCE"`, `"DSM"` in your predicted order. The hidden check trains all three
-# on three seeds, and for every pair of methods that the runs separate clearly (every seed of one below every
-# seed of the other, and the means at least 0.05 apart) your order must agree; a pair the runs do not
-# separate accepts either order. Afterwards, run it yourself with `ebm_teach.compare.fit_2d` and a
-# `compare.Target`, and see whether the separated pairs are the ones you expected.
+# Return a dict `{"CD-1": m_cd, "NCE": m_nce}`. The hidden check trains both methods on three seeds (a few
+# seconds) and accepts each prediction within 0.15 of the mean mass over the seeds (1 point each).
+#
+# Afterwards, run the experiment yourself with `ebm_teach.compare.fit_2d` (the `"masses"` of a run's last record
+# give the mass of each mode), and add **DSM** ($\sigma = 0.3$). Score matching sees the density only through its
+# score near the data, and the score of two isolated modes says nothing about their weights (Wenliang &
+# Kanagawa, 2020): where does DSM put the light mode's mass, and does it agree from seed to seed?
 
 # %%
-def predict_ranking():
-    """Your prediction: a list of "CD-1", "NCE", "DSM", smallest mode-weight error first."""
+def predict_light_mass():
+    """Your prediction: {"CD-1": mass, "NCE": mass}, the mass each trained model puts on the light mode."""
     ### BEGIN SOLUTION
-    # NCE first: its noise covers both modes, so the classifier weighs their masses against one reference.
-    # CD-1 last: its negatives sit a small step from the data, in the data's own proportions, so nothing in
-    # its gradient compares the two modes, and it ends near whatever the initial network implied (close to
-    # equal weights: an error near 0.35). DSM in between: the blurred density it fits is tiny between the
-    # modes but not zero, and the few noisy points that reach the gap tilt the two wells; in our runs its
-    # error was about 0.13 on every seed. The check accepts either order for a pair its runs do not separate.
-    return ["NCE", "DSM", "CD-1"]
+    # CD-1's negatives are one small step from the data, in the data's own proportions, so its gradient never
+    # compares one mode with the other: on the chapter's mixture CD-1 and CD-10 ended with about equal masses on
+    # every mode. Two modes of the same shape: about half each. NCE weighs both modes against the same noise,
+    # so it learns the true weight, 0.15. (DSM, run afterwards, puts almost all the mass on the heavy mode here:
+    # the score cannot tell, and the outcome is whatever the network's fit between the modes makes of it.)
+    return {"CD-1": 0.5, "NCE": 0.15}
     ### END SOLUTION
 
 
 # %% tags=["self-check"]
 # Self-check: only the format (the hidden check runs the experiment).
-answer = predict_ranking()
+answer = predict_light_mass()
 print("your prediction:", answer)
-assert sorted(answer) == ["CD-1", "DSM", "NCE"], 'return the three names "CD-1", "NCE", "DSM", each once'
+assert isinstance(answer, dict) and sorted(answer) == ["CD-1", "NCE"], 'return {"CD-1": mass, "NCE": mass}'
+assert all(0 <= float(v) <= 1 for v in answer.values()), "a mass lies between 0 and 1"
 
 # %% tags=["hidden-test"]
 ### BEGIN HIDDEN TESTS
 from ebm_teach.grade import run_checks
 
-run_checks("10_comparison", "10.3", predict_ranking)
+run_checks("10_comparison", "10.3", predict_light_mass)
 ### END HIDDEN TESTS

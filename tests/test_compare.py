@@ -28,23 +28,32 @@ from ebm_teach.compare import (
     SlicedSM,
     Target,
     binary_method,
+    blurred_test_ll,
+    choose_learning_rates,
     continuous_method,
+    digits_split,
     evaluate_2d,
     fit_2d,
     fit_rbm,
     kendall_tau,
     langevin_diagnostics,
     make_target,
+    mass_outside_box,
     mean_spread,
     median_bandwidth,
     mixture_target,
     mmd2,
+    mmd2_permutation,
+    mode_error_floor,
     mode_weight_error,
     moons_log_prob,
     noise_conditional_score,
     rbm_measures,
     read_results,
+    sample_mode_error,
+    target_law,
     train,
+    tuned_rows,
 )
 from ebm_teach.compare import _toy_mixture
 from ebm_teach.data import GaussianMixture, load_digits, toy_data_labelled, train_test_split
@@ -204,6 +213,36 @@ def test_unbiased_mmd2_averages_to_zero_for_equal_laws():
     assert v > 0
 
 
+def test_mmd2_permutation_statistic_null_and_p_value():
+    g = make_generator(2)
+    x = torch.randn(30, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(20, 2, generator=g, dtype=torch.float64)
+    r = mmd2_permutation(x, y, 1.0, n_permutations=300, generator=make_generator(3))
+    assert r["mmd2"] == pytest.approx(mmd2(x, y, 1.0), rel=1e-12)
+    # one law: the unbiased statistic has mean 0 under every relabelling, so the p-value is not tiny
+    assert r["p_value"] > 0.01
+    far = mmd2_permutation(x, y + 3.0, 1.0, n_permutations=99, generator=make_generator(3))
+    assert far["p_value"] == pytest.approx(1 / 100)  # no relabelling comes near the true split
+    assert far["mmd2"] > 20 * far["null_sd"]
+
+
+def test_mmd2_permutation_null_is_centred_at_zero():
+    # Under relabelling, E[MMD^2_u] = 0 exactly; 2000 relabellings of 40 points: the null's mean lies within
+    # 4 standard errors of 0.
+    g = make_generator(4)
+    x, y = torch.randn(25, 2, generator=g), torch.randn(15, 2, generator=g) + 0.5
+    null_sd = mmd2_permutation(x, y, 1.0, n_permutations=2000, generator=make_generator(5))["null_sd"]
+    z = torch.cat([x, y])
+    gen = make_generator(6)
+    stats = []
+    for _ in range(400):
+        perm = torch.randperm(40, generator=gen)
+        stats.append(mmd2(z[perm[:25]], z[perm[25:]], 1.0))
+    stats = torch.tensor(stats)
+    assert abs(float(stats.mean())) < 4 * float(stats.std()) / 400**0.5
+    assert float(stats.std()) == pytest.approx(null_sd, rel=0.15)  # 400 draws: the sd is known to ~4 %
+
+
 def test_median_bandwidth_is_the_median_pairwise_distance():
     x = torch.tensor([[0.0, 0.0], [3.0, 0.0]])
     y = torch.tensor([[0.0, 4.0]])
@@ -230,6 +269,83 @@ def test_the_true_density_scores_the_true_test_ll_and_zero_mode_error(mixture):
     assert r["ll"] == pytest.approx(mixture.true_test_ll, abs=2e-3)  # the mass outside the box is < 1e-3
     assert r["mode_error"] < 1e-9  # the same grid (in float32) as the truth's masses
     torch.testing.assert_close(mixture.true_masses, torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64), atol=2e-3, rtol=0)
+
+
+def test_mode_error_floor_one_sample_closed_form():
+    # One draw lands in mode j with probability m_j, and then the error is 1 - m_j: E = 1 - sum m_j^2.
+    m = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    assert mode_error_floor(m, 1) == pytest.approx(1 - float((m**2).sum()), abs=1e-12)
+    m5 = torch.tensor([0.4, 0.3, 0.1, 0.1, 0.1], dtype=torch.float64)  # K > 3: Monte Carlo, 20000 draws
+    assert mode_error_floor(m5, 1, generator=make_generator(0)) == pytest.approx(1 - float((m5**2).sum()), abs=0.01)
+
+
+def test_mode_error_floor_exact_sum_matches_simulation():
+    m = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    exact = mode_error_floor(m, 32)
+    g = make_generator(1)
+    draws = torch.multinomial(m.float(), 32 * 20000, replacement=True, generator=g).reshape(20000, 32)
+    counts = torch.zeros(20000, 3, dtype=torch.float64).scatter_add_(1, draws, torch.ones(20000, 32, dtype=torch.float64))
+    tv = 0.5 * (counts / 32 - m).abs().sum(1)
+    assert abs(exact - float(tv.mean())) < 4 * float(tv.std()) / 20000**0.5
+    assert mode_error_floor(m, 1000) < exact / 4  # it falls like 1 / sqrt(n)
+    two = mode_error_floor(torch.tensor([0.85, 0.15], dtype=torch.float64), 1)
+    assert two == pytest.approx(1 - 0.85**2 - 0.15**2, abs=1e-12)
+
+
+def test_mass_outside_box_of_a_gaussian():
+    # E = |x|^2 / 2 on the box [-2, 2]^2, wide box [-4, 4]^2: the share outside is 1 - (P(|z| <= 2) / P(|z| <= 4))^2.
+    law = GaussianMixture.isotropic(torch.zeros(1, 2, dtype=torch.float64), 1.0)
+    x = torch.zeros(4, 2)
+    t = Target("g", x, x, ((-2.0, 2.0), (-2.0, 2.0)), law.log_prob, lambda p: torch.zeros(len(p), dtype=torch.long), 1)
+    inside = (math.erf(2 / 2**0.5) / math.erf(4 / 2**0.5)) ** 2
+    share = mass_outside_box(lambda p: 0.5 * (p.double() ** 2).sum(1), t, factor=2.0, n_grid=400)
+    assert share == pytest.approx(1 - inside, rel=2e-3)  # midpoint rule, cell 0.02
+
+
+def test_sample_mode_error_counts_regions(mixture):
+    x = torch.tensor([[-2.0, -2.0]] * 5 + [[2.0, 2.0]] * 3 + [[2.0, -2.0]] * 2)
+    assert sample_mode_error(x, mixture) == pytest.approx(0.5 * float((mixture.true_masses - torch.tensor(
+        [0.5, 0.3, 0.2], dtype=torch.float64)).abs().sum()), abs=1e-12)
+
+
+def test_blurred_targets():
+    # The blurred mixture is the mixture with every covariance widened; the blurred moons integrate to one.
+    t = make_target("mixture", n_train=2, n_val=2)
+    want = float(_toy_mixture().convolve(0.3).log_prob(t.test.double()).mean())
+    assert blurred_test_ll("mixture", 0.3) == pytest.approx(want, rel=1e-12)
+    z = log_partition_grid(lambda x: -moons_log_prob(x, blur=0.3), [(-6, 6), (-5, 5)], 200)
+    assert abs(z) < 1e-4
+    assert blurred_test_ll("moons", 0.3) < make_target("moons", n_train=2, n_val=2, n_grid=40).true_test_ll
+    torch.testing.assert_close(target_law("ring8")(t.test), make_target("ring8", n_train=2, n_val=2).log_prob(t.test))
+
+
+def test_unequal_ring_masses_and_validation_split():
+    t = make_target("ring8-unequal", n_train=50, n_test=60, n_val=70)
+    torch.testing.assert_close(t.true_masses, torch.tensor([3 / 16, 1 / 16] * 4, dtype=torch.float64), atol=2e-3, rtol=0)
+    assert (t.train.shape, t.test.shape, t.val.shape) == ((50, 2), (60, 2), (70, 2))
+    assert not torch.equal(t.test[:50], t.train) and not torch.equal(t.val[:60], t.test)
+    r = evaluate_2d(lambda x: -t.log_prob(x).float(), t)
+    assert r["val_ll"] == pytest.approx(float(t.log_prob(t.val).mean()), abs=2e-3)
+
+
+def test_digits_split_is_disjoint_and_covers_the_data():
+    x_train, x_val, x_test = digits_split()
+    assert (len(x_train), len(x_val), len(x_test)) == (1150, 288, 359)
+
+    def codes(x):  # each binary image as one integer, sorted: the multiset of images
+        return sorted(int("".join(str(int(v)) for v in row.tolist()), 2) for row in x)
+
+    assert codes(torch.cat([x_train, x_val, x_test])) == codes(load_digits(binarize=True))
+    assert torch.equal(x_test, train_test_split(load_digits(binarize=True), seed=0)[1])  # the chapters' test split
+
+
+def test_choose_learning_rates_picks_the_best_mean_validation_score():
+    # A: mean validation score 2.5 at lr 0.1 against 2.25 at 0.01 (though 0.01 has the better test score); B: 0.01.
+    rows = [{"method": "A", "lr": lr, "seed": s, "val_ll": v, "ll": 10 * lr - v}
+            for lr, vals in ((0.1, (2.0, 3.0)), (0.01, (2.5, 2.0))) for s, v in enumerate(vals)]
+    rows += [{"method": "B", "lr": 0.1, "seed": 0, "val_ll": -5.0}, {"method": "B", "lr": 0.01, "seed": 0, "val_ll": -4.0}]
+    assert choose_learning_rates(rows, group=("method",)) == {("A",): 0.1, ("B",): 0.01}
+    assert {(r["method"], r["lr"]) for r in tuned_rows(rows, group=("method",))} == {("A", 0.1), ("B", 0.01)}
 
 
 def test_mode_weight_error_is_total_variation():
@@ -265,8 +381,9 @@ def test_mean_spread():
 def test_rhat_separates_one_mode_from_two_far_apart(one_thread):
     def target(law, bounds):
         x = law.sample(200, generator=make_generator(0)).float()
-        return Target("t", x, x, bounds, law.log_prob, lambda p: torch.zeros(len(p), dtype=torch.long), 1,
-                      torch.ones(1, dtype=torch.float64))
+        means = law.means.float()
+        return Target("t", x, x, bounds, law.log_prob, lambda p: torch.cdist(p.float(), means).argmin(1), len(means),
+                      law.weights)
     one = GaussianMixture.isotropic(torch.tensor([[0.0, 0.0]]), 1.0)
     two = GaussianMixture.isotropic(torch.tensor([[-4.0, 0.0], [4.0, 0.0]]), 0.5, [0.9, 0.1])
     energy = lambda law: (lambda x: -law.log_prob(x.double()).float())  # noqa: E731
@@ -274,40 +391,55 @@ def test_rhat_separates_one_mode_from_two_far_apart(one_thread):
     # modes 8 apart (16 standard deviations) never cross, so R-hat stays far above 1. The modes' weights differ
     # (0.9/0.1) so that their energies differ by log 9: R-hat of the energy cannot see chains stuck in two
     # modes of equal weight and shape, whose energy traces look alike.
-    r1 = langevin_diagnostics(energy(one), target(one, ((-4, 4), (-4, 4))), n_steps=1000, step_size=0.1,
+    r1 = langevin_diagnostics(energy(one), target(one, ((-4, 4), (-4, 4))), n_chains=64, n_steps=1000, step_size=0.1,
                               generator=make_generator(1))
-    r2 = langevin_diagnostics(energy(two), target(two, ((-6, 6), (-3, 3))), n_steps=1000, step_size=0.1,
+    r2 = langevin_diagnostics(energy(two), target(two, ((-6, 6), (-3, 3))), n_chains=64, n_steps=1000, step_size=0.1,
                               generator=make_generator(1))
     assert r1["rhat"] < 1.05 < 1.25 < r2["rhat"]  # r2: about sqrt(1 + var(chain means) / W) = 1.4
+    assert r1["crossed"] == 0.0  # one region: nothing to cross into
+    assert r2["crossed"] == 0.0  # a barrier of 16 standard deviations: no chain changes mode
+    # uniform starts on the box fall into either basin about half the time, whatever the weights 0.9/0.1: the
+    # samples' error is that of the basins (about 0.4), far above the floor of 64 perfect samples (about 0.03)
+    assert r2["sample_mode_error"] > 0.25 > 5 * mode_error_floor(two.weights, 64)
 
 
 # --------------------------------------------------------------------------------------------- the chapter's claims
-def test_nce_beats_data_started_cd_on_mode_weights_of_the_unequal_mixture(mixture, one_thread):
-    # Chapter 10, section 1, at its SCALE = 1 budget: NCE's error was <= 0.07 and CD-10's >= 0.1 on every
-    # seed we tried; the test asks for a margin of 0.03 on each of three seeds.
+def test_data_started_cd_keeps_equal_weights_and_nce_learns_them(mixture, one_thread):
+    # Chapter 10, section 1, at its SCALE = 1 budget and tuned rate (3e-2 for both): CD-10's chains start at the
+    # data, so nothing compares the modes and its masses stay near 1/3 each: the seed means of the heavy mode
+    # (true 0.5) and of the light one (true 0.2) are nearer 1/3 than the truth (the chapter's claim, which held
+    # on 11 seed shifts; single seeds stray further, up to about 0.43). NCE's mean error over three seeds is
+    # below CD-10's by more than 0.03 (the chapter's shifted seeds: NCE about 0.07, CD-10 about 0.13-0.17).
+    cd, nce, masses = [], [], []
     for seed in range(3):
-        nce = fit_2d("NCE", mixture, seed, 2**17, n_checkpoints=1)["records"][-1]["mode_error"]
-        cd = fit_2d("CD-10", mixture, seed, 2**17, n_checkpoints=1)["records"][-1]["mode_error"]
-        assert nce + 0.03 < cd, (seed, nce, cd)
+        rec = fit_2d("CD-10", mixture, seed, 2**17, lr=3e-2, n_checkpoints=1)["records"][-1]
+        masses.append(rec["masses"])
+        cd.append(rec["mode_error"])
+        nce.append(fit_2d("NCE", mixture, seed, 2**17, lr=3e-2, n_checkpoints=1)["records"][-1]["mode_error"])
+    heavy, light = (sum(m[k] for m in masses) / 3 for k in (0, 2))
+    assert heavy < (0.5 + 1 / 3) / 2 and light > (0.2 + 1 / 3) / 2, masses
+    assert sum(nce) / 3 + 0.03 < sum(cd) / 3, (nce, cd)
 
 
 def test_nce_with_noise_fitted_to_the_data_recovers_log_z(mixture, digits, one_thread):
-    # The learned c against log Z by quadrature (2-D) and by enumeration (RBM): within 0.3 nats (2-D, 2^17
-    # evaluations) and 0.1 nats (RBM, 2^17 evaluations) on each of three seeds.
+    # The learned c against log Z by quadrature (2-D) and by enumeration (RBM), at learning rate 1e-2 and 2^17
+    # evaluations: within 0.4 nats (2-D) and 0.3 nats (RBM) on each of three seeds. Over 12 shifted seeds the
+    # sd of c - log Z was about 0.1 in both; at larger rates c settles less well (chapter 10, section 3).
     for seed in range(3):
-        run = fit_2d("NCE", mixture, seed, 2**17, n_checkpoints=1)
+        run = fit_2d("NCE", mixture, seed, 2**17, lr=1e-2, n_checkpoints=1)
         with torch.no_grad():
             log_z = log_partition_grid(run["energy"], mixture.bounds, 150, dtype=torch.float32)
-        assert abs(float(run["method"].model.c.detach()) - log_z) < 0.3, seed
-        rbm_run = fit_rbm("NCE", digits[0], seed, 2**17)
-        assert abs(rbm_run["c"] - rbm_run["rbm"].log_partition_exact()) < 0.1, seed
+        assert abs(float(run["method"].model.c.detach()) - log_z) < 0.4, seed
+        rbm_run = fit_rbm("NCE", digits[0], seed, 2**17, lr=1e-2)
+        assert abs(rbm_run["c"] - rbm_run["rbm"].log_partition_exact()) < 0.3, seed
 
 
 def test_pseudo_likelihood_beats_cd10_by_exact_likelihood_at_a_small_budget(digits, one_thread):
-    # Chapter 10, section 3: at 2^17 evaluations PL reached about -18.8 nats and CD-10 about -24.5.
+    # Chapter 10, section 3, at the tuned rates (PL 3e-2, CD-10 1e-1): at 2^17 evaluations PL reached about
+    # -18.4 nats and CD-10 about -21.3; the test asks for 2 nats on each of two seeds.
     for seed in range(2):
-        pl = fit_rbm("pseudo-likelihood", digits[0], seed, 2**17)["rbm"].log_likelihood_exact(digits[1])
-        cd = fit_rbm("CD-10", digits[0], seed, 2**17)["rbm"].log_likelihood_exact(digits[1])
+        pl = fit_rbm("pseudo-likelihood", digits[0], seed, 2**17, lr=3e-2)["rbm"].log_likelihood_exact(digits[1])
+        cd = fit_rbm("CD-10", digits[0], seed, 2**17, lr=1e-1)["rbm"].log_likelihood_exact(digits[1])
         assert pl > cd + 2.0, (seed, pl, cd)
 
 
@@ -359,6 +491,22 @@ def test_bad_input_is_refused_with_a_message(mixture):
         langevin_diagnostics(mlp(), "mixture")
     with pytest.raises(ValueError, match="at least 2 models"):
         kendall_tau([1.0], [1.0])
+    with pytest.raises(ValueError, match="summing to 1"):
+        mode_error_floor(torch.tensor([0.5, 0.6]), 10)
+    with pytest.raises(ValueError, match="factor must be > 1"):
+        mass_outside_box(mlp(), mixture, factor=1.0)
+    with pytest.raises(TypeError, match="Target"):
+        sample_mode_error(torch.zeros(3, 2), "mixture")
+    with pytest.raises(ValueError, match="same dimension"):
+        mmd2_permutation(torch.zeros(3, 2), torch.zeros(3, 3), 1.0)
+    with pytest.raises(ValueError, match="val_ll"):
+        choose_learning_rates([{"lr": 0.1, "method": "A"}])
+    with pytest.raises(ValueError, match="unknown target"):
+        target_law("spiral")
+    with pytest.raises(ValueError, match="blur"):
+        target_law("ring8", blur=-1.0)
+    with pytest.raises(ValueError, match="sigma"):
+        blurred_test_ll("ring8", 0.0)
 
 
 def test_the_line_ups_build():

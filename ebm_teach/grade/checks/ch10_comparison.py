@@ -5,8 +5,8 @@
      a sample of one point and of mismatched dimensions.
 10.2 the budget of random recipes against ebm_teach.compare.CountedEnergy, which counts the gradients that a
      few real training steps of each recipe take (an independent computation, not a formula).
-10.3 the prediction against an experiment run here: the three methods trained on the new target over three
-     seeds; every clearly separated pair must be in the predicted order.
+10.3 the prediction against an experiment run here: CD-1 and NCE trained on the new target over three seeds;
+     each predicted mass of the light mode must lie within 0.15 of the measured mean.
 """
 from __future__ import annotations
 
@@ -166,11 +166,18 @@ def check_counts_reject_unknown_method(count_evaluations):
 
 
 # ----------------------------------------------------------------------------- 10.3 prediction
-NAMES = ("CD-1", "NCE", "DSM")
+NAMES = ("CD-1", "NCE")
+TOLERANCE = 0.15
 
 
-def _run_prediction_experiment(n_seeds: int = 3, budget: int = 2**17):
-    """Mode-weight errors {method: [per seed]} of the three methods on the exercise's target."""
+def _run_prediction_experiment(n_seeds: int = 3, budget: int = 2**17, lr: float = 1e-2):
+    """The light mode's mass {method: [per seed]} of CD-1 and NCE trained on the exercise's target.
+
+    Two modes 10 standard deviations apart, weights 0.85/0.15, 2000 training points drawn from check_seed(11):
+    about a second of training per method and seed on one CPU thread. Over the default seed and grading seeds
+    1-40, CD-1's mean over three seeds lay in 0.47-0.56 and NCE's in 0.11-0.24, so the answers 0.5 and 0.15 pass
+    with a margin of at least 0.06, while 0.15 for CD-1 or 0.5 for NCE fails by at least 0.17.
+    """
     from ebm_teach import compare
     from ebm_teach.data import GaussianMixture
 
@@ -178,35 +185,58 @@ def _run_prediction_experiment(n_seeds: int = 3, budget: int = 2**17):
     data_gen = torch.Generator().manual_seed(check_seed(11))
     train = law.sample(2000, generator=data_gen).float()
     test = law.sample(1000, generator=data_gen).float()
-    target = compare.mixture_target("pair", law, ((-5.5, 5.5), (-3.0, 3.0)), train, test)
+    target = compare.mixture_target("pair", law, ((-5.5, 5.5), (-3.0, 3.0)), train, test, n_grid=100)
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny operations: one thread is several times faster
     try:
-        errors = {}
-        for name in NAMES:
-            errors[name] = [compare.fit_2d(name, target, check_seed(20) + s, budget, n_checkpoints=1)["records"][-1]["mode_error"]
-                            for s in range(n_seeds)]
+        return {name: [compare.fit_2d(name, target, check_seed(20) + s, budget, lr=lr, n_checkpoints=1,
+                                      n_grid=100)["records"][-1]["masses"][1] for s in range(n_seeds)]
+                for name in NAMES}
     finally:
         torch.set_num_threads(before)
-    return errors
 
 
-def check_prediction(predict_ranking):
-    answer = predict_ranking()
-    if not isinstance(answer, (list, tuple)) or sorted(str(a) for a in answer) != sorted(NAMES):
-        raise AssertionError(f'return the three names "CD-1", "NCE", "DSM", each once, best first; got {answer!r}.')
-    rank = {name: i for i, name in enumerate(answer)}
-    errors = _run_prediction_experiment()
-    shown = ", ".join(f"{n}: " + "/".join(f"{e:.2f}" for e in errors[n]) for n in NAMES)
-    for a in NAMES:
-        for b in NAMES:
-            separated = max(errors[a]) < min(errors[b]) and sum(errors[b]) / 3 - sum(errors[a]) / 3 >= 0.05
-            if separated and rank[a] > rank[b]:
-                raise AssertionError(
-                    f"the experiment separates {a} from {b} clearly: {a}'s mode-weight error is below {b}'s on every "
-                    f"seed ({shown}), but you ranked {b} first. Ask what each method's training signal can see of the "
-                    "two modes' relative weights."
-                )
+_EXPERIMENT: dict = {}
+
+
+def _experiment():
+    """The experiment, run once per grading seed and shared by the two checks."""
+    key = check_seed(11), check_seed(20)
+    if key not in _EXPERIMENT:
+        _EXPERIMENT.clear()
+        _EXPERIMENT[key] = _run_prediction_experiment()
+    return _EXPERIMENT[key]
+
+
+def _prediction(predict_light_mass, name):
+    answer = predict_light_mass()
+    if not isinstance(answer, dict) or sorted(str(k) for k in answer) != sorted(NAMES):
+        raise AssertionError(f'return a dict {{"CD-1": mass, "NCE": mass}}; got {answer!r}.')
+    value = _float(answer[name], f'the prediction for "{name}"')
+    if not 0 <= value <= 1:
+        raise AssertionError(f'a mass lies between 0 and 1; your prediction for "{name}" is {value}.')
+    return value
+
+
+def _check_method(predict_light_mass, name, hint):
+    value = _prediction(predict_light_mass, name)
+    masses = _experiment()[name]
+    mean = sum(masses) / len(masses)
+    shown = ", ".join(f"{m:.2f}" for m in masses)
+    assert abs(value - mean) <= TOLERANCE, (
+        f"you predicted that {name} puts {value:.2f} of its mass on the light mode; trained on three seeds it put "
+        f"{shown} (mean {mean:.2f}), more than {TOLERANCE} away. {hint}"
+    )
+
+
+def check_cd1_prediction(predict_light_mass):
+    _check_method(predict_light_mass, "CD-1", "Ask what CD-1's negatives compare: each mode with itself, or the "
+                  "two modes with each other? Chapter 10, section 1, shows what CD-k's mode masses end as.")
+
+
+def check_nce_prediction(predict_light_mass):
+    _check_method(predict_light_mass, "NCE", "Ask what NCE's noise covers, and so which regions its classifier "
+                  "weighs against the same reference.")
 
 
 EXERCISES = [
@@ -219,7 +249,8 @@ EXERCISES = [
         Check("equals the chapter's counter on real training steps of random recipes", check_counts, 2.5),
         Check("rejects an unknown method", check_counts_reject_unknown_method, 0.5),
     ]),
-    Exercise(id="10.3", name="predict_ranking", checks=[
-        Check("agrees with an experiment run by the check on every clearly separated pair", check_prediction, 2),
+    Exercise(id="10.3", name="predict_light_mass", checks=[
+        Check("CD-1's light-mode mass agrees with an experiment run by the check", check_cd1_prediction, 1),
+        Check("NCE's light-mode mass agrees with an experiment run by the check", check_nce_prediction, 1),
     ]),
 ]
