@@ -638,15 +638,18 @@ def reverse_ais_log_partition(
     """
     W, b, c = _check_rbm(rbm)
     n_visible, n_hidden = W.shape
-    v = check_binary(check_tensor(v_samples, "v_samples", shape=(None, n_visible), like=W, finite=False), "v_samples")
+    v = check_tensor(v_samples, "v_samples", shape=(None, n_visible), like=W, finite=False)
+    v = check_binary(v, "v_samples")
     if len(v) == 0:
-        raise ValueError("v_samples is empty; pass at least one sample of the RBM (M, n_visible), one per chain.")
+        raise ValueError("v_samples is empty; pass at least one sample of the RBM (M, n_visible), "
+                         "one per chain.")
     beta = ais_schedule(n_betas, betas)[::-1]  # from beta_K = 1 down to beta_0 = 0
     generator = _generator_for(generator, seed, W.device)
     b_A = ais_base_bias(base, n_visible, W)
     log_r = _anneal(W, b, c, b_A, beta, v.T.clone(memory_format=torch.contiguous_format), generator)
     if not bool(torch.isfinite(log_r).all()):
-        raise ValueError("reverse AIS produced NaN/inf log-weights; check that the RBM's parameters are finite.")
+        raise ValueError("reverse AIS produced NaN/inf log-weights; check that the RBM's parameters "
+                         "are finite.")
     return ais_result(log_r, _log_z_base(b_A, n_hidden), reverse=True)
 
 
