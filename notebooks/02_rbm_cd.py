@@ -714,10 +714,10 @@ print(claim(final["CD-1"] < best["CD-1"] - 0.05,
 #
 # ### Where the bias lives
 # Where does CD-1's model put its mass? All four models put almost all of it on the 14 training images; the
-# difference is how they *split* it among them. Below, each image's probability times 14 (a fair share is
-# 1) under each final model, and two measurements of the Gibbs chains: how likely one step from a training
-# image is to land on *another* training image, during training (mean over the 14 images), and each final
-# model's relaxation time $-1/\log\lambda_2$, with $\lambda_2$ the second-largest eigenvalue of the
+# difference is how they *split* it among them. Below, each image's probability times 14 (a fair
+# share is 1) under each final model, and two measurements of the Gibbs chains: how likely one step from a
+# training image is to land on *another* training image, during training (mean over the 14 images), and each
+# final model's relaxation time $-1/\log\lambda_2$, with $\lambda_2$ the second-largest eigenvalue of the
 # $512\times512$ transition matrix $T$ (the number of steps over which the chain forgets its start).
 
 # %%
