@@ -12,7 +12,8 @@ from .jem import *  # noqa: F401,F403
 from .dbm import *  # noqa: F401,F403
 from .crf import *  # noqa: F401,F403
 from .compare import *  # noqa: F401,F403
-from . import common, compare, crf, dbm, jem, langevin, nce, rbm, score
+from .mnist import *  # noqa: F401,F403
+from . import common, compare, crf, dbm, jem, langevin, mnist, nce, rbm, score
 
 __all__ = (common.__all__ + rbm.__all__ + langevin.__all__ + nce.__all__ + score.__all__ + jem.__all__
-           + dbm.__all__ + crf.__all__ + compare.__all__)
+           + dbm.__all__ + crf.__all__ + compare.__all__ + mnist.__all__)
