@@ -399,14 +399,14 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The small step wanders slowly between the modes: its $\tau$ is more than ten times larger (about 280
-# steps against 22), so its 512 000 kept steps are worth only about 1800 independent draws, and the mean of
+# The small step wanders slowly between the modes: its $\tau$ is more than ten times larger (230 to 340
+# steps over seeds, against 22), so its 512 000 kept steps are worth only about 2000 independent draws, and the mean of
 # $x_1$ is known to $\pm 0.03$ against $\pm 0.01$. Its $\hat R$ fails the $1.01$ threshold, the fast chains
 # pass. (The ESS rule alone would have passed both: its bulk- and tail-ESS are above 400. The two rules
 # catch different failures; use both.)
 #
-# Measured in the SDE's own time, the two step sizes mix at about the same speed: $\epsilon\tau$ is about
-# 14 at $\epsilon = 0.05$ and 11 at $\epsilon = 0.5$. The larger step is not a better dynamics; it covers ten
+# Measured in the SDE's own time, the two step sizes mix at about the same speed: $\epsilon\tau$ is 12
+# to 17 at $\epsilon = 0.05$ and 11 at $\epsilon = 0.5$. The larger step is not a better dynamics; it covers ten
 # times more SDE time per gradient evaluation, which is the cost that counts, and it pays with bias
 # (section 1): the step size trades bias for variance. The MCSE measures only the variance: it is the
 # error bar around what the chain converges to, which for ULA is not quite $e^{-E}/Z$.
@@ -854,7 +854,7 @@ print(claim(bool((short["separated"] < 8).any() and (buf["separated"] < 8).any()
 
 # %% [markdown]
 # The buffer changes the negatives more than (at this budget) the density: its negatives sit nearer the
-# modes, as the data do (about 0.93 from a mode centre on average, against 1.05 for 20 steps from noise,
+# modes, as the data do (about 0.9 from a mode centre on average, against about 1.05 for 20 steps from noise,
 # which leave more of them between the modes), yet the test log-likelihoods of the two recipes agree
 # within their spread over seeds, each between 0.1 and 0.8 nats below the true density's depending on the
 # seed. No run shares its mass equally among the modes, whichever the recipe; the causes differ, though. The buffer's chains persist, so they rarely cross between
@@ -1002,7 +1002,7 @@ plt.show()
 
 # %% [markdown]
 # Spectral normalisation blurs the density under benign settings too: the price is the bound, not the
-# reckless settings. The reason is arithmetic. A density whose energy has slope at most $L \approx 1.5$
+# reckless settings. The reason is arithmetic. A density whose energy has slope at most $L \approx 1.4$ to $1.6$
 # cannot rise by the $\approx 30$ nats that separate a mode from the ring's centre within a distance of 4
 # (a slope of 7.5 at least), nor dip between neighbouring modes 3 apart: the model can only sketch a
 # broad, blurred ring. The bound is in the data's units: the same data scaled by a factor $c$ need slopes
