@@ -877,10 +877,10 @@ plot_image_rows({f"digit {i + 1}": torch.stack([rows[t][i] for t in chain_steps]
                 title="chains from five test digits: steps " + ", ".join(map(str, chain_steps)))
 plt.show()
 other = float((starts - starts.roll(1, 0)).abs().sum(1).mean())  # each digit against the next one
-print(f"pixels in which the chain differs from its start digit, mean of 300 chains: after 1 step "
-      f"{expect(apart[1], 10.2, 0.8)}, 20 steps {expect(apart[20], 16.0, 1.0)}, "
-      f"1,000 steps {expect(apart[1000], 16.6, 1.0)}; two different test digits: "
-      f"{exact(other, '.1f', rel=1e-6)}")
+print("pixels in which the chain differs from its start digit, mean of 300 chains:")
+print(f"    after 1 step {expect(apart[1], 10.2, 0.8)}, 20 steps {expect(apart[20], 16.0, 1.0)}, "
+      f"1,000 steps {expect(apart[1000], 16.6, 1.0)}")
+print(f"    two different test digits: {exact(other, '.1f', rel=1e-6)}")
 print(claim(apart[1] < 0.8 * other and all(apart[t] > 0.95 * other for t in (50, 100, 1000)),
             "after one step a chain is still near its start; after 50 steps it is as far from it as "
             "another test digit is"))
@@ -934,8 +934,8 @@ for k in (1, 10):
 # \mathbf h^\top\rangle$, $\langle\mathbf v\rangle$ and $\langle\mathbf h\rangle$ are sums over the $2^{16}$
 # hidden states, with $\mathbb E[\mathbf v\mid\mathbf h] = \sigma(W\mathbf h + \mathbf b)$ and $p(\mathbf h)
 # \propto e^{\mathbf c^\top\mathbf h}\prod_i(1 + e^{b_i + (W\mathbf h)_i})$. The next cell trains with it,
-# from the same initial weights and with the same step sizes as CD-1. It takes minutes per seed, so it is off
-# by default and prints the numbers it gave when we ran it.
+# from the same initial weights and with the same step sizes as CD-1. It takes over a minute per seed, so it
+# is off by default and prints the numbers it gave when we ran it.
 
 # %%
 EXACT_ML = False  # True reruns the exact-gradient baseline: over a minute of CPU time per seed
