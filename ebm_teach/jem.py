@@ -11,7 +11,8 @@ Training maximises log p(x) + log p(y | x): cross-entropy for the second term; f
 EBM gradient -grad E(x+) + E_p[grad E(x-)], with negatives x- from SGLD chains kept in a replay buffer
 (:mod:`ebm_teach.samplers`). Conditional samples of p(x | y) run the same SGLD on E(x, y).
 ``fit_temperature`` rescales the logits after training so that the confidences match the accuracy
-(temperature scaling, Guo et al. 2017).
+(temperature scaling, Guo et al. 2017); ``brier_score`` is a proper scoring rule to measure calibration with,
+beside the negative log-likelihood, without bins.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ __all__ = [
     "OOD_SCORES",
     "ood_score",
     "fit_temperature",
+    "brier_score",
 ]
 
 #: JEM's SGLD settings (Grathwohl et al. 2020, Algorithm 1 and training details): step 1, noise 0.01, 20 steps.
@@ -420,3 +422,23 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor, t_min: float = 0.01, 
             b = lo + ratio * (hi - lo)
             fb = nll(b)
     return math.exp(-0.5 * (lo + hi))
+
+
+def brier_score(probs: torch.Tensor, y: torch.Tensor) -> float:
+    """The Brier score (1/n) sum_i sum_k (p_ik - 1[k = y_i])^2 of predicted class probabilities: lower is better.
+
+    A proper scoring rule (its expectation is smallest when p is the true conditional distribution), like the
+    negative log-likelihood, and unlike the binned ECE it needs no bins. 0 for confident right answers, 2 for
+    confident wrong ones. probs: (n, K) rows summing to 1 (e.g. ``torch.softmax(logits, 1)``); y: (n,) labels
+    in [0, K). Computed in float64; returns a float. Reference: Brier (1950), "Verification of forecasts
+    expressed in terms of probability".
+    """
+    probs = _check_logits(probs, "probs").detach().to(torch.float64)
+    y = _check_labels(y, probs)
+    if bool((probs < 0).any()) or not torch.allclose(probs.sum(1), torch.ones_like(probs[:, 0]), atol=1e-4):
+        raise ValueError("probs must hold probabilities, each row non-negative and summing to 1; pass "
+                         "torch.softmax(logits, 1), not the logits.")
+    if bool((y >= probs.shape[1]).any()) or bool((y < 0).any()):
+        raise ValueError(f"y must hold labels in [0, {probs.shape[1]}); got values in [{int(y.min())}, {int(y.max())}].")
+    onehot = F.one_hot(y, probs.shape[1]).to(torch.float64)
+    return float(((probs - onehot) ** 2).sum(1).mean())

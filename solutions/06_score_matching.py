@@ -199,8 +199,10 @@ run_checks("06_score_matching", "6.3", annealed_langevin_sweep)
 #
 # **Before running anything**, predict the fraction of chains that end near $(5, 5)$ (on the side
 # $x_1 + x_2 > 0$) when they start uniformly on another square $[a, b]^2$. Write your prediction as a formula
-# in $a$ and $b$ (no simulation inside the function). Then run the self-check: it runs the experiment on three
-# squares and prints your prediction beside what happened.
+# in $a$ and $b$ (no simulation inside the function). Take the boundary between the two basins to be the
+# diagonal $x_1 + x_2 = 0$: the chapter shows that it sits slightly off it, at $x_1 + x_2 \approx -0.17$, a
+# correction that the checks neither need nor accept. Then run the self-check: it runs the experiment on
+# three squares and prints your prediction beside what happened.
 #
 # *Hint:* where does a chain go from its starting point, and what fraction of the square is on each side?
 # The sum of two independent uniform variables on $[a, b]$ has a triangular density on $[2a, 2b]$.

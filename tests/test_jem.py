@@ -16,6 +16,7 @@ from ebm_teach.core import DivergenceError
 from ebm_teach.data import toy_data_labelled
 from ebm_teach.evaluate import accuracy, auroc
 from ebm_teach.jem import (
+    brier_score,
     fit_temperature,
     JEM,
     MLPClassifier,
@@ -343,3 +344,29 @@ def test_fit_temperature_rejects_bad_input():
         fit_temperature(logits, torch.tensor([0.0, 1.0, 0.0]))
     with pytest.raises(ValueError, match="one label per row"):
         fit_temperature(logits, torch.tensor([0, 1]))
+
+
+def test_brier_score_closed_forms_and_an_independent_sum():
+    k = 5
+    y = torch.tensor([0, 3, 4, 1])
+    onehot = torch.nn.functional.one_hot(y, k).double()
+    assert brier_score(onehot, y) == 0.0  # confident and right
+    wrong = torch.nn.functional.one_hot((y + 1) % k, k).double()
+    assert brier_score(wrong, y) == pytest.approx(2.0, abs=1e-12)  # confident and wrong
+    uniform = torch.full((4, k), 1.0 / k)
+    assert brier_score(uniform, y) == pytest.approx((k - 1) / k, abs=1e-6)  # (K-1)/K
+    g = make_generator(3)
+    probs = torch.softmax(torch.randn(6, k, generator=g, dtype=torch.float64), 1)
+    labels = torch.randint(0, k, (6,), generator=g)
+    by_hand = sum(sum((float(probs[i, j]) - (1.0 if j == int(labels[i]) else 0.0)) ** 2
+                      for j in range(k)) for i in range(6)) / 6
+    assert brier_score(probs, labels) == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_brier_score_rejects_logits_and_bad_labels():
+    with pytest.raises(ValueError, match="softmax"):
+        brier_score(torch.tensor([[2.0, -1.0]]), torch.tensor([0]))
+    with pytest.raises(ValueError, match="labels in"):
+        brier_score(torch.tensor([[0.5, 0.5]]), torch.tensor([2]))
+    with pytest.raises(TypeError):
+        brier_score(torch.tensor([[0.5, 0.5]]), torch.tensor([0.0]))

@@ -620,3 +620,28 @@ def test_ema_and_callback_reject_bad_input():
         train_score_model(model, x, obj, n_steps=1, callback=3)
     with pytest.raises(ValueError, match="x_tilde"):
         tweedie_denoise(lambda y, s: y, torch.zeros(3), 1.0)
+
+
+def test_plot_density_pair_shares_one_colour_scale_up_to_the_largest_density():
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.contour import ContourSet
+
+    from ebm_teach.plotting import plot_density_pair
+
+    def gaussian(s):
+        return lambda y: (y**2).sum(1) / (2 * s**2)
+
+    fig, axes = plot_density_pair({"wide": gaussian(1.0), "narrow": gaussian(0.5)}, bounds=((-5, 5), (-5, 5)),
+                                  n_points=201)
+    levels = [next(c for c in ax.collections if isinstance(c, ContourSet)).levels for ax in axes]
+    assert list(levels[0]) == list(levels[1])  # one scale for both panels
+    # the top level is the narrow Gaussian's peak density 1 / (2 pi s^2), normalised on the grid
+    assert levels[0][-1] == pytest.approx(1 / (2 * math.pi * 0.25), rel=0.02)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="at least one"):
+        plot_density_pair({})

@@ -13,7 +13,7 @@ from ..evaluate import grid
 from .common import _ax, _np
 
 __all__ = ["plot_objective_curves", "plot_cost_vs_dimension", "plot_score_field", "plot_scalar_field",
-            "plot_annealing_snapshots"]
+            "plot_annealing_snapshots", "plot_density_pair"]
 
 
 def plot_objective_curves(theta, curves: dict, ax=None, title: str = "", xlabel: str = r"$\theta$",
@@ -128,3 +128,33 @@ def plot_annealing_snapshots(x_levels, sigmas, levels: Optional[Sequence[int]] =
         axes[0].figure.suptitle(title, fontsize=10)
     axes[0].figure.tight_layout()
     return axes
+
+
+def plot_density_pair(energies: dict, bounds: Sequence = ((-5, 5), (-5, 5)), n_points: int = 150, device=None,
+                      dtype=torch.float32, levels: int = 20, cmap: str = "viridis", figsize=(8.0, 3.4)):
+    """Densities exp(-E)/Z of several 2-D energies side by side on one shared colour scale.
+
+    ``energies`` maps a panel title to an energy (m, 2) -> (m,); each density is normalised on the grid over
+    ``bounds``. All panels use the same contour levels from 0 to the largest density of any panel, with one
+    colour bar, so that equally bright means equally dense in every panel (separate colour bars would
+    stretch each panel to its own maximum). Returns (fig, axes).
+    """
+    if not energies:
+        raise ValueError("energies must map at least one title to an energy function.")
+    points, (xs, ys), cell = grid(bounds, n_points, device=device, dtype=dtype)
+    densities = {}
+    with torch.no_grad():
+        for title, energy in energies.items():
+            e = energy(points).double().reshape(-1)
+            densities[title] = _np((torch.softmax(-e, 0) / cell).reshape(n_points, n_points))
+    top = max(float(d.max()) for d in densities.values())
+    fig, axes = plt.subplots(1, len(energies), figsize=figsize, squeeze=False)
+    axes = axes[0]
+    steps = np.linspace(0.0, top, levels + 1)
+    for ax, (title, d) in zip(axes, densities.items()):
+        cs = ax.contourf(_np(xs), _np(ys), d, levels=steps, cmap=cmap)
+        ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title)
+        ax.set_aspect("equal")
+    fig.tight_layout()
+    fig.colorbar(cs, ax=list(axes), shrink=0.8, label="p(x), one scale for all panels")
+    return fig, axes
