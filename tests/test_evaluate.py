@@ -77,7 +77,19 @@ def test_ch01_exercise_checks_reject_typical_mistakes():
     for wrong in (cd1(half=1.0), cd1(order=-1.0), cd1(b_sign=-1.0), cd1(reduce=torch.sum)):
         _fails(ch01.check_cd1_against_autograd, wrong)
 
-    ch01.check_fixed_point_by_bisection(lambda s, eps: (1 - math.sqrt(1 - eps / s)) / eps)
-    _fails(ch01.check_fixed_point_by_bisection, lambda s, eps: 1 / (2 * s))  # maximum likelihood
-    _fails(ch01.check_fixed_point_by_bisection, lambda s, eps: (1 + math.sqrt(1 - eps / s)) / eps)  # other root
-    _fails(ch01.check_fixed_point_no_root, lambda s, eps: (1 - math.sqrt(max(0.0, 1 - eps / s))) / eps)
+    def cdk(sign=1.0, noise=True, extra_step=0, half=False, validate=True):
+        def cdk_expected_gradient(theta, s, eps, k):
+            if validate and (eps <= 0 or k < 1):
+                raise ValueError("need eps > 0 and k >= 1")
+            r = 1.0 - (0.5 if half else 1.0) * eps * theta
+            injected = eps * sum(r ** (2 * j) for j in range(int(k) + extra_step)) if noise else 0.0
+            return sign * (s - (r ** (2 * int(k)) * s + injected))
+        return cdk_expected_gradient
+
+    for check in (ch01.check_cdk_one_step, ch01.check_cdk_against_propagation, ch01.check_cdk_rejects_bad_input):
+        check(cdk())
+    _fails(ch01.check_cdk_one_step, cdk(sign=-1.0))  # E[(x^k)^2] - E[(x^0)^2]
+    _fails(ch01.check_cdk_against_propagation, cdk(noise=False))  # the injected noise left out
+    _fails(ch01.check_cdk_against_propagation, cdk(extra_step=1))  # one noise term too many
+    _fails(ch01.check_cdk_one_step, cdk(half=True))  # x -> x - (eps/2) theta x: the gradient of theta x^2 is 2 theta x
+    _fails(ch01.check_cdk_rejects_bad_input, cdk(validate=False))

@@ -683,16 +683,18 @@ def test_ch02_exercise_checks_reject_typical_mistakes():
     math, not the solution's own output)."""
     from ebm_teach.grade.checks import ch02_rbm_cd as ch02
 
-    def mapping(factor=4.0, bonds_per_site=4, field_sign=1.0):
-        def ising_as_boltzmann_machine(beta, J, H):
-            return factor * beta * J, field_sign * 2 * beta * H - 2 * bonds_per_site * beta * J
-        return ising_as_boltzmann_machine
+    def mapping(factor=4.0, bonds_per_site=6, field_sign=1.0, k_sign=1.0):
+        def triangular_ising_as_boltzmann_machine(beta, J, H, L):
+            K = k_sign * beta * L**2 * (H - bonds_per_site / 2 * J)
+            return factor * beta * J, field_sign * 2 * beta * H - 2 * bonds_per_site * beta * J, K
+        return triangular_ising_as_boltzmann_machine
 
     ch02.check_mapping_by_enumeration(mapping())
-    ch02.check_mapping_zero_field_and_temperature(mapping())
+    ch02.check_constant_by_enumeration(mapping())
     _fails(ch02.check_mapping_by_enumeration, mapping(factor=2.0))  # (2x-1)(2y-1) has 4xy, not 2xy
-    _fails(ch02.check_mapping_by_enumeration, mapping(bonds_per_site=2))  # each site is in 4 bonds, not 2
+    _fails(ch02.check_mapping_by_enumeration, mapping(bonds_per_site=4))  # the square lattice's 4 bonds per site
     _fails(ch02.check_mapping_by_enumeration, mapping(field_sign=-1.0))
+    _fails(ch02.check_constant_by_enumeration, mapping(k_sign=-1.0))  # E_BM - beta E_Ising
 
     def cd1(stat="probabilities", sign=1.0):
         def cd1_gradient(v0, W, b, c, u_h, u_v):
