@@ -135,8 +135,8 @@ assert abs(float(calibrated)) < 1e-6 and abs(float(overconfident) - 0.4) < 1e-6,
 #
 # $$\mathrm{AUROC} = P(s_\text{in} > s_\text{out}) + \tfrac12 P(s_\text{in} = s_\text{out}).$$
 #
-# The chapter's histograms of $\log p(\mathbf{x})$ look roughly bell-shaped. Suppose the scores are exactly
-# Gaussian and independent: $s_\text{in} \sim \mathcal N(\mu_\text{in}, \sigma_\text{in}^2)$ and
+# The JEM's histograms of $\log p(\mathbf{x})$ in the chapter look roughly bell-shaped (the plain
+# classifier's do not all). Suppose the scores are exactly Gaussian and independent: $s_\text{in} \sim \mathcal N(\mu_\text{in}, \sigma_\text{in}^2)$ and
 # $s_\text{out} \sim \mathcal N(\mu_\text{out}, \sigma_\text{out}^2)$. **Derive** the AUROC as a closed form in the four
 # parameters, using the standard normal CDF $\Phi(t) = \tfrac12\bigl(1 + \operatorname{erf}(t/\sqrt2)\bigr)$, and
 # return it (no sampling: `math.erf` is all you need). *Hint:* what is the distribution of
