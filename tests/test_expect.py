@@ -155,6 +155,10 @@ def test_spread_tool_reports_mean_and_spread_over_seed_shifts(tmp_path):
     assert by_kind["expect"]["held"] == 4
     assert by_kind["exact"]["held"] == 4
     assert by_kind["claim"]["held"] == 4
+    from ebm_teach.tools.notebooks import _report
+
+    one = spread(script, shifts=[5])  # one shift: no spread to measure, but the report still prints
+    assert "sd 0" in _report(one, 1) and {s["kind"]: s for s in one}["expect"]["sd"].shape == (1,)
 
 
 def test_spread_tool_reports_a_failing_script(tmp_path):

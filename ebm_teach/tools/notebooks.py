@@ -127,7 +127,7 @@ def spread(py_path: Path, shifts: List[int], env: Optional[dict] = None, timeout
             site["held"] = sum(r["holds"] for r in runs)
         else:
             vals = np.array([np.atleast_1d(r["value"]) for r in runs], dtype=float)
-            site["mean"], site["sd"] = vals.mean(0), vals.std(0, ddof=1) if len(vals) > 1 else vals * 0
+            site["mean"], site["sd"] = vals.mean(0), vals.std(0, ddof=1) if len(vals) > 1 else np.zeros(vals.shape[1:])
             site["min"], site["max"] = vals.min(0), vals.max(0)
             if site["kind"] == "expect":
                 want, tol = np.atleast_1d(runs[0]["expected"]), runs[0]["tol"]
