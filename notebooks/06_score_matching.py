@@ -200,7 +200,7 @@ plt.show()
 # without ever touching $Z$. Let the optimiser find it from a standard normal start.
 #
 # *How to read the printed figures.* A number from training or Monte Carlo is printed as, say,
-# `0.047 (expected 0.06 ± 0.15)`: the range is the mean ± 4 standard deviations of that figure over 8 seeds,
+# `0.047 (expected 0.06 ± 0.15)`: the range is about the mean ± 4 standard deviations of that figure over several seeds,
 # and the notebook stops with an error if the figure leaves it. Exact figures (closed forms, float64
 # identities) are printed without a range.
 

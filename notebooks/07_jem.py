@@ -184,7 +184,7 @@ print(inspect.getsource(sample_negatives))
 # $\alpha\,(\overline{E(\mathbf{x}^+)^2} + \overline{E(\mathbf{x}^-)^2})$, for which we use $\alpha = 0.1$ (section 5
 # shows what it prevents). As an OOD set we take points spread uniformly over the box. Each figure that comes
 # from training is printed with the range this chapter expects, `0.93 (expected 0.93 ± 0.02)`: about the mean
-# ± 4 standard deviations over 12 seeds (the notebook stops if a figure leaves its range). A range that starts
+# ± 4 standard deviations over several seeds (the notebook stops if a figure leaves its range). A range that starts
 # at 0 is a bound from above for a figure that cannot be negative.
 
 # %%
