@@ -319,8 +319,7 @@ print(claim(all(mean_spread(mode_error["NCE"])[0] < mean_spread(mode_error[c])[0
             "NCE's mean mode-weight error is below CD-1's and CD-10's"))
 print(claim(all(float(masses[n][0]) < (0.5 + 1 / 3) / 2 and float(masses[n][2]) > (0.2 + 1 / 3) / 2
                 for n in ("CD-1", "CD-10")),
-            "CD-1 and CD-10 put a mass nearer 1/3 than the truth on the heavy mode (0.5) and on the light "
-            "mode (0.2) (seed means)"))
+            "CD-1 and CD-10: the heavy (0.5) and light (0.2) modes' masses are nearer 1/3 than the truth"))
 
 # %% [markdown]
 # Tuned, the sampler-free methods still lead at this budget, but by about a tenth of a nat (0.07–0.21 over
@@ -468,13 +467,12 @@ for seed, run in zip(SEEDS, runs["NC-DSM"]):
     x_annealed, _ = annealed_langevin(compare.noise_conditional_score(run["energy"]), start, run["method"].sigmas,
                                       step_size=0.005, n_steps_each=30, generator=make_generator(8 + seed, device))
     annealed_error.append(compare.sample_mode_error(x_annealed, mixture))
-print("NC-DSM's mode-weight error with annealed Langevin, sigma from 2 to 0.3 (mean over seeds):",
+print("NC-DSM, annealed Langevin (sigma 2 to 0.3), mode-weight error (seed mean):",
       expect(mean_spread(annealed_error)[0], 0.07, 0.045))
 print(f"(the floor of 1000 perfect samples: {exact(floor[1000], '.4f')})")
 print(claim(mean_spread(annealed_error)[0] < min(mean_spread(mode_error["NC-DSM"])[0],
                                                  mean_spread(sample_error["NC-DSM"])[0]),
-            "averaged over seeds, annealed Langevin gets NC-DSM's mode weights better than its density and its plain "
-            "chains (both in the table above)"))
+            "annealing gets NC-DSM's mode weights better than its density and its plain chains (seed means)"))
 
 # %% [markdown]
 # Annealing needs a noise-conditional model. For any energy, **parallel tempering** (chapter 4's
@@ -507,8 +505,8 @@ print("distance of the samples' shares from the model's own masses (mean):")
 print("  plain Langevin  :", expect(mean_spread(plain_off)[0], 0.11, 0.16))
 print("  parallel temp.  :", expect(mean_spread(pt_off)[0], 0.016, 0.032))
 print(claim(mean_spread(pt_off)[0] < 2 * floor[1000] < mean_spread(plain_off)[0],
-            "parallel tempering's shares are within twice the 1000-sample floor of the model's own masses, and "
-            "plain Langevin's are not"))
+            "PT's shares are within twice the 1000-sample floor of the model's own masses; plain Langevin's "
+            "are not"))
 
 # %% [markdown]
 # Measured against *the model's own* masses, which is what a sampler should reproduce, parallel tempering is off
@@ -576,8 +574,8 @@ print("STORED:", claim(min(mean_spread(stored(t, m, "mode_error"))[0] for t in (
 ring_samples = [mean_spread(stored("ring8", m, "sample_mode_error"))[0] for m in CONTINUOUS_METHODS]
 ring_density = [mean_spread(stored("ring8", m, "mode_error"))[0] for m in CONTINUOUS_METHODS]
 print("STORED:", claim(max(ring_samples) - min(ring_samples) < 0.5 * (max(ring_density) - min(ring_density)),
-                       f"on the equal ring the samples' errors ({min(ring_samples):.3f}..{max(ring_samples):.3f}) vary "
-                       f"less than half as much as the densities' ({min(ring_density):.3f}..{max(ring_density):.3f})"))
+                       f"equal ring: the samples' errors ({min(ring_samples):.3f}..{max(ring_samples):.3f}) vary "
+                       f"< half as much as the densities' ({min(ring_density):.3f}..{max(ring_density):.3f})"))
 print("STORED:", claim(blur["moons"] < mean_spread(stored("moons", "sliced SM", "ll"))[0]
                        and mean_spread(stored("moons", "DSM", "ll"))[0] > blur["moons"] - 0.1,
                        "on the moons DSM is within 0.1 nats of its blurred ceiling, and sliced SM is above that ceiling"))
@@ -694,8 +692,8 @@ print("  " + ", ".join(f"{short[t]} {m}" for t, m in leader_by_time.items()))
 nce_steps = int(min(r["steps"] for r in tuned_2d if r["method"] == "NCE" and r["budget"] == min(r["budget"] for r in tuned_2d)))
 print(f"STORED: NCE's updates at 2^13 evaluations: {nce_steps}")
 print("STORED:", claim(min(min(per_eval[m]) for m in score_based) > 2 * max(max(per_eval[m]) for m in langevin[1:] + ("NCE",)),
-                       "a score-matching step costs more than twice as much time per counted evaluation as any "
-                       "10-step Langevin or NCE step"))
+                       "a score-matching step takes > 2x the time per counted evaluation of any 10-step "
+                       "Langevin or NCE step"))
 
 # %% [markdown]
 # Read the curves as a practitioner would:
