@@ -44,6 +44,7 @@
 import copy
 import functools
 import inspect
+import itertools
 import math
 import time
 
@@ -92,8 +93,8 @@ seed_everything(0)
 expectations(SCALE == 1)  # the "expected" ranges printed below hold at SCALE = 1
 if device.type == "cpu":
     torch.set_num_threads(1)  # small 2-D networks: more CPU threads only add synchronisation
-f64 = dict(device=device, dtype=torch.float64)  # exact computations in double precision
-f32 = dict(device=device, dtype=torch.float32)  # networks in single precision
+f64 = {"device": device, "dtype": torch.float64}  # exact computations in double precision
+f32 = {"device": device, "dtype": torch.float32}  # networks in single precision
 print(f"device: {device.type}, SCALE = {SCALE}")
 
 # %% [markdown]
@@ -292,9 +293,9 @@ for d in dims:
     xd = torch.randn(128, d, **f32)
     score_d = functools.partial(net, sigma=1.0)  # one fixed noise level: a plain vector field
     cost["exact SM (d backward passes)"].append(
-        seconds_per_call(lambda: exact_score_matching_loss(score_d, xd).backward()))
+        seconds_per_call(lambda f=score_d, x=xd: exact_score_matching_loss(f, x).backward()))
     cost["sliced SM (1 projection)"].append(
-        seconds_per_call(lambda: sliced_score_matching_loss(score_d, xd).backward()))
+        seconds_per_call(lambda f=score_d, x=xd: sliced_score_matching_loss(f, x).backward()))
 for d, te, ts in zip(dims, *cost.values()):
     print(f"d = {d:4d}: exact {1e3 * te:6.1f} ms, sliced {1e3 * ts:5.1f} ms, ratio {te / ts:.0f}")
 plot_cost_vs_dimension(dims, cost, title="time per loss and gradient on this machine")
@@ -365,8 +366,8 @@ pairs = pairs @ torch.linalg.inv(torch.linalg.cholesky(pairs.T @ pairs / len(pai
 x_check, z_check = s_data * pairs[:, :1], pairs[:, 1:]
 noisy_score = mixture_noisy_score(GaussianMixture.isotropic(torch.zeros(1, 1, **f64), s_data))
 for a in (0.0, 0.5, 1.0, 2.0):
-    dsm = denoising_score_matching_loss(lambda y: -a * y, x_check, sigma_check, z=z_check)
-    fisher = fisher_divergence(lambda y: -a * y, lambda y: noisy_score(y, sigma_check),
+    dsm = denoising_score_matching_loss(lambda y, a=a: -a * y, x_check, sigma_check, z=z_check)
+    fisher = fisher_divergence(lambda y, a=a: -a * y, lambda y: noisy_score(y, sigma_check),
                                x_check + sigma_check * z_check)
     print(f"a = {a:.2f}: DSM loss {exact(dsm, '.6f')}, Fisher divergence to q_sigma "
           f"{exact(fisher, '.6f')}, difference {exact(dsm - fisher, '.6f')}")
@@ -552,7 +553,7 @@ print(f"exact score, annealed Langevin ({len(sigmas)} levels x {n_steps_each} st
 # with the share of the start square on the heavy side of that boundary:
 
 # %%
-def basin_boundary(w=0.8, m=5 * math.sqrt(2), v=1 + 0.5**2):
+def basin_boundary(w=0.8, m=5 * 2**0.5, v=1 + 0.5**2):
     """u* where d/du [w N(u; m, v) + (1 - w) N(u; -m, v)] = 0 between the modes, by bisection."""
     def slope_sign(u):  # log(w (m - u) N(u; m, v)) - log((1 - w) (m + u) N(u; -m, v))
         return math.log(w * (m - u) / ((1 - w) * (m + u))) + 2 * m * u / v
@@ -734,7 +735,7 @@ def track(step, model):
     """Every 100 steps of the second half: relative Fisher divergence at sigma_L, both models."""
     if step > 1000 * SCALE and step % 100 == 0:
         for name, m in (("trained weights", model), ("EMA weights", nc_ema)):
-            rel = relative_fisher(lambda y: m(y, 0.5), exact_mix, noisy_min, 0.5)
+            rel = relative_fisher(lambda y, m=m: m(y, 0.5), exact_mix, noisy_min, 0.5)
             tracked[name].append(rel)
 
 
@@ -774,7 +775,7 @@ print(claim(max(averaged) < sum(raw) / len(raw),
 for i, want, tol in ((0, 0.003, 0.0015), (4, 0.003, 0.003), (9, 0.0055, 0.008)):
     level = float(sigmas_nc[i])
     noisy = x_mix[:2000] + level * noise
-    rel = relative_fisher(lambda y: nc_ema(y, level), exact_mix, noisy, level)
+    rel = relative_fisher(lambda y, s=level: nc_ema(y, s), exact_mix, noisy, level)
     print(f"sigma = {exact(level, '5.2f', rel=1e-5)}: relative Fisher divergence "
           f"{expect(rel, want, tol)}")
 
@@ -920,7 +921,7 @@ for rep, model in enumerate(energy_models):
         log_q = noisy_log_prob(pts)
         log_q_reweighted = ring_reweighted.convolve(sigma).log_prob(pts)
         kl_weights.append(float((log_q.exp() * cell * (log_q - log_q_reweighted)).sum()))
-    off_weights.append(relative_fisher(lambda y: reweighted(y, sigma), exact_ring, noisy_test,
+    off_weights.append(relative_fisher(lambda y, r=reweighted: r(y, sigma), exact_ring, noisy_test,
                                        sigma))
     off_model.append(relative_fisher(model, exact_ring, noisy_test, sigma))
     print(f"training {rep + 1}: learned mode masses {expect(masses, 0.125, 0.12, fmt='.3f')}")
@@ -1151,7 +1152,7 @@ def reverse_sde(score, sigma_start, from_data, generator, n=4000):
     if from_data:
         x = x + mixture.sample(n, generator=generator)  # data + noise: a sample of q at sigma_1
     with torch.no_grad():
-        for s_hi, s_lo in zip(fine[:-1], fine[1:]):
+        for s_hi, s_lo in itertools.pairwise(fine):
             dvar = s_hi**2 - s_lo**2
             z = torch.randn(x.shape, generator=generator, **f32)
             x = x + dvar * score(x, s_hi) + math.sqrt(dvar) * z

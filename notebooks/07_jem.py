@@ -192,8 +192,8 @@ BOX = 4.0
 x_toy, y_toy = toy_data_labelled("moons", 1000, seed=0, device=device)
 x_toy_test, y_toy_test = toy_data_labelled("moons", 2000, seed=1, device=device)
 x_toy_ood = BOX * (2 * torch.rand(2000, 2, generator=make_generator(2, device), device=device) - 1)
-samplers = {"JEM-SGLD": dict(step_size=1.0, noise_std=0.01),
-            "JEM-Langevin": dict(step_size=0.05, noise_std=0.1**0.5)}
+samplers = {"JEM-SGLD": {"step_size": 1.0, "noise_std": 0.01},
+            "JEM-Langevin": {"step_size": 0.05, "noise_std": 0.1**0.5}}
 
 toy, toy_buffers = {}, {}
 for name in ("plain", "JEM-SGLD", "JEM-Langevin"):
